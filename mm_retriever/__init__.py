@@ -1,0 +1,3 @@
+"""mm-retriever: multimodal page retrieval for RAG."""
+
+__version__ = "0.1.0"
