@@ -1,0 +1,102 @@
+"""Index configuration: ingestion settings, the legs with their encoders, and the fusion.
+
+The whole config is stored in the index manifest, so ``MultimodalIndex.open(uri)`` rebuilds the
+same pipeline. Plugins are named by their registry name (kebab-case) plus constructor arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class IngestConfig(BaseModel):
+    """How files become pages, text, chunks and figures."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dpi: int = Field(144, ge=36, le=600, description="page render resolution")
+    renderer: Literal["pymupdf", "pdf2image"] = "pymupdf"
+    ocr: Literal["auto", "always", "never"] = Field(
+        "auto", description="auto: OCR pages whose text layer is missing or thin"
+    )
+    ocr_engine: Literal["rapidocr", "tesseract"] = "rapidocr"
+    ocr_dpi: int = Field(150, ge=72, le=600)
+    min_layer_chars: int = Field(
+        64, description="with ocr=auto, pages with fewer text-layer characters get OCR"
+    )
+    chunk_size: int = Field(1000, ge=100, description="max characters per text chunk")
+    chunk_overlap: int = Field(150, ge=0)
+    figures: bool = True
+    figure_min_area: float = Field(
+        0.01, ge=0, le=1, description="smallest figure kept, as a fraction of the page area"
+    )
+    image_format: Literal["jpeg", "png"] = "jpeg"
+    image_quality: int = Field(85, ge=10, le=100)
+
+
+class PluginSpec(BaseModel):
+    """A registry name plus the keyword arguments that construct the plugin."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class LegSpec(PluginSpec):
+    """A retrieval leg. ``alias`` is its name in results (defaults to the registry name)."""
+
+    alias: str | None = None
+    weight: float = 1.0
+
+    @property
+    def leg_name(self) -> str:
+        return self.alias or self.name
+
+
+DEFAULT_PAGE_MODEL = "vidore/colSmol-256M"
+DEFAULT_TEXT_MODEL = "BAAI/bge-small-en-v1.5"
+DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
+
+
+def default_legs() -> list[LegSpec]:
+    """The three legs: page images (ColPali family), text (dense + BM25), figures (CLIP + text)."""
+    return [
+        LegSpec(
+            name="page",
+            options={"encoder": {"name": "colpali", "options": {"model": DEFAULT_PAGE_MODEL}}},
+        ),
+        LegSpec(
+            name="text",
+            options={
+                "encoder": {
+                    "name": "sentence-transformers",
+                    "options": {"model": DEFAULT_TEXT_MODEL},
+                }
+            },
+        ),
+        LegSpec(name="bm25"),
+        LegSpec(
+            name="figure",
+            options={
+                "image_encoder": {"name": "clip", "options": {"model": DEFAULT_CLIP_MODEL}},
+                "text_encoder": {
+                    "name": "sentence-transformers",
+                    "options": {"model": DEFAULT_TEXT_MODEL},
+                },
+            },
+        ),
+    ]
+
+
+class IndexConfig(BaseModel):
+    """Everything that decides what an index holds and how it is searched."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    legs: list[LegSpec] = Field(default_factory=default_legs)
+    fusion: PluginSpec = Field(default_factory=lambda: PluginSpec(name="rrf", options={"k": 60}))
+    device: str = Field("auto", description="auto (cuda > mps > cpu), or e.g. 'cpu', 'cuda:1'")

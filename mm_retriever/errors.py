@@ -1,0 +1,57 @@
+"""Exceptions with messages that say what went wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class MMRetrieverError(Exception):
+    """Base class for mm-retriever errors."""
+
+
+class MissingExtraError(MMRetrieverError, ImportError):
+    """An optional dependency is not installed; the message names the install command."""
+
+    def __init__(self, package: str, extra: str | None = None, purpose: str = "") -> None:
+        cmd = f'uv pip install "mm-retriever[{extra}]"' if extra else f"uv pip install {package}"
+        what = f" (needed for {purpose})" if purpose else ""
+        super().__init__(f"{package} is not installed{what}. Install it with: {cmd}")
+
+
+class ModelUnavailableError(MMRetrieverError):
+    """Model weights cannot be found locally and cannot be downloaded."""
+
+    def __init__(self, model: str, detail: str = "") -> None:
+        self.model = model
+        msg = (
+            f"model '{model}' is not available: not a local folder and not in the Hugging Face "
+            "cache, and the Hub cannot be reached. Fix: on a machine with internet run "
+            f"`huggingface-cli download {model}` (then copy ~/.cache/huggingface, or set HF_HOME), "
+            "or pass a local folder that holds the checkpoint"
+        )
+        if detail:
+            msg += f" ({detail})"
+        super().__init__(msg)
+
+
+class IngestError(MMRetrieverError):
+    """A file could not be read as a document (corrupt, encrypted, empty, unsupported)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class EmptyQueryError(MMRetrieverError, ValueError):
+    """The query has no text and no image."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the query is empty: give a question (or an image for the page/figure legs)"
+        )
+
+
+class RegistryError(MMRetrieverError, KeyError):
+    """Unknown or duplicate registry name."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""

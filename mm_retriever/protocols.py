@@ -1,0 +1,124 @@
+"""Typing protocols for what varies: encoders, legs, fusions.
+
+Encoders follow sentence-transformers' verbs: ``encode_query`` and ``encode_document``.
+Every plugin exposes ``config()``: the JSON-ready constructor arguments that rebuild it, which the
+index manifest stores next to the plugin's registry name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+from mm_retriever.errors import EmptyQueryError
+from mm_retriever.types import Document, FusedHit, LegHit
+
+if TYPE_CHECKING:
+    import torch
+
+    from mm_retriever.store import LanceDBStore
+
+
+@dataclass
+class Query:
+    """A query: text, an image, or both. Legs use what they can."""
+
+    text: str = ""
+    image: Image.Image | None = None
+
+    def __post_init__(self) -> None:
+        self.text = (self.text or "").strip()
+        if not self.text and self.image is None:
+            raise EmptyQueryError()
+
+    @classmethod
+    def of(cls, query: str | Image.Image | Query) -> Query:
+        if isinstance(query, Query):
+            return query
+        if isinstance(query, Image.Image):
+            return cls(image=query)
+        return cls(text=query)
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """Dense single-vector text encoder (sentence-transformers family)."""
+
+    dim: int
+
+    def encode_query(self, texts: Sequence[str]) -> np.ndarray:
+        """[n, dim] float32, L2-normalised; the family's query prefix applied."""
+        ...
+
+    def encode_document(self, texts: Sequence[str]) -> np.ndarray:
+        """[n, dim] float32, L2-normalised; the family's passage prefix applied."""
+        ...
+
+    def config(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class MultiVectorEncoder(Protocol):
+    """Late-interaction encoder (ColPali family): one vector per token / image patch."""
+
+    dim: int
+
+    def encode_query(self, texts: Sequence[str]) -> list[torch.Tensor]:
+        """One [n_tokens, dim] float tensor per query (padding removed)."""
+        ...
+
+    def encode_document(self, images: Sequence[Image.Image]) -> list[torch.Tensor]:
+        """One [n_patches, dim] float tensor per page image (padding removed)."""
+        ...
+
+    def config(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class ImageTextEncoder(Protocol):
+    """Dual encoder over images and text in one space (CLIP / SigLIP)."""
+
+    dim: int
+
+    def encode_query(self, texts: Sequence[str]) -> np.ndarray:
+        """[n, dim] float32, L2-normalised text embeddings."""
+        ...
+
+    def encode_document(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """[n, dim] float32, L2-normalised image embeddings."""
+        ...
+
+    def config(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Leg(Protocol):
+    """A retrieval leg: encodes documents into rows of its own table and answers page-level.
+
+    ``name`` is the instance name used in results (``leg_ranks["page"]``) and the table name
+    prefix. Writing is two-phase so one bad document never leaves half-written rows: ``rows``
+    encodes without touching the store, and the index writes every leg's rows together.
+    """
+
+    name: str
+
+    def rows(self, documents: Sequence[Document]) -> list[dict[str, Any]]: ...
+
+    def retrieve(
+        self, store: LanceDBStore, query: Query, k: int, where: str | None = None
+    ) -> list[LegHit]: ...
+
+    def config(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Fusion(Protocol):
+    """Combines per-leg page rankings into one page ranking."""
+
+    def fuse(self, rankings: Mapping[str, Sequence[LegHit]], k: int) -> list[FusedHit]: ...
+
+    def config(self) -> dict[str, Any]: ...
