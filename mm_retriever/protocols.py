@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from mm_retriever.errors import EmptyQueryError
-from mm_retriever.types import Document, FusedHit, LegHit
+from mm_retriever.types import FusedHit, LegHit, Page
 
 if TYPE_CHECKING:
     import torch
@@ -101,12 +101,15 @@ class Leg(Protocol):
 
     ``name`` is the instance name used in results (``leg_ranks["page"]``) and the table name
     prefix. Writing is two-phase so one bad document never leaves half-written rows: ``rows``
-    encodes without touching the store, and the index writes every leg's rows together.
+    encodes pages without touching the store; the index collects a document's rows for every leg
+    and writes them together (table ``leg_<name>``), then marks the document as indexed.
     """
 
     name: str
 
-    def rows(self, documents: Sequence[Document]) -> list[dict[str, Any]]: ...
+    def rows(self, pages: Sequence[Page]) -> list[dict[str, Any]]:
+        """Encode a batch of pages (all of one document) into rows for this leg's table."""
+        ...
 
     def retrieve(
         self, store: LanceDBStore, query: Query, k: int, where: str | None = None
