@@ -26,6 +26,11 @@ class IngestConfig(BaseModel):
     min_layer_chars: int = Field(
         64, description="with ocr=auto, pages with fewer text-layer characters get OCR"
     )
+    ocr_figures: bool = Field(
+        True,
+        description="with ocr=auto, also OCR pages whose raster figures (charts as images) "
+        "carry no text layer, so their labels and numbers become text",
+    )
     chunk_size: int = Field(1000, ge=100, description="max characters per text chunk")
     chunk_overlap: int = Field(150, ge=0)
     figures: bool = True

@@ -88,7 +88,8 @@ class LegHit:
     """One page-level hit from one retrieval leg.
 
     ``matched`` names what matched inside the page: chunk indices for text legs, figure indices
-    for the figure leg (best first). ``score`` is the leg's raw score (higher is better).
+    for the figure leg (best first); ``matched_scores`` (when the leg fills it) holds their
+    scores in the same order. ``score`` is the leg's raw score (higher is better).
     """
 
     doc_id: str
@@ -97,6 +98,7 @@ class LegHit:
     rank: int = 0  # 1-based rank within the leg, filled by the leg
     matched: list[int] = field(default_factory=list)
     matched_text: str = ""
+    matched_scores: list[float] = field(default_factory=list)
 
     @property
     def key(self) -> PageKey:

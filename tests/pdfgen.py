@@ -27,6 +27,7 @@ import pymupdf
 from PIL import Image, ImageDraw, ImageFont
 
 LETTER = (612.0, 792.0)  # US letter, points
+SCAN_SIZE = (612.0, 300.0)  # the scanned memo page
 MARGIN = 72.0
 ENCRYPTED_PASSWORD = "s3cret"
 
@@ -79,6 +80,7 @@ class MixedPDF:
     kinds: list[str]  # per page: text, table, raster, vector, scan
     facts: dict[int, str]  # page index -> the unique fact on that page
     figures: list[FigureSpec]
+    table_bbox: tuple[float, float, float, float]  # the ruled grid on page 1 (not a figure)
     scan_page: int
     scan_words: list[str]  # words OCR must find on the scanned page
     title: str = "Mixed test report"
@@ -128,7 +130,8 @@ def add_table_page(
             page.insert_text(
                 (MARGIN + c * col_w + 6, top + r * row_h + 16), cell, fontsize=10, fontname=font
             )
-    _write_paragraphs(page, ["Shipments rose in every plant over the three quarters."], grid.y1 + 20)
+    outro = "Shipments rose in every plant over the three quarters."
+    _write_paragraphs(page, [outro], grid.y1 + 20)
     return page, grid
 
 
@@ -217,12 +220,17 @@ def text_image(
     return img
 
 
-def add_scanned_page(doc: pymupdf.Document, lines: Sequence[str] = SCAN_LINES) -> pymupdf.Page:
-    """A page that holds only an image of text (no text layer): OCR must read it."""
-    img = text_image(lines)
+def add_scanned_page(
+    doc: pymupdf.Document, lines: Sequence[str] = SCAN_LINES, size: tuple[float, float] = SCAN_SIZE
+) -> pymupdf.Page:
+    """A page that holds only an image of text (no text layer): OCR must read it.
+
+    The default page is a short memo (612 x 300 pt), which keeps OCR in tests quick.
+    """
+    img = text_image(lines, size_pt=size)
     buf = io.BytesIO()
     img.convert("L").save(buf, format="PNG")
-    page = doc.new_page(width=LETTER[0], height=LETTER[1])
+    page = doc.new_page(width=size[0], height=size[1])
     page.insert_image(page.rect, stream=buf.getvalue())
     return page
 
@@ -276,6 +284,7 @@ def make_mixed_pdf(path: str | Path) -> MixedPDF:
             FigureSpec(2, "raster", tuple(raster), RASTER_CAPTION, list(RASTER_LABELS)),
             FigureSpec(3, "vector", tuple(vector), VECTOR_CAPTION, [*VECTOR_LABELS, "Revenue"]),
         ],
+        table_bbox=tuple(grid),
         scan_page=4,
         scan_words=["Pemberton", "lighthouse", "seventeen", "storms"],
         title=title,
@@ -283,13 +292,15 @@ def make_mixed_pdf(path: str | Path) -> MixedPDF:
 
 
 def make_image_document(
-    path: str | Path, lines: Sequence[str] = SCAN_LINES, size: tuple[int, int] = (850, 1100)
+    path: str | Path, lines: Sequence[str] = SCAN_LINES, size: tuple[int, int] = (800, 360)
 ) -> Path:
-    """A PNG or JPEG (by suffix) of a page of text; ``size`` in pixels (saved at 72 dpi)."""
+    """A PNG or JPEG (by suffix) of a page of text; ``size`` in pixels."""
     path = Path(path)
-    img = text_image(lines, size_pt=(size[0], size[1]), dpi=72)
+    dpi = 100  # text about 15 px high: legible for OCR
+    img = text_image(lines, size_pt=(size[0] * 72 / dpi, size[1] * 72 / dpi), dpi=dpi)
+    img = img.resize(size) if img.size != size else img
     fmt = "JPEG" if path.suffix.lower() in {".jpg", ".jpeg"} else "PNG"
-    img.save(path, format=fmt, dpi=(72, 72))
+    img.save(path, format=fmt)
     return path
 
 
@@ -341,7 +352,8 @@ def make_empty_pdf(path: str | Path) -> Path:
     out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1))
     for off in offsets:
         out.write(b"%010d 00000 n \n" % off)
-    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref))
+    trailer = b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n"
+    out.write(trailer % (len(objs) + 1, xref))
     path = Path(path)
     path.write_bytes(out.getvalue())
     return path
@@ -374,6 +386,6 @@ def make_test_files(folder: str | Path) -> dict[str, Path]:
 def _save(doc: pymupdf.Document, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc.save(path, garbage=3, deflate=True)
+    doc.save(path, garbage=3, deflate=True, no_new_id=True)  # same bytes every run
     doc.close()
     return path

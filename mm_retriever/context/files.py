@@ -1,0 +1,48 @@
+"""Write page images and figure crops of retrieved pages to a folder (stable file names)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mm_retriever.types import RetrievedFigure, RetrievedPage
+
+_EXT = {"image/jpeg": ".jpg", "image/png": ".png"}
+
+
+def page_image_name(page: RetrievedPage) -> str:
+    """``{doc_id}-p{page_number:04d}.jpg``: unique per page of an index."""
+    return f"{page.doc_id}-p{page.page_number:04d}{_EXT.get(page.image_mime, '.jpg')}"
+
+
+def figure_image_name(page: RetrievedPage, figure: RetrievedFigure) -> str:
+    """``{doc_id}-p{page_number:04d}-fig{figure_index}.png``."""
+    return f"{page.doc_id}-p{page.page_number:04d}-fig{figure.figure_index}.png"
+
+
+def save_page_image(page: RetrievedPage, folder: str | Path) -> str | None:
+    """The page image's path: its own file if it has one, else written into ``folder`` (once).
+
+    None when the page has no image.
+    """
+    if page.image_path and Path(page.image_path).is_file():
+        return page.image_path
+    if not page.image_bytes:
+        return None
+    path = Path(folder) / page_image_name(page)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(page.image_bytes)
+    return str(path)
+
+
+def save_figure_image(
+    page: RetrievedPage, figure: RetrievedFigure, folder: str | Path
+) -> str | None:
+    """Write a figure crop (PNG) into ``folder`` (once) and return its path; None without one."""
+    if not figure.image_bytes:
+        return None
+    path = Path(folder) / figure_image_name(page, figure)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(figure.image_bytes)
+    return str(path)

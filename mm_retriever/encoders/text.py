@@ -1,0 +1,270 @@
+"""Dense text encoder over sentence-transformers, with each model family's query/passage prompts.
+
+Which prompts a model gets, first match wins:
+
+1. ``query_prompt`` / ``document_prompt`` given to the constructor;
+2. prompts the checkpoint ships in ``config_sentence_transformers.json`` (``"query"``, and
+   ``"document"``, ``"passage"`` or ``"corpus"``): this is how a checkpoint declares its family;
+3. only when the checkpoint says nothing: ``KNOWN_PROMPTS``, a table of exact Hugging Face ids
+   (BGE English: an instruction before queries, nothing before passages; E5: ``"query: "`` /
+   ``"passage: "``; MiniLM: none). The id is the one asked for, the repo id of the Hugging Face
+   cache folder it resolved to, or a local folder named exactly like a known model (as
+   ``huggingface-cli download ID --local-dir NAME`` makes it). Exact names only, no substrings;
+4. otherwise no prompt.
+
+The default model (a small BGE) falls back to the bundled all-MiniLM-L6-v2 when it is not
+available offline; ``config()`` records the model actually loaded, so an index reopens with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mm_retriever.config import DEFAULT_TEXT_MODEL
+from mm_retriever.encoders.hub import read_json, resolve_model_path
+from mm_retriever.errors import ModelUnavailableError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FALLBACK_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+BGE_EN_QUERY = "Represent this sentence for searching relevant passages: "
+BGE_ZH_QUERY = "为这个句子生成表示以用于检索相关文章："
+E5 = ("query: ", "passage: ")
+
+# Exact Hugging Face ids -> (query prompt, document prompt). Used only when the checkpoint's own
+# files declare no prompts (the published BGE and E5 checkpoints do not).
+KNOWN_PROMPTS: dict[str, tuple[str, str]] = {
+    **{f"BAAI/bge-{s}-en-v1.5": (BGE_EN_QUERY, "") for s in ("small", "base", "large")},
+    **{f"BAAI/bge-{s}-en": (BGE_EN_QUERY, "") for s in ("small", "base", "large")},
+    **{f"BAAI/bge-{s}-zh-v1.5": (BGE_ZH_QUERY, "") for s in ("small", "base", "large")},
+    **{f"intfloat/e5-{s}": E5 for s in ("small", "base", "large")},
+    **{f"intfloat/e5-{s}-v2": E5 for s in ("small", "base", "large")},
+    **{f"intfloat/multilingual-e5-{s}": E5 for s in ("small", "base", "large")},
+    **{
+        f"sentence-transformers/{n}": ("", "")
+        for n in ("all-MiniLM-L6-v2", "all-MiniLM-L12-v2", "all-mpnet-base-v2")
+    },
+}
+
+_warned_fallbacks: set[tuple[str, str]] = set()
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """The query and document prefixes a model gets, and what decided them."""
+
+    query: str
+    document: str
+    source: str
+
+
+def _cache_repo_id(path: str) -> str | None:
+    """``ORG/NAME`` for a Hugging Face cache snapshot folder (``models--ORG--NAME/snapshots/REV``)."""
+    p = Path(path)
+    if p.parent.name == "snapshots" and p.parent.parent.name.startswith("models--"):
+        return p.parent.parent.name.removeprefix("models--").replace("--", "/")
+    return None
+
+
+def checkpoint_prompts(path: str) -> tuple[str | None, str | None]:
+    """(query, document) prompts declared in a checkpoint's ``config_sentence_transformers.json``."""
+    cfg = read_json(Path(path) / "config_sentence_transformers.json") or {}
+    prompts = cfg.get("prompts") or {}
+    if not isinstance(prompts, dict):
+        return None, None
+    query = prompts.get("query")
+    document = next(
+        (prompts[k] for k in ("document", "passage", "corpus") if prompts.get(k) is not None), None
+    )
+    return query, document
+
+
+def select_prompts(
+    model: str,
+    path: str,
+    query_prompt: str | None = None,
+    document_prompt: str | None = None,
+) -> Prompts:
+    """The prompts for checkpoint ``model`` at ``path`` (see the module docstring for the order)."""
+    if query_prompt is not None and document_prompt is not None:
+        return Prompts(query_prompt, document_prompt, "arguments")
+    ckpt_query, ckpt_doc = checkpoint_prompts(path)
+    if ckpt_query is not None or ckpt_doc is not None:
+        return Prompts(
+            query_prompt if query_prompt is not None else ckpt_query or "",
+            document_prompt if document_prompt is not None else ckpt_doc or "",
+            "checkpoint config_sentence_transformers.json",
+        )
+    folder = Path(path).name
+    candidates = [model, _cache_repo_id(path)]
+    candidates += [known for known in KNOWN_PROMPTS if known.split("/", 1)[1] == folder]
+    for cand in candidates:
+        if cand in KNOWN_PROMPTS:
+            q, d = KNOWN_PROMPTS[cand]
+            return Prompts(
+                query_prompt if query_prompt is not None else q,
+                document_prompt if document_prompt is not None else d,
+                f"known model {cand}",
+            )
+    return Prompts(query_prompt or "", document_prompt or "", "none")
+
+
+def _warn_fallback(model: str, fallback: str, error: Exception) -> None:
+    if (model, fallback) in _warned_fallbacks:
+        return
+    _warned_fallbacks.add((model, fallback))
+    logger.warning(
+        "text model '%s' is not available here, using '%s' instead; to use it, run "
+        "`huggingface-cli download %s` on a machine with internet (or pass a local folder), "
+        "or set fallback=None to make this an error",
+        model,
+        fallback,
+        model,
+    )
+    logger.debug("why '%s' is unavailable: %s", model, error)
+
+
+class SentenceTransformerEncoder:
+    """A sentence-transformers model (BGE, E5, MiniLM, ...) with its family's prompts applied.
+
+    ``encode_query`` / ``encode_document`` return float32 ``[n, dim]`` L2-normalised arrays.
+    Queries longer than ``max_length`` tokens are truncated with a warning.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_TEXT_MODEL,
+        *,
+        fallback: str | None = DEFAULT_FALLBACK_MODEL,
+        device: str = "auto",
+        dtype: str | None = None,
+        batch_size: int = 32,
+        query_prompt: str | None = None,
+        document_prompt: str | None = None,
+        max_length: int | None = None,
+    ) -> None:
+        from mm_retriever.device import resolve_device, resolve_dtype
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.requested_model = model
+        self.device_name = device
+        self.dtype_name = dtype
+        self.batch_size = batch_size
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+
+        try:
+            path = resolve_model_path(model)
+            self.model_name = model
+        except ModelUnavailableError as e:
+            if not fallback or fallback == model:
+                raise
+            path = resolve_model_path(fallback)
+            _warn_fallback(model, fallback, e)
+            self.model_name = fallback
+        self.path = path
+        self.prompts = select_prompts(self.model_name, path, query_prompt, document_prompt)
+        logger.info(
+            "text model %s: query prompt %r, document prompt %r (from %s)",
+            self.model_name,
+            self.prompts.query,
+            self.prompts.document,
+            self.prompts.source,
+        )
+        self._model = self._load(path)
+        if max_length is not None:
+            if max_length < 1:
+                raise ValueError(f"max_length must be at least 1, got {max_length}")
+            self._model.max_seq_length = max_length
+        self.max_length = int(self._model.max_seq_length or self._model.tokenizer.model_max_length)
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or getattr(
+            self._model, "get_sentence_embedding_dimension"
+        )
+        self.dim = int(get_dim())
+
+    def _load(self, path: str) -> SentenceTransformer:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            st = SentenceTransformer(path, device=str(self.device), local_files_only=True)
+        except (OSError, ValueError) as e:
+            raise ModelUnavailableError(
+                self.model_name, f"found at {path} but it does not load: {e}"
+            ) from e
+        st.default_prompt_name = None  # the prompts are applied here, explicitly
+        if self.dtype != torch.float32:
+            st.to(self.dtype)
+        st.eval()
+        return st
+
+    # ------------------------------------------------------------------ encoding
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens each text takes (special tokens included), before any truncation."""
+        if not texts:
+            return []
+        enc = self._model.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)
+        return [len(ids) for ids in enc["input_ids"]]
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        if isinstance(texts, str):
+            raise TypeError("pass a list of strings, not a single string")
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = self._model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def encode_query(self, texts: Sequence[str]) -> np.ndarray:
+        """[n, dim] float32, L2-normalised; the query prompt applied, long queries truncated."""
+        texts = [self.prompts.query + t for t in texts]
+        lengths = self.count_tokens(texts)
+        too_long = [n for n in lengths if n > self.max_length]
+        if too_long:
+            warnings.warn(
+                f"{len(too_long)} quer{'y' if len(too_long) == 1 else 'ies'} longer than the "
+                f"text model's limit ({max(too_long)} > {self.max_length} tokens) truncated to "
+                f"{self.max_length} tokens ({self.model_name})",
+                UserWarning,
+                stacklevel=2,
+            )
+        return self._encode(texts)
+
+    def encode_document(self, texts: Sequence[str]) -> np.ndarray:
+        """[n, dim] float32, L2-normalised; the document prompt applied (long texts truncated)."""
+        return self._encode([self.prompts.document + t for t in texts])
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this exact encoder (the model actually loaded)."""
+        return {
+            "model": self.model_name,
+            "fallback": None,
+            "device": self.device_name,
+            "dtype": self.dtype_name,
+            "batch_size": self.batch_size,
+            "query_prompt": self.prompts.query,
+            "document_prompt": self.prompts.document,
+            "max_length": self.max_length,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"SentenceTransformerEncoder(model={self.model_name!r}, dim={self.dim}, "
+            f"device={str(self.device)!r})"
+        )

@@ -1,0 +1,291 @@
+"""HybridRetriever: run the legs, fuse their page rankings, hydrate the top pages.
+
+Hydration reads the ``documents``, ``pages`` and ``figures`` tables once each per query. Page
+images come back as the stored bytes (``RetrievedPage.image_bytes``, decoded lazily by
+``.image()``); for a local index they are also written once to
+``<index>/_images/<doc_id>/<page_index>.<jpg|png>`` on first retrieval and exposed as
+``image_path`` (turn off with ``write_images=False``). Only committed documents (with a
+``documents`` row) are returned, so a document being written by another process never shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from mm_retriever import registry
+from mm_retriever.filters import (
+    DOCUMENT_COLUMNS,
+    MATCH_NOTHING,
+    PAGE_COLUMNS,
+    and_where,
+    split_filters,
+    where_clause,
+)
+from mm_retriever.protocols import Fusion, Query
+from mm_retriever.store import DOCUMENTS, FIGURES, PAGES
+from mm_retriever.types import FusedHit, LegHit, RetrievedFigure, RetrievedPage
+
+if TYPE_CHECKING:
+    from mm_retriever.index import MultimodalIndex
+
+_EXT = {"image/jpeg": "jpg", "image/png": "png"}
+
+
+def pages_where(keys: Sequence[tuple[str, int]]) -> str:
+    """A where-clause matching exactly the given (doc_id, page_index) pairs."""
+    by_doc: dict[str, list[int]] = defaultdict(list)
+    for doc_id, page_index in keys:
+        by_doc[doc_id].append(int(page_index))
+    clauses = [
+        where_clause({"doc_id": d, "page_index": sorted(set(p))}, PAGE_COLUMNS)
+        for d, p in sorted(by_doc.items())
+    ]
+    return " OR ".join(f"({c})" for c in clauses) if clauses else MATCH_NOTHING
+
+
+class HybridRetriever:
+    """Multimodal page retrieval over a ``MultimodalIndex``: legs -> fusion -> pages.
+
+    ``fusion``: a Fusion, a registry name (``"rrf"``, ``"weighted"``) or None (the index's).
+    ``legs``: the leg names to use (default all). ``weights``: per-leg fusion weights, over the
+    legs' configured ``weight``. ``candidates``: hits asked from each leg before fusion.
+    ``max_figures``: matched figure crops attached per page.
+    """
+
+    def __init__(
+        self,
+        index: MultimodalIndex,
+        *,
+        fusion: Fusion | str | None = None,
+        legs: Sequence[str] | None = None,
+        weights: Mapping[str, float] | None = None,
+        candidates: int = 50,
+        max_figures: int = 3,
+        include_images: bool = True,
+        write_images: bool = True,
+    ) -> None:
+        self.index = index
+        available = list(index.legs)
+        if legs is None:
+            legs = available
+        unknown = [n for n in legs if n not in index.legs]
+        if unknown:
+            skipped = f" (skipped: {', '.join(index.skipped_legs)})" if index.skipped_legs else ""
+            raise ValueError(
+                f"unknown leg(s) {unknown}; this index has {', '.join(available)}{skipped}"
+            )
+        if not legs:
+            raise ValueError("choose at least one leg")
+        self.leg_names = list(legs)
+        self.candidates = int(candidates)
+        self.max_figures = int(max_figures)
+        self.include_images = include_images
+        self.write_images = write_images
+        self.fusion = self._make_fusion(fusion, weights)
+
+    def _make_fusion(
+        self, fusion: Fusion | str | None, weights: Mapping[str, float] | None
+    ) -> Fusion:
+        if fusion is not None and not isinstance(fusion, str):
+            return fusion
+        spec = self.index.config.fusion
+        options = dict(spec.options) if fusion is None or fusion == spec.name else {}
+        name = spec.name if fusion is None else fusion
+        merged = {s.leg_name: s.weight for s in self.index.config.legs}
+        merged.update(options.get("weights") or {})
+        merged.update(weights or {})
+        options["weights"] = {n: w for n, w in merged.items() if n in self.leg_names}
+        return registry.fusions.create(name, **options)
+
+    # ---------------------------------------------------------------- legs
+    def where(self, filters: Mapping[str, Any] | None) -> str | None:
+        """The page-level where-clause for structured ``filters`` (document fields resolved)."""
+        page_f, doc_f = split_filters(filters)
+        where = where_clause(page_f, PAGE_COLUMNS)
+        if doc_f:
+            ids = self.index.store.query(
+                DOCUMENTS, where_clause(doc_f, DOCUMENT_COLUMNS), ["doc_id"]
+            ).column("doc_id")
+            if len(ids) == 0:
+                return MATCH_NOTHING
+            where = and_where(where, where_clause({"doc_id": ids.to_pylist()}, PAGE_COLUMNS))
+        return where
+
+    def leg_hits(
+        self,
+        query: str | Image.Image | Query,
+        k: int,
+        filters: Mapping[str, Any] | None = None,
+    ) -> dict[str, list[LegHit]]:
+        """Each leg's page ranking (best first, at most ``k``) for ``query``."""
+        q = Query.of(query)
+        where = self.where(filters)
+        if where == MATCH_NOTHING:
+            return {name: [] for name in self.leg_names}
+        store = self.index.store
+        return {name: self.index.legs[name].retrieve(store, q, k, where) for name in self.leg_names}
+
+    # ------------------------------------------------------------ retrieve
+    def retrieve(
+        self,
+        query: str | Image.Image | Query,
+        k: int = 5,
+        *,
+        filters: Mapping[str, Any] | None = None,
+    ) -> list[RetrievedPage]:
+        """The ``k`` best pages for ``query`` (text, a PIL image, or a Query with both)."""
+        q = Query.of(query)
+        if k <= 0:
+            return []
+        hits = self.leg_hits(q, max(k, self.candidates), filters)
+        fused = self.fusion.fuse(hits, sum(len(h) for h in hits.values()))
+        return self.hydrate(fused, k)
+
+    async def aretrieve(
+        self,
+        query: str | Image.Image | Query,
+        k: int = 5,
+        *,
+        filters: Mapping[str, Any] | None = None,
+    ) -> list[RetrievedPage]:
+        return await asyncio.to_thread(self.retrieve, query, k, filters=filters)
+
+    # ------------------------------------------------------------- hydrate
+    def hydrate(self, fused: Sequence[FusedHit], k: int) -> list[RetrievedPage]:
+        """RetrievedPages for the first ``k`` committed pages of ``fused``."""
+        store = self.index.store
+        doc_ids = sorted({h.doc_id for h in fused})
+        if not doc_ids:
+            return []
+        docs = {
+            r["doc_id"]: r
+            for r in store.query(
+                DOCUMENTS,
+                where_clause({"doc_id": doc_ids}, PAGE_COLUMNS),
+                ["doc_id", "source", "title"],
+            ).to_pylist()
+        }
+        top = [h for h in fused if h.doc_id in docs][:k]
+        if not top:
+            return []
+        where = pages_where([h.key for h in top])
+        columns = ["doc_id", "page_index", "width", "height", "text", "image_mime"]
+        if self.include_images:
+            columns.append("image")
+        pages = {
+            (r["doc_id"], r["page_index"]): r
+            for r in store.query(PAGES, where, columns).to_pylist()
+        }
+        figures = self._figures(top)
+        out = []
+        for h in top:
+            row = pages.get(h.key, {})
+            doc = docs[h.doc_id]
+            page = RetrievedPage(
+                doc_id=h.doc_id,
+                page_index=h.page_index,
+                source=doc["source"],
+                title=doc["title"] or "",
+                score=h.score,
+                text=row.get("text") or "",
+                leg_ranks=dict(h.leg_ranks),
+                leg_scores=dict(h.leg_scores),
+                matched_text=self._matched_text(h),
+                figures=figures.get(h.key, []),
+                width=float(row.get("width") or 0.0),
+                height=float(row.get("height") or 0.0),
+                image_bytes=row.get("image"),
+                image_mime=row.get("image_mime") or "image/jpeg",
+            )
+            page.image_path = self._image_path(page)
+            out.append(page)
+        return out
+
+    def _matched_text(self, hit: FusedHit) -> str:
+        """The best-ranked text match (chunk legs first, then figure text)."""
+        ranked = sorted(hit.leg_hits.items(), key=lambda kv: (hit.leg_ranks[kv[0]], kv[0]))
+        for kinds in (("chunk",), ("figure",)):
+            for name, leg_hit in ranked:
+                leg = self.index.legs.get(name)
+                if getattr(leg, "matched_kind", None) in kinds and leg_hit.matched_text:
+                    return leg_hit.matched_text
+        return ""
+
+    def _figures(self, top: Sequence[FusedHit]) -> dict[tuple[str, int], list[RetrievedFigure]]:
+        """Matched figure crops of the top pages, from one query of the figures table."""
+        wanted: dict[tuple[str, int], dict[int, float]] = {}
+        for h in top:
+            for name, leg_hit in h.leg_hits.items():
+                leg = self.index.legs.get(name)
+                if getattr(leg, "matched_kind", None) != "figure" or not leg_hit.matched:
+                    continue
+                scores = leg_hit.matched_scores or [leg_hit.score] * len(leg_hit.matched)
+                best = wanted.setdefault(h.key, {})
+                for idx, score in list(zip(leg_hit.matched, scores, strict=False))[
+                    : self.max_figures
+                ]:
+                    best[idx] = max(score, best.get(idx, float("-inf")))
+        if not wanted:
+            return {}
+        columns = ["doc_id", "page_index", "figure_index", "bbox", "caption", "inside_text"]
+        if self.include_images:
+            columns.append("image")
+        rows = self.index.store.query(FIGURES, pages_where(list(wanted)), columns).to_pylist()
+        out: dict[tuple[str, int], list[RetrievedFigure]] = defaultdict(list)
+        for r in rows:
+            key = (r["doc_id"], r["page_index"])
+            score = wanted[key].get(r["figure_index"])
+            if score is None:
+                continue
+            out[key].append(
+                RetrievedFigure(
+                    figure_index=r["figure_index"],
+                    bbox=tuple(r["bbox"]),
+                    caption=r["caption"] or "",
+                    inside_text=r["inside_text"] or "",
+                    score=float(score),
+                    image_bytes=r.get("image"),
+                )
+            )
+        for figs in out.values():
+            figs.sort(key=lambda f: (-f.score, f.figure_index))
+        return out
+
+    def _image_path(self, page: RetrievedPage) -> str | None:
+        root = self.index.path
+        if root is None:
+            return None
+        from mm_retriever.index import IMAGES_DIR
+
+        path = (
+            root
+            / IMAGES_DIR
+            / page.doc_id
+            / f"{page.page_index}.{_EXT.get(page.image_mime, 'jpg')}"
+        )
+        if path.exists():
+            return str(path)
+        if not (self.write_images and page.image_bytes):
+            return None
+        tmp = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                f.write(page.image_bytes)
+            os.replace(tmp, path)
+        except OSError:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    Path(tmp).unlink()
+            return None
+        return str(path)

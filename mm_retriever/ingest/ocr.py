@@ -1,0 +1,283 @@
+"""OCR engines (RapidOCR, tesseract) and the on-disk OCR cache.
+
+Engines read a PIL image and return lines with pixel bboxes. ``ocr_page`` turns those into PDF
+points and caches them per page at
+``$MM_RETRIEVER_CACHE/ocr/{engine}-{dpi}dpi/{doc_id}/{page_index:05d}.json`` (default cache root
+``~/.cache/mm-retriever``) as ``{"text": str, "lines": [{"text", "bbox" (points), "conf"}]}``.
+The heavy OCR models load once per process and are shared by every reader.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from PIL import Image
+
+from mm_retriever.errors import MissingExtraError
+from mm_retriever.ingest.text import clean_text
+from mm_retriever.types import BBox
+
+log = logging.getLogger(__name__)
+
+OCR_ENGINES = ("rapidocr", "tesseract")
+
+
+@dataclass
+class OCRLine:
+    """A recognised line: text, bbox in pixels of the image read, confidence 0..1."""
+
+    text: str
+    bbox_px: BBox
+    conf: float
+
+
+@dataclass
+class OCRResult:
+    """What an engine read from one image: the lines, and their text one line a line."""
+
+    text: str
+    lines: list[OCRLine] = field(default_factory=list)
+
+    @classmethod
+    def from_lines(cls, lines: list[OCRLine]) -> OCRResult:
+        return cls("\n".join(line.text for line in lines), lines)
+
+
+@runtime_checkable
+class OCREngine(Protocol):
+    """Reads the text of an image. ``dpi`` is the resolution pages are rendered at for it."""
+
+    name: str
+    dpi: int
+
+    def read(self, image: Image.Image) -> OCRResult: ...
+
+
+@dataclass
+class PageLine:
+    """An OCR line on a page, bbox in PDF points."""
+
+    text: str
+    bbox: BBox
+    conf: float
+
+
+@dataclass
+class PageOCR:
+    """OCR of one page in PDF points: the cache's content."""
+
+    text: str
+    lines: list[PageLine] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "lines": [
+                {"text": ln.text, "bbox": [round(v, 2) for v in ln.bbox], "conf": round(ln.conf, 4)}
+                for ln in self.lines
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PageOCR:
+        lines = [
+            PageLine(str(d["text"]), tuple(float(v) for v in d["bbox"]), float(d.get("conf", 1.0)))
+            for d in data.get("lines", [])
+        ]
+        return cls(str(data.get("text", "")), lines)
+
+    @classmethod
+    def from_result(cls, result: OCRResult, points_per_pixel: float) -> PageOCR:
+        s = points_per_pixel
+        lines = [
+            PageLine(ln.text, tuple(v * s for v in ln.bbox_px), ln.conf) for ln in result.lines
+        ]
+        return cls(result.text, lines)
+
+
+# ---------------------------------------------------------------- engines
+
+
+@functools.cache
+def _rapidocr_model() -> Any:
+    """The RapidOCR pipeline with the PP-OCR ONNX models bundled in its wheel (no download)."""
+    try:
+        import rapidocr
+        from rapidocr import RapidOCR
+    except ImportError as e:
+        raise MissingExtraError("rapidocr", purpose="OCR with ocr_engine='rapidocr'") from e
+    params: dict[str, Any] = {"Global.log_level": "warning"}
+    models = Path(rapidocr.__file__).parent / "models"
+    bundled = {
+        "Det.model_path": models / "PP-OCRv6_det_small.onnx",
+        "Rec.model_path": models / "PP-OCRv6_rec_small.onnx",
+        "Cls.model_path": models / "ch_ppocr_mobile_v2.0_cls_mobile.onnx",
+    }
+    # Point at the bundled files explicitly, so the engine never tries to fetch a model; fall
+    # back to the package's own defaults if a future wheel ships other file names.
+    if all(p.is_file() for p in bundled.values()):
+        params.update({k: str(v) for k, v in bundled.items()})
+    return RapidOCR(params=params)
+
+
+class RapidOCREngine:
+    """RapidOCR 3.x (PP-OCR models on ONNX Runtime); reads chart labels well."""
+
+    name = "rapidocr"
+
+    def __init__(self, dpi: int = 150) -> None:
+        self.dpi = dpi
+        self._lock = threading.Lock()
+
+    def read(self, image: Image.Image) -> OCRResult:
+        model = _rapidocr_model()
+        with self._lock:
+            out = model(image.convert("RGB"))
+        if out.txts is None or out.boxes is None:
+            return OCRResult("", [])
+        lines: list[OCRLine] = []
+        for box, txt, score in zip(out.boxes, out.txts, out.scores, strict=False):
+            text = clean_text(str(txt)).replace("\n", " ")
+            if not text:
+                continue
+            xs = [float(p[0]) for p in box]
+            ys = [float(p[1]) for p in box]
+            lines.append(OCRLine(text, (min(xs), min(ys), max(xs), max(ys)), float(score)))
+        return OCRResult.from_lines(lines)
+
+
+class TesseractEngine:
+    """Tesseract via pytesseract (needs the ``tesseract`` binary and its language data)."""
+
+    name = "tesseract"
+
+    def __init__(self, dpi: int = 150, lang: str = "eng") -> None:
+        self.dpi = dpi
+        self.lang = lang
+        _check_tesseract()
+
+    def read(self, image: Image.Image) -> OCRResult:
+        import pytesseract
+
+        data = pytesseract.image_to_data(
+            image.convert("RGB"), lang=self.lang, output_type=pytesseract.Output.DICT
+        )
+        grouped: dict[tuple[int, int, int], dict[str, Any]] = {}
+        for j, word in enumerate(data["text"]):
+            if not str(word).strip() or float(data["conf"][j]) < 0:
+                continue
+            key = (data["block_num"][j], data["par_num"][j], data["line_num"][j])
+            x, y = data["left"][j], data["top"][j]
+            w, h = data["width"][j], data["height"][j]
+            g = grouped.setdefault(key, {"words": [], "confs": [], "box": [1e9, 1e9, -1.0, -1.0]})
+            g["words"].append(str(word))
+            g["confs"].append(float(data["conf"][j]))
+            b = g["box"]
+            b[0], b[1] = min(b[0], x), min(b[1], y)
+            b[2], b[3] = max(b[2], x + w), max(b[3], y + h)
+        lines = []
+        for g in grouped.values():
+            text = clean_text(" ".join(g["words"]))
+            if text:
+                conf = sum(g["confs"]) / len(g["confs"]) / 100.0
+                lines.append(OCRLine(text, tuple(float(v) for v in g["box"]), conf))
+        return OCRResult.from_lines(lines)
+
+
+@functools.cache
+def _check_tesseract() -> None:
+    try:
+        import pytesseract
+    except ImportError as e:
+        raise MissingExtraError("pytesseract", purpose="OCR with ocr_engine='tesseract'") from e
+    try:
+        pytesseract.get_tesseract_version()
+    except pytesseract.TesseractNotFoundError as e:
+        raise RuntimeError(
+            "ocr_engine='tesseract' needs the tesseract program: install it "
+            "(apt-get install tesseract-ocr tesseract-ocr-eng / brew install tesseract) "
+            "or use ocr_engine='rapidocr'"
+        ) from e
+
+
+_ENGINES: dict[tuple[str, int], OCREngine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def get_ocr_engine(name: str, dpi: int = 150) -> OCREngine:
+    """The OCR engine ``name`` ("rapidocr" or "tesseract"), one instance per process."""
+    factories: dict[str, Callable[[int], OCREngine]] = {
+        "rapidocr": RapidOCREngine,
+        "tesseract": TesseractEngine,
+    }
+    if name not in factories:
+        raise ValueError(f"unknown OCR engine '{name}': use one of {', '.join(OCR_ENGINES)}")
+    with _ENGINES_LOCK:
+        key = (name, dpi)
+        if key not in _ENGINES:
+            _ENGINES[key] = factories[name](dpi)
+        return _ENGINES[key]
+
+
+# ---------------------------------------------------------------- cache
+
+
+def cache_root() -> Path:
+    """``$MM_RETRIEVER_CACHE``, or ``~/.cache/mm-retriever``."""
+    env = os.environ.get("MM_RETRIEVER_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "mm-retriever"
+
+
+def ocr_cache_path(engine: str, dpi: int, doc_id: str, page_index: int) -> Path:
+    """Where the OCR of one page is cached."""
+    return cache_root() / "ocr" / f"{engine}-{dpi}dpi" / doc_id / f"{page_index:05d}.json"
+
+
+def load_cached(path: Path) -> PageOCR | None:
+    """The cached OCR at ``path``, or None when absent or unreadable."""
+    try:
+        return PageOCR.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        log.warning("ignoring unreadable OCR cache file %s (%s)", path, e)
+        return None
+
+
+def save_cached(path: Path, ocr: PageOCR) -> None:
+    """Write the cache file atomically; a cache that cannot be written is only logged."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(ocr.to_json(), ensure_ascii=False), encoding="utf-8")
+        tmp.replace(path)
+    except OSError as e:
+        log.warning("could not write OCR cache file %s (%s)", path, e)
+
+
+def ocr_page(
+    engine: OCREngine,
+    render: Callable[[], tuple[Image.Image, float]],
+    doc_id: str,
+    page_index: int,
+) -> tuple[PageOCR, bool]:
+    """OCR one page through the cache. ``render`` gives (image, points per pixel) on a miss.
+
+    Returns the page's OCR (bboxes in PDF points) and whether it came from the cache.
+    """
+    path = ocr_cache_path(engine.name, engine.dpi, doc_id, page_index)
+    cached = load_cached(path)
+    if cached is not None:
+        return cached, True
+    image, points_per_pixel = render()
+    result = PageOCR.from_result(engine.read(image), points_per_pixel)
+    save_cached(path, result)
+    return result, False

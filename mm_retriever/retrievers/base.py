@@ -1,0 +1,122 @@
+"""Shared plumbing for the built-in legs: encoder specs, a shared encoder cache, page ranking."""
+
+from __future__ import annotations
+
+import json
+import threading
+import weakref
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from mm_retriever import registry
+from mm_retriever.store.schema import leg_table
+from mm_retriever.types import LegHit
+
+EncoderSpec = Mapping[str, Any]
+
+_cache: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+_cache_lock = threading.Lock()
+
+
+def normalize_spec(spec: Any, default: EncoderSpec | None = None) -> dict[str, Any]:
+    """``{"name": ..., "options": {...}}`` from a dict, a PluginSpec, or None (-> default)."""
+    if spec is None:
+        if default is None:
+            raise ValueError("an encoder spec is required")
+        spec = default
+    if hasattr(spec, "model_dump"):
+        spec = spec.model_dump()
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    if not isinstance(spec, Mapping) or "name" not in spec:
+        raise ValueError(f"encoder spec must be {{'name': ..., 'options': {{...}}}}, got {spec!r}")
+    unknown = set(spec) - {"name", "options"}
+    if unknown:
+        raise ValueError(f"encoder spec has unknown keys {sorted(unknown)}")
+    return {"name": str(spec["name"]), "options": dict(spec.get("options") or {})}
+
+
+def build_encoder(spec: Mapping[str, Any], device: str | None = None) -> Any:
+    """Create (or reuse) the encoder for ``spec``; ``device`` overrides the spec's device.
+
+    Legs that ask for the same encoder with the same options share one instance (the text and
+    figure legs usually embed text with the same model), so a model is loaded once.
+    """
+    spec = normalize_spec(spec)
+    options = dict(spec["options"])
+    if device is not None:
+        options["device"] = device
+    key = json.dumps([spec["name"], options], sort_keys=True, default=str)
+    with _cache_lock:
+        enc = _cache.get(key)
+        if enc is None:
+            enc = registry.encoders.create(spec["name"], **options)
+            _cache[key] = enc
+    return enc
+
+
+def resolved_spec(name: str, encoder: Any) -> dict[str, Any]:
+    """The spec that rebuilds ``encoder`` (its own ``config()``, device left to the index)."""
+    options = dict(encoder.config())
+    options.pop("device", None)
+    return {"name": name, "options": options}
+
+
+def rank_pages(items: Iterable[tuple[str, int, float, int | None, str]], k: int) -> list[LegHit]:
+    """Page-level hits from sub-page items ``(doc_id, page_index, score, part, text)``.
+
+    A page scores the max over its parts; ``matched`` lists its parts best first (their scores
+    in ``matched_scores``) and ``matched_text`` is the best part's text. Ties break on
+    (doc_id, page_index).
+    """
+    pages: dict[tuple[str, int], LegHit] = {}
+    parts: dict[tuple[str, int], list[tuple[float, int]]] = {}
+    for doc_id, page_index, score, part, text in items:
+        key = (doc_id, int(page_index))
+        score = float(score)
+        hit = pages.get(key)
+        if hit is None or score > hit.score:
+            if hit is None:
+                hit = pages[key] = LegHit(doc_id, int(page_index), score)
+            hit.score = score
+            hit.matched_text = text or ""
+        if part is not None and part >= 0:
+            parts.setdefault(key, []).append((score, int(part)))
+    for key, found in parts.items():
+        best: dict[int, float] = {}
+        for score, part in sorted(found, key=lambda t: (-t[0], t[1])):
+            best.setdefault(part, score)
+        pages[key].matched = list(best)
+        pages[key].matched_scores = list(best.values())
+    ranked = sorted(pages.values(), key=lambda h: (-h.score, h.doc_id, h.page_index))[:k]
+    for i, hit in enumerate(ranked, start=1):
+        hit.rank = i
+    return ranked
+
+
+def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` highest scores, best first, ties by index (stable)."""
+    if k <= 0 or scores.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(-scores, kind="stable")
+    return order[:k]
+
+
+class LegBase:
+    """Name, device and table name shared by the built-in legs."""
+
+    #: registry name of the leg class; set by subclasses
+    kind: str = ""
+
+    def __init__(self, name: str, device: str | None = None) -> None:
+        self.name = name
+        self.device = device
+
+    @property
+    def table(self) -> str:
+        return leg_table(self.name)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"

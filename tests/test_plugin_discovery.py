@@ -1,0 +1,137 @@
+"""Plugins through entry points: built-ins, a real third-party leg package, registry errors.
+
+``mmr-example-leg`` (tests/plugins/mmr-example-leg) is a workspace member installed in the dev
+environment; it declares ``example-leg`` under ``[project.entry-points."mm_retriever.legs"]``.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+from pdfgen import make_sample_pdf
+
+from mm_retriever import registry
+from mm_retriever.config import IndexConfig, IngestConfig, LegSpec
+from mm_retriever.errors import RegistryError
+from mm_retriever.registry import Registry
+
+BUILTIN_LEGS = {"page", "text", "bm25", "figure"}
+FACTS = [
+    "The Brindlewick canal opened to barge traffic in 1887.",
+    "Average rent in Oskarvale rose to 1,430 crowns a month.",
+    "The Velmora orchard harvested 312 tonnes of quinces.",
+]
+
+
+def _eps(group: str) -> dict[str, object]:
+    return {ep.name: ep for ep in entry_points(group=group)}
+
+
+def test_builtins_are_declared_as_entry_points():
+    eps = _eps("mm_retriever.legs")
+    assert set(eps) >= BUILTIN_LEGS
+    assert {eps[n].dist.name for n in BUILTIN_LEGS} == {"mm-retriever"}
+    assert {"rrf", "weighted"} <= set(_eps("mm_retriever.fusions"))
+    assert {"colpali", "sentence-transformers", "clip", "siglip"} <= set(
+        _eps("mm_retriever.encoders")
+    )
+
+
+def test_fresh_registry_loads_builtins_from_entry_points():
+    legs = Registry("leg", "mm_retriever.legs")
+    assert BUILTIN_LEGS | {"example-leg"} <= set(legs.names())
+    from mm_retriever.retrievers.bm25 import BM25Retriever
+
+    assert legs.get("bm25") is BM25Retriever
+    fusions = Registry("fusion", "mm_retriever.fusions")
+    from mm_retriever.fusion import RRFFusion
+
+    assert fusions.create("rrf", k=10).k == 10 and isinstance(fusions.create("rrf"), RRFFusion)
+
+
+def test_third_party_leg_is_found_by_name():
+    ep = _eps("mm_retriever.legs")["example-leg"]
+    assert ep.dist.name == "mmr-example-leg"
+    from mmr_example_leg import KeywordLeg
+
+    assert registry.legs.get("example-leg") is KeywordLeg
+    assert "example-leg" in registry.legs
+
+
+def test_unknown_name_lists_the_known_ones():
+    with pytest.raises(RegistryError) as err:
+        registry.legs.get("no-such-leg")
+    msg = str(err.value)
+    assert msg.startswith("unknown leg 'no-such-leg'; registered: ")
+    for name in [*BUILTIN_LEGS, "example-leg"]:
+        assert name in msg
+
+
+def test_duplicate_names_rejected():
+    legs = Registry("leg", "mm_retriever.legs")
+    with pytest.raises(RegistryError, match="already registered"):
+        legs.register("bm25", object)  # a built-in's name
+    with pytest.raises(RegistryError, match="already registered"):
+        legs.register("example-leg", object)  # a plugin's name
+    legs.register("my-leg", object)
+    with pytest.raises(RegistryError, match="already registered"):
+        legs.register("my-leg", dict)
+    with pytest.raises(RegistryError, match="kebab-case"):
+        legs.register("My_Leg", object)
+
+
+def test_duplicate_entry_points_across_packages_rejected(tmp_path, monkeypatch):
+    """A second installed distribution claiming 'bm25' for another class is an error."""
+    info = tmp_path / "clashing_leg-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: clashing-leg\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[mm_retriever.legs]\nbm25 = clashing_leg:Other\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    legs = Registry("leg", "mm_retriever.legs")
+    with pytest.raises(RegistryError, match="duplicate leg name 'bm25'"):
+        legs.names()
+
+
+def _config(*legs: LegSpec) -> IndexConfig:
+    return IndexConfig(ingest=IngestConfig(ocr="never", dpi=72, figures=False), legs=list(legs))
+
+
+def test_plugin_leg_used_by_name_in_the_hybrid_config(tmp_path: Path):
+    from mmr_example_leg import KeywordLeg
+
+    from mm_retriever.index import MultimodalIndex
+
+    pdf = make_sample_pdf(tmp_path / "facts.pdf", FACTS)
+    config = _config(LegSpec(name="bm25"), LegSpec(name="example-leg", options={"min_len": 5}))
+    index = MultimodalIndex.create(tmp_path / "idx", config)
+    leg = index.legs["example-leg"]
+    assert isinstance(leg, KeywordLeg) and leg.min_len == 5
+    report = index.add([pdf])
+    assert not report.failed and report.pages == 3
+
+    pages = index.retriever().retrieve("Which quinces did the Velmora orchard harvest?", k=2)
+    assert pages[0].page_index == 2
+    assert pages[0].leg_ranks == {"bm25": 1, "example-leg": 1}
+    assert pages[0].leg_scores["example-leg"] == 3.0  # velmora, orchard, quinces
+
+    only_plugin = index.retriever(legs=["example-leg"]).retrieve("Brindlewick canal", k=3)
+    assert [p.page_index for p in only_plugin] == [0]
+
+    reopened = MultimodalIndex.open(tmp_path / "idx")  # rebuilt from the manifest by name
+    assert isinstance(reopened.legs["example-leg"], KeywordLeg)
+    assert reopened.legs["example-leg"].min_len == 5
+    assert reopened.config.legs[1].name == "example-leg"
+
+
+def test_plugin_leg_under_an_alias(tmp_path: Path):
+    from mm_retriever.index import MultimodalIndex
+
+    pdf = make_sample_pdf(tmp_path / "facts.pdf", FACTS)
+    config = _config(LegSpec(name="example-leg", alias="keywords"))
+    index = MultimodalIndex.create(tmp_path / "idx", config)
+    index.add([pdf])
+    assert index.legs["keywords"].table == "leg_keywords"
+    (page,) = index.retriever().retrieve("Oskarvale rent", k=1)
+    assert page.page_index == 1 and page.leg_ranks == {"keywords": 1}
