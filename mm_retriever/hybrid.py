@@ -75,7 +75,7 @@ class HybridRetriever:
     ) -> None:
         self.index = index
         available = list(index.legs)
-        if legs is None:
+        if not legs:  # None or empty: every leg
             legs = available
         unknown = [n for n in legs if n not in index.legs]
         if unknown:
@@ -83,8 +83,6 @@ class HybridRetriever:
             raise ValueError(
                 f"unknown leg(s) {unknown}; this index has {', '.join(available)}{skipped}"
             )
-        if not legs:
-            raise ValueError("choose at least one leg")
         self.leg_names = list(legs)
         self.candidates = int(candidates)
         self.max_figures = int(max_figures)

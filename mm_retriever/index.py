@@ -243,9 +243,16 @@ class MultimodalIndex:
 
         ``device`` overrides the stored device (e.g. open a GPU-built index on CPU).
         """
-        store = LanceDBStore(uri, storage_options=storage_options)
-        manifest = store.read_manifest()
-        if manifest is None:
+        from mm_retriever.store import local_path
+
+        path = local_path(uri)
+        store = (
+            None
+            if path is not None and not path.is_dir()
+            else LanceDBStore(uri, storage_options=storage_options)
+        )
+        manifest = store.read_manifest() if store is not None else None
+        if store is None or manifest is None:
             raise IndexNotFoundError(
                 f"no mm-retriever index at {uri}: create one with MultimodalIndex.create() "
                 "or `mm-retriever index PATH --index DIR`"
@@ -271,6 +278,19 @@ class MultimodalIndex:
                 with contextlib.suppress(Exception):  # e.g. a read-only store
                     store.cleanup_orphans()
         return index
+
+    @classmethod
+    def exists(cls, uri: str | Path, *, storage_options: Mapping[str, str] | None = None) -> bool:
+        """Whether an index (a manifest) exists at ``uri``. Creates nothing."""
+        from mm_retriever.store import local_path
+
+        path = local_path(uri)
+        if path is not None and not (path / "manifest.lance").is_dir():
+            return False
+        try:
+            return LanceDBStore(uri, storage_options=storage_options).read_manifest() is not None
+        except Exception:
+            return False
 
     def manifest(self) -> dict[str, Any]:
         return self.store.read_manifest() or {}

@@ -7,6 +7,7 @@ Good documents:
 - ``make_mixed_pdf(path)``: five pages of different kinds -- text, table, embedded raster chart
   ("Figure 1: ..."), vector-drawn chart ("Figure 2: ..."), scanned page (image only, no text layer).
   Returns a :class:`MixedPDF` describing what lies where (facts, words, figure bboxes).
+- ``make_scanned_pdf(path)``: one scanned memo page (image only; ``SCAN_LINES``).
 - ``make_image_document(path)``: a PNG/JPEG of a page of text (an image-only "document").
 
 Bad files (each must raise ``IngestError``): ``make_corrupt_pdf``, ``make_encrypted_pdf``,
@@ -291,6 +292,14 @@ def make_mixed_pdf(path: str | Path) -> MixedPDF:
     )
 
 
+def make_scanned_pdf(path: str | Path, lines: Sequence[str] = SCAN_LINES) -> Path:
+    """A one-page PDF holding only a scanned memo (no text layer): for OCR tests."""
+    doc = pymupdf.open()
+    add_scanned_page(doc, lines)
+    doc.set_metadata({"title": "Scanned memo"})
+    return _save(doc, path)
+
+
 def make_image_document(
     path: str | Path, lines: Sequence[str] = SCAN_LINES, size: tuple[int, int] = (800, 360)
 ) -> Path:
@@ -373,6 +382,7 @@ def make_test_files(folder: str | Path) -> dict[str, Path]:
     return {
         "sample": make_sample_pdf(folder / "sample.pdf", ["The capital of Freedonia is Lumen."]),
         "mixed": make_mixed_pdf(folder / "mixed.pdf").path,
+        "scanned": make_scanned_pdf(folder / "scanned.pdf"),
         "png": make_image_document(folder / "scan.png"),
         "jpeg": make_image_document(folder / "scan.jpg"),
         "corrupt": make_corrupt_pdf(folder / "corrupt.pdf"),

@@ -33,12 +33,20 @@ CAPTION_RE = re.compile(
     re.IGNORECASE,
 )
 
+MIN_SIDE = 30.0  # points; thinner regions are rules, text lines set as images, table rows
+MAX_ASPECT = 8.0
 MAX_PAGE_SHARE = 0.85  # larger images/clusters are backgrounds or the page itself
 JOIN = 6.0  # drawings closer than this (points) belong to one cluster
-LABEL_GAP = 10.0  # short text blocks this close to a chart are its labels
+LABEL_GAP = 10.0  # short text blocks this close above/below a chart are its labels
+SIDE_LABEL_GAP = 36.0  # ... and this close beside it (row labels, legends)
 MAX_LABEL_CHARS = 80
 MAX_FIGURES = 20
+PANEL_GAP = 24.0  # panels of one figure sit this close, with nothing but labels between
+PROSE_WORDS = 6  # a line with this many words is running text, not a label
 CAPTION_MAX_CHARS = 400
+TITLE_REACH = 48.0  # a title block ends at most this far above the figure
+TITLE_GAP = 16.0  # ... and a subtitle sits this close under the title
+_WORD = re.compile(r"[^\W\d_]{2,}")
 
 
 @dataclass
@@ -82,6 +90,13 @@ def center_in(inner: BBox, outer: BBox, pad: float = 2.0) -> bool:
     return outer[0] - pad <= cx <= outer[2] + pad and outer[1] - pad <= cy <= outer[3] + pad
 
 
+def _v_overlap(a: BBox, b: BBox) -> float:
+    """Vertical overlap as a share of the shorter box."""
+    inter = min(a[3], b[3]) - max(a[1], b[1])
+    short = min(a[3] - a[1], b[3] - b[1])
+    return inter / short if short > 0 else 0.0
+
+
 def _h_overlap(a: BBox, b: BBox) -> float:
     """Horizontal overlap as a share of the narrower box."""
     inter = min(a[2], b[2]) - max(a[0], b[0])
@@ -119,33 +134,39 @@ def raster_boxes(page: pymupdf.Page, min_area: float) -> list[FigureBox]:
     boxes = []
     for info in page.get_image_info(xrefs=False):
         bbox = _clip(visible_bbox(page, info["bbox"]), prect)
-        area = _area(bbox)
-        if area >= min_area and area <= MAX_PAGE_SHARE * page_area:
+        w, h = bbox[2] - bbox[0], bbox[3] - bbox[1]
+        if min(w, h) >= MIN_SIDE and _area(bbox) <= MAX_PAGE_SHARE * page_area:
             boxes.append(FigureBox(bbox, "raster"))
-    return merge_boxes(boxes)
+    return [b for b in merge_boxes(boxes) if _well_shaped(b.bbox, min_area)]
 
 
 def _is_light(color: Sequence[float] | None) -> bool:
     return color is None or min(color) >= 0.85
 
 
-def _path_stats(path: dict) -> tuple[bool, bool]:
-    """(axis_aligned_strokes_only, has_colored_fill) for one drawing path."""
-    colored_fill = path.get("fill") is not None and not _is_light(path.get("fill"))
-    aligned = True
+def _is_ruling(path: dict) -> bool:
+    """Whether a drawing path only rules or frames: axis-aligned lines, thin bars, boxes with
+    no or light fill (what table grids and page furniture are made of)."""
+    solid = path.get("fill") is not None and not _is_light(path.get("fill"))
     for item in path.get("items", ()):
         op = item[0]
         if op == "l":
             p, q = item[1], item[2]
             if abs(p.x - q.x) > 0.5 and abs(p.y - q.y) > 0.5:
-                aligned = False
-        elif op == "re" or op == "qu":
+                return False  # a slanted segment: line charts, arrows, diagrams
+        elif op in ("re", "qu"):
             r = pymupdf.Rect(item[1]) if op == "re" else item[1].rect
-            if colored_fill and min(r.width, r.height) > 2.5:
-                aligned = False
-        else:  # curves
-            aligned = False
-    return aligned, colored_fill
+            if solid and min(abs(r.width), abs(r.height)) > 2.5:
+                return False  # a solid coloured area: bars, tiles, legend swatches
+        else:
+            return False  # curves: pies, lines, symbols
+    return True
+
+
+def _well_shaped(bbox: BBox, min_area: float) -> bool:
+    """Big enough, not a thin strip (a rule, a line of text set as an image, a table row)."""
+    w, h = bbox[2] - bbox[0], bbox[3] - bbox[1]
+    return w * h >= min_area and min(w, h) >= MIN_SIDE and max(w, h) <= MAX_ASPECT * min(w, h)
 
 
 def cluster_rects(rects: np.ndarray, gap: float = JOIN) -> list[list[int]]:
@@ -218,20 +239,19 @@ def vector_boxes(
         if path.get("color") is None and _is_light(path.get("fill")) and path.get("fill"):
             continue  # white boxes painted behind content
         paths.append((bbox, path))
-    if len(paths) < 3:
+    if not paths:
         return []
     rects = np.array([b for b, _ in paths], dtype=float)
     found = []
     for members in cluster_rects(rects):
-        if len(members) < 3:
+        if sum(len(paths[i][1].get("items", ())) for i in members) < 3:
             continue
         lo, hi = rects[members, :2].min(axis=0), rects[members, 2:].max(axis=0)
         bbox = (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
-        stats = [_path_stats(paths[i][1]) for i in members]
-        if all(aligned for aligned, _ in stats) and not any(fill for _, fill in stats):
+        if all(_is_ruling(paths[i][1]) for i in members):
             continue  # ruled table grid, rules, frames
         bbox = _grow_with_labels(bbox, blocks)
-        if _area(bbox) < min_area or _area(bbox) > MAX_PAGE_SHARE * page_area:
+        if not _well_shaped(bbox, min_area) or _area(bbox) > MAX_PAGE_SHARE * page_area:
             continue
         if _is_prose_box(bbox, blocks):
             continue
@@ -239,14 +259,25 @@ def vector_boxes(
     return merge_boxes(found)
 
 
-def _grow_with_labels(bbox: BBox, blocks: Sequence[TextBlock], rounds: int = 2) -> BBox:
+def _is_label_of(label: BBox, bbox: BBox) -> bool:
+    """A label touches the chart: just above/below it, or beside it within its height."""
+    h_inter = min(label[2], bbox[2]) - max(label[0], bbox[0])
+    v_inter = min(label[3], bbox[3]) - max(label[1], bbox[1])
+    if h_inter > 0:  # above or below
+        return label[3] >= bbox[1] - LABEL_GAP and label[1] <= bbox[3] + LABEL_GAP
+    if v_inter > 0.5 * (label[3] - label[1]):  # row labels, legends at the side
+        return label[2] >= bbox[0] - SIDE_LABEL_GAP and label[0] <= bbox[2] + SIDE_LABEL_GAP
+    return _near(label, bbox, LABEL_GAP / 2)
+
+
+def _grow_with_labels(bbox: BBox, blocks: Sequence[TextBlock], rounds: int = 3) -> BBox:
     """Take in short text blocks (labels, legends, axis titles) touching the drawings."""
     for _ in range(rounds):
         grown = bbox
         for b in blocks:
             if len(b.text) > MAX_LABEL_CHARS or is_caption(b.text):
                 continue
-            if _near(b.bbox, bbox, LABEL_GAP) and not center_in(b.bbox, bbox, 0):
+            if not center_in(b.bbox, bbox, 0) and _is_label_of(b.bbox, bbox):
                 grown = _union(grown, b.bbox)
         if grown == bbox:
             break
@@ -255,11 +286,53 @@ def _grow_with_labels(bbox: BBox, blocks: Sequence[TextBlock], rounds: int = 2) 
 
 
 def _is_prose_box(bbox: BBox, blocks: Sequence[TextBlock]) -> bool:
-    """A framed or shaded box of running text (sidebar, call-out), not a chart."""
+    """A framed/shaded box or background image under running text, not a chart."""
     inside = [ln.text for b in blocks for ln in b.lines if center_in(ln.bbox, bbox)]
     total = sum(len(t) for t in inside)
-    long = sum(len(t) for t in inside if len(t) > 50)
-    return total > 200 and long >= 0.5 * total
+    prose = sum(len(t) for t in inside if len(_WORD.findall(t)) >= PROSE_WORDS)
+    return total > 200 and prose >= 0.5 * total
+
+
+def _between(a: BBox, b: BBox) -> BBox:
+    """The gap region between two boxes (spanning both in the other direction)."""
+    x0, x1 = sorted((a[2], b[0])) if a[2] <= b[0] else sorted((b[2], a[0]))
+    y0, y1 = sorted((a[3], b[1])) if a[3] <= b[1] else sorted((b[3], a[1]))
+    if _h_overlap(a, b) > 0:  # stacked: the gap is vertical
+        x0, x1 = min(a[0], b[0]), max(a[2], b[2])
+    else:  # side by side
+        y0, y1 = min(a[1], b[1]), max(a[3], b[3])
+    return (x0, y0, x1, y1)
+
+
+def merge_panels(boxes: list[FigureBox], blocks: Sequence[TextBlock]) -> list[FigureBox]:
+    """Join panels of one figure: neighbours close together with no caption or prose between."""
+    out = list(boxes)
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(out)):
+            for j in range(i + 1, len(out)):
+                a, b = out[i].bbox, out[j].bbox
+                aligned = _h_overlap(a, b) >= 0.5 or _v_overlap(a, b) >= 0.5
+                if not aligned or not _near(a, b, PANEL_GAP):
+                    continue
+                gap = _between(a, b)
+                if any(
+                    (is_caption(t.text) or len(_WORD.findall(t.text)) >= PROSE_WORDS)
+                    and _intersection(t.bbox, gap) > 0
+                    and not center_in(t.bbox, a, 0)
+                    and not center_in(t.bbox, b, 0)
+                    for t in blocks
+                ):
+                    continue
+                kind = out[i].kind if _area(a) >= _area(b) else out[j].kind
+                out[i] = FigureBox(_union(a, b), kind)
+                del out[j]
+                changed = True
+                break
+            if changed:
+                break
+    return out
 
 
 def detect_figures(
@@ -267,8 +340,9 @@ def detect_figures(
 ) -> list[FigureBox]:
     """Raster and vector figures of a page, merged where they overlap, in reading order."""
     min_area = max(min_area_share * _area(tuple(page.rect)), 1.0)
-    boxes = raster_boxes(page, min_area) + vector_boxes(page, blocks, min_area)
-    boxes = merge_boxes(boxes)
+    rasters = [b for b in raster_boxes(page, min_area) if not _is_prose_box(b.bbox, blocks)]
+    boxes = rasters + vector_boxes(page, blocks, min_area)
+    boxes = merge_panels(merge_boxes(boxes), blocks)
     boxes.sort(key=lambda f: -_area(f.bbox))
     boxes = boxes[:MAX_FIGURES]
     boxes.sort(key=lambda f: (round(f.bbox[1]), f.bbox[0]))
@@ -301,7 +375,10 @@ def find_caption(bbox: BBox, blocks: Sequence[TextBlock], page_height: float) ->
 
 
 def _title_above(bbox: BBox, blocks: Sequence[TextBlock]) -> str:
-    """Up to two short blocks stacked just above the figure (a chart's title and subtitle)."""
+    """Up to two title-like blocks stacked just above the figure (a chart's title, subtitle).
+
+    Short blocks on the way up (legend entries, axis units, column heads) are stepped over.
+    """
     above = sorted(
         (
             b
@@ -313,11 +390,18 @@ def _title_above(bbox: BBox, blocks: Sequence[TextBlock]) -> str:
     picked: list[TextBlock] = []
     edge = bbox[1]
     for b in above:
-        gap = edge - b.bbox[3]
-        if gap > (36.0 if not picked else 16.0) or len(picked) == 2:
+        if not picked and bbox[1] - b.bbox[3] > TITLE_REACH:
             break
+        if picked and edge - b.bbox[3] > TITLE_GAP:
+            break
+        if len(_WORD.findall(b.text)) < 4:
+            if picked:
+                break
+            continue
         picked.append(b)
         edge = b.bbox[1]
+        if len(picked) == 2:
+            break
     return " ".join(b.text for b in reversed(picked))[:CAPTION_MAX_CHARS]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -48,13 +49,47 @@ def build_encoder(spec: Mapping[str, Any], device: str | None = None) -> Any:
     options = dict(spec["options"])
     if device is not None:
         options["device"] = device
-    key = json.dumps([spec["name"], options], sort_keys=True, default=str)
+    key = _key(spec["name"], {"device": "auto", **options})  # encoders default to "auto"
     with _cache_lock:
         enc = _cache.get(key)
         if enc is None:
             enc = registry.encoders.create(spec["name"], **options)
             _cache[key] = enc
+            # the same encoder asked for by its resolved settings (a reopened index) is shared too
+            resolved = dict(enc.config()) if hasattr(enc, "config") else None
+            if resolved is not None:
+                resolved["device"] = options.get("device", "auto")
+                _cache.setdefault(_key(spec["name"], resolved), enc)
     return enc
+
+
+def _key(name: str, options: Mapping[str, Any]) -> str:
+    return json.dumps([name, options], sort_keys=True, default=str)
+
+
+_query_cache: weakref.WeakKeyDictionary[Any, OrderedDict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def encode_query_cached(encoder: Any, text: str, size: int = 64) -> Any:
+    """``encoder.encode_query([text])[0]``, remembered for the last ``size`` texts per encoder.
+
+    Legs sharing an encoder (text and figure) then embed a query once per search.
+    """
+    with _cache_lock:
+        try:
+            memo = _query_cache.setdefault(encoder, OrderedDict())
+        except TypeError:  # not weak-referenceable
+            memo = None
+        if memo is not None and text in memo:
+            memo.move_to_end(text)
+            return memo[text]
+    vec = encoder.encode_query([text])[0]
+    if memo is not None:
+        with _cache_lock:
+            memo[text] = vec
+            while len(memo) > size:
+                memo.popitem(last=False)
+    return vec
 
 
 def resolved_spec(name: str, encoder: Any) -> dict[str, Any]:

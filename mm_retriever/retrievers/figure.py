@@ -26,6 +26,7 @@ from mm_retriever.protocols import Query
 from mm_retriever.retrievers.base import (
     LegBase,
     build_encoder,
+    encode_query_cached,
     normalize_spec,
     rank_pages,
     resolved_spec,
@@ -209,11 +210,11 @@ class FigureRetriever(LegBase):
         used = False
         if query.text:
             if self.image_encoder is not None and figs.image is not None:
-                q = np.asarray(self.image_encoder.encode_query([query.text])[0], dtype=np.float32)
+                q = np.asarray(encode_query_cached(self.image_encoder, query.text), np.float32)
                 scores += self.image_weight * (figs.image @ q) * figs.has_image
                 used = True
             if self.text_encoder is not None and figs.text_vec.shape[1]:
-                q = np.asarray(self.text_encoder.encode_query([query.text])[0], dtype=np.float32)
+                q = np.asarray(encode_query_cached(self.text_encoder, query.text), np.float32)
                 scores += self.text_weight * (figs.text_vec @ q) * figs.has_text
                 used = True
         if query.image is not None and self.image_encoder is not None and figs.image is not None:

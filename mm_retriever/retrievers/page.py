@@ -21,6 +21,7 @@ from mm_retriever.protocols import Query
 from mm_retriever.retrievers.base import (
     LegBase,
     build_encoder,
+    encode_query_cached,
     normalize_spec,
     rank_pages,
     resolved_spec,
@@ -115,12 +116,15 @@ class PageImageRetriever(LegBase):
         version = int(tbl.version)
         with self._lock:
             if self._cache is None or self._cache.version != version:
-                import torch
-
                 from mm_retriever.scoring import MultiVectorMatrix
 
                 keys, mats = self.stored_vectors(store)
-                matrix = MultiVectorMatrix([torch.from_numpy(m) for m in mats]) if mats else None
+                device = getattr(self.encoder, "device", None) or "cpu"
+                matrix = (
+                    MultiVectorMatrix(mats, dtype=self.storage_dtype, device=device)
+                    if mats
+                    else None
+                )
                 self._cache = _Pages(
                     version=version,
                     doc_ids=[k[0] for k in keys],
@@ -133,44 +137,66 @@ class PageImageRetriever(LegBase):
     def encode_query(self, query: Query) -> torch.Tensor | None:
         """The query's multivector: text via the query side, an image via the document side."""
         if query.text:
-            return self.encoder.encode_query([query.text])[0]
+            return encode_query_cached(self.encoder, query.text)
         if query.image is not None:
             return self.encoder.encode_document([query.image])[0]
         return None
 
-    def scores(self, store: LanceDBStore, query: Query) -> tuple[_Pages, np.ndarray] | None:
-        """MaxSim of ``query`` against every stored page (None: nothing stored)."""
+    def scores(
+        self, store: LanceDBStore, query: Query, rows: np.ndarray | None = None
+    ) -> tuple[_Pages, np.ndarray] | None:
+        """MaxSim of ``query`` against every stored page, or the pages at ``rows``."""
         pages = self._pages(store)
-        qvec = self.encode_query(query)
-        if pages is None or pages.matrix is None or qvec is None:
+        if pages is None or pages.matrix is None:
             return None
-        return pages, pages.matrix.score(qvec).float().cpu().numpy()
+        scores = self._score(pages, query, rows)
+        return None if scores is None else (pages, scores)
+
+    def _score(self, pages: _Pages, query: Query, rows: np.ndarray | None) -> np.ndarray | None:
+        qvec = self.encode_query(query)
+        if qvec is None:
+            return None
+        return pages.matrix.score(qvec, rows=rows).float().cpu().numpy()
+
+    def _allowed_rows(self, store: LanceDBStore, pages: _Pages, where: str) -> np.ndarray:
+        allowed = store.query(self.table, where, ["doc_id", "page_index"])
+        found = (
+            pages.row_of.get(key)
+            for key in zip(
+                allowed.column("doc_id").to_pylist(),
+                allowed.column("page_index").to_pylist(),
+                strict=True,
+            )
+        )
+        return np.asarray(sorted(i for i in found if i is not None), dtype=np.int64)
 
     def retrieve(
         self, store: LanceDBStore, query: Query, k: int, where: str | None = None
     ) -> list[LegHit]:
         if k <= 0:
             return []
-        found = self.scores(store, query)
-        if found is None:
+        pages = self._pages(store)
+        if pages is None or pages.matrix is None:
             return []
-        pages, scores = found
-        if where:
-            allowed = store.query(self.table, where, ["doc_id", "page_index"])
-            keep = np.zeros(len(scores), dtype=bool)
-            for key in zip(
-                allowed.column("doc_id").to_pylist(),
-                allowed.column("page_index").to_pylist(),
-                strict=True,
-            ):
-                i = pages.row_of.get(key)
-                if i is not None:
-                    keep[i] = True
-            scores = np.where(keep, scores, -np.inf)
-            k = min(k, int(keep.sum()))
-        idx = top_indices(scores, k)
+        rows = self._allowed_rows(store, pages, where) if where else None
+        if rows is not None and rows.size == 0:
+            return []
+        scores = self._score(pages, query, rows)
+        if scores is None:
+            return []
+        index = rows if rows is not None else np.arange(len(scores))
+        best = top_indices(scores, k)
         return rank_pages(
-            ((pages.doc_ids[i], int(pages.page_index[i]), float(scores[i]), None, "") for i in idx),
+            (
+                (
+                    pages.doc_ids[index[i]],
+                    int(pages.page_index[index[i]]),
+                    float(scores[i]),
+                    None,
+                    "",
+                )
+                for i in best
+            ),
             k,
         )
 

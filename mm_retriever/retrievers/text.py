@@ -12,6 +12,7 @@ from mm_retriever.protocols import Query
 from mm_retriever.retrievers.base import (
     LegBase,
     build_encoder,
+    encode_query_cached,
     normalize_spec,
     rank_pages,
     resolved_spec,
@@ -89,7 +90,7 @@ class TextRetriever(LegBase):
         tbl = store.table(self.table)
         if not query.text or tbl is None or k <= 0:
             return []
-        qvec = self.encoder.encode_query([query.text])[0]
+        qvec = encode_query_cached(self.encoder, query.text)
         total = tbl.count_rows(where) if where else tbl.count_rows()
         limit = min(total, k * self.chunks_per_page)
         while True:

@@ -170,7 +170,8 @@ def test_answer_with_langchain_chat_model(mm_index):
     assert sent == ans.messages
     blocks = sent[1].content
     images = [b for b in blocks if b["type"] == "image"]
-    assert len(images) == 2  # one page image per source, no figures on these pages
+    # a page image per source, then its matched figure crops (at most 2 a page by default)
+    assert len(images) == sum(1 + min(len(s.page.figures), 2) for s in ans.sources)
     img = Image.open(io.BytesIO(base64.b64decode(images[0]["base64"])))
     assert max(img.size) == 200
     assert blocks[1]["text"].startswith("[1] mixed.pdf p. 1 (Mixed test report)\n")

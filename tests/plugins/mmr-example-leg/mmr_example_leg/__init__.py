@@ -1,7 +1,8 @@
 """A third-party retrieval leg for mm-retriever, found through the ``mm_retriever.legs`` group.
 
 ``KeywordLeg`` ranks pages by how many times the query's words occur in the page text. It uses
-only mm-retriever's public types (``Page``, ``Query``, ``LegHit``) and the store's ``query``.
+only mm-retriever's public types (``Page``, ``Query``, ``LegHit``), ``leg_table`` (the name of
+the table the index writes a leg's rows to) and the store's ``query``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from mm_retriever.protocols import Query
+from mm_retriever.store import leg_table
 from mm_retriever.types import LegHit, Page
 
 _WORD = re.compile(r"\w+")
@@ -35,7 +37,7 @@ class KeywordLeg:
 
     @property
     def table(self) -> str:
-        return f"leg_{self.name}"
+        return leg_table(self.name)
 
     def schema(self) -> pa.Schema:
         return SCHEMA
