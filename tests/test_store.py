@@ -101,7 +101,8 @@ def test_multivectors_round_trip(tmp_path) -> None:
     data = store.query(leg_table("x"), "page_index >= 1", ["page_index", "vector", "vectors"])
     mats = multivectors_from_arrow(data.column("vectors"))
     vecs = vectors_from_arrow(data.column("vector"))
-    for i, (mat, vec) in zip(data.column("page_index").to_pylist(), zip(mats, vecs), strict=True):
+    rows = zip(data.column("page_index").to_pylist(), mats, vecs, strict=True)
+    for i, mat, vec in rows:
         want = leg_row("aaa", i, i + 1)
         assert mat.dtype == np.float16 and mat.shape == (i + 1, 3)
         np.testing.assert_allclose(mat, want["vectors"], atol=1e-3)

@@ -66,11 +66,18 @@ def minilm_tokenizer(specials: dict[str, str] | None = None, extra: list[str] | 
 
 
 def _seeded(build: Callable[[], object]) -> object:
+    """``build()`` under a fixed torch seed (global RNG state restored), without info chatter."""
     import torch
+    from transformers.utils import logging as hf_logging
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(SEED)
-        return build()
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(SEED)
+            return build()
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def _save(folder: str | Path, model, processor) -> Path:

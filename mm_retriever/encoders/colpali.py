@@ -105,7 +105,7 @@ class ColPaliEncoder:
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.model_name = model
+        self.model_name = str(model)
         self.device_name = device
         self.dtype_name = dtype
         self.batch_size = batch_size
@@ -113,16 +113,16 @@ class ColPaliEncoder:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
 
-        self.checkpoint = inspect_checkpoint(model)
+        self.checkpoint = inspect_checkpoint(self.model_name)
         self.model_type = self.checkpoint.model_type
-        model_cls, proc_cls = colpali_classes(self.model_type, model)
+        model_cls, proc_cls = colpali_classes(self.model_type, self.model_name)
         attn = attn_implementation or ("eager" if self.device.type != "cuda" else None)
         self._model = self._load_model(model_cls, attn)
         self._processor = self._load_processor(proc_cls)
         self.dim = int(getattr(self._model, "dim", 128))
         logger.info(
             "page model %s: %s (model_type %s) on %s, %s",
-            model,
+            self.model_name,
             model_cls.__name__,
             self.model_type,
             self.device,

@@ -42,6 +42,14 @@ def _features(out: Any) -> Any:
     return pooled
 
 
+def _load_processor(proc_cls: type, path: str) -> Any:
+    """The processor with PIL image preprocessing (as the models were trained), where offered."""
+    try:
+        return proc_cls.from_pretrained(path, backend="pil")
+    except TypeError:  # transformers without image-processor backends
+        return proc_cls.from_pretrained(path)
+
+
 class ImageTextEncoder:
     """CLIP/SigLIP-style dual encoder: text queries and images as L2-normalised float32 vectors."""
 
@@ -61,7 +69,7 @@ class ImageTextEncoder:
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.model_name = model or self.default_model
+        self.model_name = str(model or self.default_model)
         self.device_name = device
         self.dtype_name = dtype
         self.batch_size = batch_size
@@ -82,7 +90,7 @@ class ImageTextEncoder:
         path = self.checkpoint.path
         try:
             self._model = model_cls.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
-            self._processor = proc_cls.from_pretrained(path)
+            self._processor = _load_processor(proc_cls, path)
         except (OSError, ValueError) as e:
             raise ModelUnavailableError(self.model_name, f"found at {path} but it does not load: {e}") from e
         cfg = self._model.config

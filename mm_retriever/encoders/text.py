@@ -157,6 +157,7 @@ class SentenceTransformerEncoder:
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        model = str(model)
         self.requested_model = model
         self.device_name = device
         self.dtype_name = dtype

@@ -148,6 +148,9 @@ def _is_ruling(path: dict) -> bool:
     """Whether a drawing path only rules or frames: axis-aligned lines, thin bars, boxes with
     no or light fill (what table grids and page furniture are made of)."""
     solid = path.get("fill") is not None and not _is_light(path.get("fill"))
+    rect = path.get("rect")
+    if solid and rect is not None and min(abs(rect.width), abs(rect.height)) > 2.5:
+        return False  # a solid coloured area: bars, tiles, legend swatches, pie slices
     for item in path.get("items", ()):
         op = item[0]
         if op == "l":
@@ -157,7 +160,7 @@ def _is_ruling(path: dict) -> bool:
         elif op in ("re", "qu"):
             r = pymupdf.Rect(item[1]) if op == "re" else item[1].rect
             if solid and min(abs(r.width), abs(r.height)) > 2.5:
-                return False  # a solid coloured area: bars, tiles, legend swatches
+                return False
         else:
             return False  # curves: pies, lines, symbols
     return True

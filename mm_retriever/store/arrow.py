@@ -94,12 +94,13 @@ def rows_to_table(rows: Sequence[dict[str, Any]], schema: pa.Schema | None = Non
 
 
 def multivectors_from_arrow(column: pa.ChunkedArray | pa.Array) -> list[np.ndarray]:
-    """``[n_i, dim]`` numpy matrices (the stored dtype) from a multivector column, zero-copy."""
+    """``[n_i, dim]`` numpy matrices (the stored dtype): views into one copy of the column."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     dim = column.type.value_type.list_size
     offsets = column.offsets.to_numpy()
-    flat = column.flatten().flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+    # one writable copy for all rows (torch refuses to wrap read-only Arrow buffers quietly)
+    flat = np.array(column.flatten().flatten().to_numpy(zero_copy_only=False)).reshape(-1, dim)
     base = offsets[0]
     return [flat[s - base : e - base] for s, e in itertools.pairwise(offsets)]
 

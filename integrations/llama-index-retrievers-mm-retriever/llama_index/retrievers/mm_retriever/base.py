@@ -27,7 +27,7 @@ from PIL import Image
 
 from mm_retriever.context.files import save_figure_image, save_page_image
 from mm_retriever.protocols import Query
-from mm_retriever.types import RetrievedPage
+from mm_retriever.types import RetrievedFigure, RetrievedPage
 
 TextMode = Literal["text", "matched_text"]
 IMAGE_LEGS = ("page", "figure")
@@ -49,6 +49,12 @@ def _page_metadata(page: RetrievedPage) -> dict[str, Any]:
         "leg_ranks": dict(page.leg_ranks),
         "leg_scores": {k: float(v) for k, v in page.leg_scores.items()},
     }
+
+
+def _figure_text(fig: RetrievedFigure, page: RetrievedPage) -> str:
+    """Caption and the text inside the figure; a label when it has neither."""
+    text = "\n".join(t for t in (fig.caption, fig.inside_text) if t)
+    return text or f"Figure {fig.figure_index + 1} of {page.citation}"
 
 
 def _hide(metadata: dict[str, Any]) -> list[str]:
@@ -148,7 +154,7 @@ def page_to_nodes(
             NodeWithScore(
                 node=ImageNode(
                     id_=f"{text_id}:fig{fig.figure_index}",
-                    text=fig.text or f"Figure {fig.figure_index + 1} of {page.citation}",
+                    text=_figure_text(fig, page),
                     image=fig.image_base64() if embed_images else None,
                     image_path=path,
                     image_mimetype="image/png",
