@@ -197,7 +197,7 @@ def search(
         sys.stdout.write(json.dumps([p.to_dict() for p in pages], indent=2) + "\n")
         return
     _print_skipped(idx)
-    console.print(_results_table(question, pages, list(retriever.legs)))
+    console.print(_results_table(question, pages, retriever.leg_names))
 
 
 @app.command()
@@ -266,7 +266,7 @@ def demo(
         retriever = idx.retriever()
         for question in SAMPLE_QUESTIONS:
             pages = retriever.retrieve(question, k=k)
-            console.print(_results_table(question, pages, list(retriever.legs)))
+            console.print(_results_table(question, pages, retriever.leg_names))
         if report.failed:
             raise typer.Exit(1)
 

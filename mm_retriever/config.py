@@ -31,6 +31,12 @@ class IngestConfig(BaseModel):
         description="with ocr=auto, also OCR pages whose raster figures (charts as images) "
         "carry no text layer, so their labels and numbers become text",
     )
+    page_text: Literal["merge", "layer", "ocr"] = Field(
+        "merge",
+        description="page text: the text layer plus the OCR lines it lacks (merge), the text "
+        "layer only (layer), or OCR of the rendered page only (ocr; set ocr='always' for every "
+        "page)",
+    )
     chunk_size: int = Field(1000, ge=100, description="max characters per text chunk")
     chunk_overlap: int = Field(150, ge=0)
     figures: bool = True

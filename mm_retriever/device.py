@@ -36,18 +36,25 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
-        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from e
+        raise ValueError(
+            f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        ) from e
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use 'auto' or 'cpu'")
+            raise ValueError(
+                f"device {device!r} asked for, but CUDA is not available here; use 'auto' or 'cpu'"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(
-                f"device {device!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist"
+                f"device {device!r} asked for, but only "
+                f"{torch.cuda.device_count()} CUDA device(s) exist"
             )
     if dev.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise ValueError(f"device {device!r} asked for, but MPS is not available here; use 'auto' or 'cpu'")
+            raise ValueError(
+                f"device {device!r} asked for, but MPS is not available here; use 'auto' or 'cpu'"
+            )
     return dev
 
 

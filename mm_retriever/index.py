@@ -157,6 +157,7 @@ class MultimodalIndex:
         self._write_blockers = dict(write_blockers or {})
         self.batch_size = 8
         self.flush_pages = 64
+        self.compact_fragments = 16  # compact a table once it holds this many fragments
 
     def __repr__(self) -> str:
         return f"MultimodalIndex({self.uri!r}, legs={list(self.legs)})"
@@ -433,7 +434,7 @@ class MultimodalIndex:
 
     def _after_write(self) -> None:
         """Compact tables, bring leg indexes (BM25) up to date, stamp the manifest."""
-        self.store.optimize()
+        self.store.optimize(min_fragments=self.compact_fragments)
         for leg in self.legs.values():
             refresh = getattr(leg, "refresh", None)
             if callable(refresh):

@@ -13,16 +13,7 @@ import numpy as np
 import pytest
 import torch
 from colpali_engine.utils.processing_utils import BaseVisualRetrieverProcessor
-from tiny_models import (
-    build_tiny_colidefics3_adapter,
-    copy_checkpoint,
-    tiny_clip,  # noqa: F401  (session fixtures)
-    tiny_colidefics3,  # noqa: F401
-    tiny_colpali,  # noqa: F401
-    tiny_colqwen2,  # noqa: F401
-    tiny_images,
-    tiny_siglip,  # noqa: F401
-)
+from tiny_models import build_tiny_colidefics3_adapter, copy_checkpoint, tiny_images, tiny_model_dir
 
 from mm_retriever import registry
 from mm_retriever.device import resolve_device, resolve_dtype
@@ -35,16 +26,21 @@ from mm_retriever.scoring import maxsim
 
 QUERIES = ["revenue by region in 2021", "x", "which chart shows the largest increase in users?"]
 COLPALI_KINDS = {
-    "tiny_colpali": ("ColPali", "paligemma"),
-    "tiny_colidefics3": ("ColIdefics3", "idefics3"),
-    "tiny_colqwen2": ("ColQwen2", "qwen2_vl"),
+    "colpali": ("ColPali", "paligemma"),
+    "colidefics3": ("ColIdefics3", "idefics3"),
+    "colqwen2": ("ColQwen2", "qwen2_vl"),
 }
 
 
+@pytest.fixture(scope="session")
+def ckpt(tmp_path_factory):
+    """``ckpt(kind)``: the folder of a tiny checkpoint (built once per session)."""
+    return lambda kind: str(tiny_model_dir(kind, tmp_path_factory))
+
+
 @pytest.fixture(scope="module", params=sorted(COLPALI_KINDS))
-def colpali_case(request) -> tuple[str, ColPaliEncoder]:
-    path = request.getfixturevalue(request.param)
-    return request.param, ColPaliEncoder(path, device="cpu", batch_size=2)
+def colpali_case(request, ckpt) -> tuple[str, ColPaliEncoder]:
+    return request.param, ColPaliEncoder(ckpt(request.param), device="cpu", batch_size=2)
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +57,7 @@ def test_colpali_class_chosen_from_config(colpali_case):
     assert isinstance(enc, MultiVectorEncoder)
     assert enc.dim == 128
     assert enc._model.config._attn_implementation == "eager"  # CPU: no SDPA NaN rows
+    assert type(enc._processor.image_processor).__name__.endswith("Pil")  # no torchvision
 
 
 def test_colpali_outputs_have_no_padding_rows(colpali_case, images):
@@ -115,28 +112,28 @@ def test_colpali_config_round_trip(colpali_case, images):
     torch.testing.assert_close(a, b)
 
 
-def test_colpali_misleading_folder_name_loads_by_config(tiny_colidefics3, tmp_path):
+def test_colpali_misleading_folder_name_loads_by_config(ckpt, tmp_path):
     # the name says Qwen2 and PaliGemma; config.json says idefics3
-    fake = copy_checkpoint(tiny_colidefics3, tmp_path / "colqwen2-paligemma-v1.0")
+    fake = copy_checkpoint(ckpt("colidefics3"), tmp_path / "colqwen2-paligemma-v1.0")
     enc = ColPaliEncoder(str(fake), device="cpu")
     assert type(enc._model).__name__ == "ColIdefics3"
 
 
-def test_colpali_peft_adapter_checkpoint(tiny_colidefics3, tmp_path):
-    adapter = build_tiny_colidefics3_adapter(tmp_path / "adapter", tiny_colidefics3)
+def test_colpali_peft_adapter_checkpoint(ckpt, tmp_path):
+    adapter = build_tiny_colidefics3_adapter(tmp_path / "adapter", ckpt("colidefics3"))
     assert not (adapter / "config.json").exists()
     info = inspect_checkpoint(str(adapter))
     assert info.is_adapter and info.model_type == "idefics3"
-    assert info.base_path == str(Path(tiny_colidefics3).resolve())
+    assert info.base_path == str(Path(ckpt("colidefics3")).resolve())
     enc = ColPaliEncoder(str(adapter), device="cpu")
-    base = ColPaliEncoder(tiny_colidefics3, device="cpu")
+    base = ColPaliEncoder(ckpt("colidefics3"), device="cpu")
     q, qb = enc.encode_query(["a"])[0], base.encode_query(["a"])[0]
     assert q.shape == qb.shape
     assert not torch.allclose(q, qb)  # the LoRA weights are applied
 
 
-def test_colpali_adapter_with_missing_base(tiny_colidefics3, tmp_path):
-    adapter = build_tiny_colidefics3_adapter(tmp_path / "adapter", tiny_colidefics3)
+def test_colpali_adapter_with_missing_base(ckpt, tmp_path):
+    adapter = build_tiny_colidefics3_adapter(tmp_path / "adapter", ckpt("colidefics3"))
     cfg = json.loads((adapter / "adapter_config.json").read_text())
     cfg["base_model_name_or_path"] = "vidore/no-such-base-model"
     (adapter / "adapter_config.json").write_text(json.dumps(cfg))
@@ -146,9 +143,9 @@ def test_colpali_adapter_with_missing_base(tiny_colidefics3, tmp_path):
     assert "base model of the adapter" in str(err.value)
 
 
-def test_colpali_rejects_a_non_colpali_checkpoint(tiny_clip):
+def test_colpali_rejects_a_non_colpali_checkpoint(ckpt):
     with pytest.raises(UnsupportedModelError, match="model_type is 'clip'"):
-        ColPaliEncoder(tiny_clip, device="cpu")
+        ColPaliEncoder(ckpt("clip"), device="cpu")
 
 
 def test_colpali_class_table_matches_colpali_engine():
@@ -169,8 +166,8 @@ def test_colpali_empty_input(colpali_case):
 
 # ----------------------------------------------------------------------------- CLIP / SigLIP
 @pytest.fixture(scope="module", params=["clip", "siglip"])
-def dual_case(request):
-    path = request.getfixturevalue(f"tiny_{request.param}")
+def dual_case(request, ckpt):
+    path = ckpt(request.param)
     cls = CLIPEncoder if request.param == "clip" else SigLIPEncoder
     return request.param, cls(path, device="cpu", batch_size=2)
 
@@ -199,8 +196,8 @@ def test_image_text_batching_does_not_change_outputs(dual_case, images):
     np.testing.assert_allclose(d, d1, atol=1e-5)
 
 
-def test_siglip_pads_text_to_max_length(tiny_siglip):
-    enc = SigLIPEncoder(tiny_siglip, device="cpu")
+def test_siglip_pads_text_to_max_length(ckpt):
+    enc = SigLIPEncoder(ckpt("siglip"), device="cpu")
     assert enc._padding == "max_length"
     ids = enc._processor(
         text=["a"], padding=enc._padding, max_length=enc.max_length, return_tensors="pt"
@@ -215,9 +212,9 @@ def test_image_text_long_query_warns(dual_case):
     assert out.shape == (1, enc.dim)
 
 
-def test_image_text_class_follows_config_and_round_trips(tiny_siglip, images):
+def test_image_text_class_follows_config_and_round_trips(ckpt, images):
     # a SigLIP checkpoint given to the CLIP wrapper still loads as SigLIP
-    enc = CLIPEncoder(tiny_siglip, device="cpu")
+    enc = CLIPEncoder(ckpt("siglip"), device="cpu")
     assert type(enc._model).__name__ == "SiglipModel"
     cfg = enc.config()
     again = registry.encoders.create("clip", **cfg)
@@ -225,9 +222,9 @@ def test_image_text_class_follows_config_and_round_trips(tiny_siglip, images):
     np.testing.assert_allclose(enc.encode_document(images), again.encode_document(images))
 
 
-def test_image_text_rejects_colpali_checkpoint(tiny_colpali):
+def test_image_text_rejects_colpali_checkpoint(ckpt):
     with pytest.raises(UnsupportedModelError, match="paligemma"):
-        SigLIPEncoder(tiny_colpali, device="cpu")
+        SigLIPEncoder(ckpt("colpali"), device="cpu")
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -256,11 +253,11 @@ def test_missing_local_folder_and_file(tmp_path):
         resolve_model_path(str(f))
 
 
-def test_hf_cache_snapshot_is_found(tmp_path, monkeypatch, tiny_clip):
+def test_hf_cache_snapshot_is_found(tmp_path, monkeypatch, ckpt):
     from huggingface_hub import constants
 
     snap = tmp_path / "hub" / "models--acme--tiny-clip" / "snapshots" / "0123abcd"
-    copy_checkpoint(tiny_clip, snap)
+    copy_checkpoint(ckpt("clip"), snap)
     refs = tmp_path / "hub" / "models--acme--tiny-clip" / "refs"
     refs.mkdir(parents=True)
     (refs / "main").write_text("0123abcd")
@@ -274,9 +271,9 @@ def test_bundled_minilm_resolves_offline(minilm_path):
     assert Path(resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")) == Path(minilm_path)
 
 
-def test_local_folder_wins(tiny_colqwen2):
-    assert resolve_model_path(tiny_colqwen2) == str(Path(tiny_colqwen2).resolve())
-    assert inspect_checkpoint(tiny_colqwen2).model_type == "qwen2_vl"
+def test_local_folder_wins(ckpt):
+    assert resolve_model_path(ckpt("colqwen2")) == str(Path(ckpt("colqwen2")).resolve())
+    assert inspect_checkpoint(ckpt("colqwen2")).model_type == "qwen2_vl"
 
 
 # ----------------------------------------------------------------------------- device / dtype

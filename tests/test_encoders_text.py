@@ -51,7 +51,11 @@ def test_minilm_ranks_the_relevant_sentence_first(minilm):
     assert minilm.dim == 384
     docs = minilm.encode_document(DOCS)
     queries = minilm.encode_query(
-        ["When was the Eiffel Tower built?", "how do plants make energy from sunlight", "sales growth"]
+        [
+            "When was the Eiffel Tower built?",
+            "how do plants make energy from sunlight",
+            "sales growth",
+        ]
     )
     assert docs.shape == (4, 384) and queries.shape == (3, 384)
     assert docs.dtype == np.float32 and queries.dtype == np.float32
@@ -81,7 +85,7 @@ def test_max_length_option(minilm_path):
     enc = SentenceTransformerEncoder(minilm_path, device="cpu", max_length=16)
     assert enc.max_length == 16 and enc.config()["max_length"] == 16
     with pytest.warns(UserWarning, match="truncated to 16 tokens"):
-        enc.encode_query(["one two three four five six seven eight nine ten eleven twelve thirteen"])
+        enc.encode_query([" ".join(["token"] * 30)])
 
 
 def test_default_model_falls_back_to_bundled_minilm(caplog, minilm_path):
@@ -130,7 +134,9 @@ def test_prompts_declared_by_the_checkpoint_are_used(tmp_path, st_model):
         tmp_path / "m2", {"query": "Q: ", "document": "D: ", "passage": "P: "}
     )
     assert select_prompts(str(folder2), str(folder2)).document == "D: "
-    enc2 = SentenceTransformerEncoder(str(folder2), device="cpu", query_prompt="", document_prompt="")
+    enc2 = SentenceTransformerEncoder(
+        str(folder2), device="cpu", query_prompt="", document_prompt=""
+    )
     assert (enc2.prompts.query, enc2.prompts.document) == ("", "")
     assert enc2.prompts.source == "arguments"
 

@@ -179,3 +179,44 @@ def test_new_ocr_lines_keeps_only_what_the_layer_lacks():
         PageLine("— ·", (10, 10, 20, 20), 0.5),  # no word characters
     ]
     assert [ln.text for ln in new_ocr_lines(ocr, layer)] == ["42", "North South"]
+
+
+@pytest.mark.parametrize("mode", ["merge", "layer", "ocr"])
+def test_page_text_modes(mode, tmp_path):
+    """page_text: layer + new OCR lines (merge), the layer alone, or OCR alone.
+
+    The OCR comes from a precomputed cache file, so this runs no OCR engine.
+    """
+    import pymupdf
+
+    from mm_retriever.ingest.text import read_layer
+
+    path = pdfgen.make_sample_pdf(tmp_path / "fact.pdf", [pdfgen.TEXT_FACT])
+    with pymupdf.open(path) as doc:
+        fact = next(ln for ln in read_layer(doc[0]).lines if "Zorblax" in ln.text)
+    lines = [
+        {"text": fact.text, "bbox": list(fact.bbox), "conf": 0.95},  # what the layer has
+        {"text": "Zanzibar 77", "bbox": [300, 600, 380, 612], "conf": 0.9},  # what it lacks
+    ]
+    cache = ocr_cache_path("rapidocr", 150, document_id(path), 0)
+    cache.parent.mkdir(parents=True)
+    cache.write_text(json.dumps({"text": "\n".join(ln["text"] for ln in lines), "lines": lines}))
+    cfg = IngestConfig(ocr="always", page_text=mode)
+    with DocumentReader(path, cfg) as reader:
+        page = reader.page(0)
+        assert reader.counts == {"ocr_pages": 1, "ocr_cached": 1}
+    assert page.ocr_text == f"{fact.text}\nZanzibar 77"
+    assert pdfgen.TEXT_FACT in page.layer_text
+    chunk_text = "\n".join(c.text for c in page.chunks)
+    if mode == "merge":
+        assert page.text_source == "layer+ocr"
+        assert page.text == page.layer_text + "\nZanzibar 77"
+        assert "Zanzibar 77" in chunk_text and chunk_text.count("Zorblax") == 1
+    elif mode == "layer":
+        assert page.text_source == "layer"
+        assert page.text == page.layer_text
+        assert "Zanzibar" not in chunk_text
+    else:
+        assert page.text_source == "ocr"
+        assert page.text == page.ocr_text
+        assert [c.bbox for c in page.chunks] == [(fact.bbox[0], fact.bbox[1], 380, 612)]

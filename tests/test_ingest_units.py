@@ -11,8 +11,9 @@ import pytest
 
 from mm_retriever.config import IngestConfig
 from mm_retriever.ingest import DocumentReader
+from mm_retriever.ingest.captions import find_caption, is_caption
 from mm_retriever.ingest.chunking import Unit, chunk_units, split_long
-from mm_retriever.ingest.figures import cluster_rects, find_caption, is_caption
+from mm_retriever.ingest.figures import cluster_rects
 from mm_retriever.ingest.text import TextBlock, TextLine, clean_text, garbled_fraction
 
 

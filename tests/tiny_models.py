@@ -94,7 +94,9 @@ def build_tiny_colpali(folder: str | Path) -> Path:
     from colpali_engine.models import ColPali, ColPaliProcessor
     from transformers import PaliGemmaConfig, SiglipImageProcessorPil
 
-    tok = minilm_tokenizer({"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>"}, ["<image>"])
+    tok = minilm_tokenizer(
+        {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>"}, ["<image>"]
+    )
     image_processor = SiglipImageProcessorPil(size={"height": 32, "width": 32}, image_seq_length=16)
     processor = ColPaliProcessor(image_processor=image_processor, tokenizer=tok)
     config = PaliGemmaConfig(
@@ -138,13 +140,16 @@ def build_tiny_colidefics3(folder: str | Path) -> Path:
     extra = ["<image>", "<fake_token_around_image>", "<global-img>", "<end_of_utterance>"]
     extra += ["<|im_start|>"] + [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
     tok = minilm_tokenizer(
-        {"bos_token": "<|im_start|>", "eos_token": "<end_of_utterance>", "pad_token": "<|pad|>"}, extra
+        {"bos_token": "<|im_start|>", "eos_token": "<end_of_utterance>", "pad_token": "<|pad|>"},
+        extra,
     )
     image_processor = Idefics3ImageProcessorPil(
         size={"longest_edge": 64}, max_image_size={"longest_edge": 32}, do_image_splitting=True
     )
     # tiles of 32 px, patches of 8 px -> 16 patches, pixel-shuffled by 2 -> 4 tokens per tile
-    processor = ColIdefics3Processor(image_processor=image_processor, tokenizer=tok, image_seq_len=4)
+    processor = ColIdefics3Processor(
+        image_processor=image_processor, tokenizer=tok, image_seq_len=4
+    )
     config = Idefics3Config(
         vision_config={
             "hidden_size": 32,

@@ -56,7 +56,8 @@ def colpali_classes(model_type: str | None, model: str = "") -> tuple[type, type
     if model_cls is None or proc_cls is None:
         raise UnsupportedModelError(
             model or model_name,
-            f"this colpali-engine has no {model_name}; upgrade it: uv pip install -U colpali-engine",
+            f"this colpali-engine has no {model_name}; "
+            "upgrade it: uv pip install -U colpali-engine",
         )
     return model_cls, proc_cls
 
@@ -83,6 +84,19 @@ def _materialize_unloaded(model: Any) -> None:
             real = torch.zeros(param.shape, dtype=param.dtype)
             setattr(module, attr, torch.nn.Parameter(real, requires_grad=False))
         logger.debug("parameter %s not in the checkpoint; filled (unused for embeddings)", name)
+
+
+def _use_pil_image_processor(processor: Any, folder: str) -> None:
+    """Swap in the PIL variant of the image processor (as the models were trained), if any."""
+    try:
+        from transformers import AutoImageProcessor
+
+        pil = AutoImageProcessor.from_pretrained(folder, backend="pil")
+    except (OSError, ValueError, TypeError, ImportError):  # older transformers: no backends
+        return
+    current = type(processor.image_processor).__name__
+    if type(pil).__name__ in (current, current + "Pil"):
+        processor.image_processor = pil
 
 
 class ColPaliEncoder:
@@ -149,9 +163,12 @@ class ColPaliEncoder:
         errors = []
         for folder in folders:
             try:
-                return proc_cls.from_pretrained(folder)
+                processor = proc_cls.from_pretrained(folder)
             except (OSError, ValueError, TypeError) as e:
                 errors.append(f"{folder}: {e}")
+                continue
+            _use_pil_image_processor(processor, folder)
+            return processor
         raise ModelUnavailableError(self.model_name, "no processor loads: " + "; ".join(errors))
 
     # ------------------------------------------------------------------ encoding

@@ -92,7 +92,9 @@ class ImageTextEncoder:
             self._model = model_cls.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
             self._processor = _load_processor(proc_cls, path)
         except (OSError, ValueError) as e:
-            raise ModelUnavailableError(self.model_name, f"found at {path} but it does not load: {e}") from e
+            raise ModelUnavailableError(
+                self.model_name, f"found at {path} but it does not load: {e}"
+            ) from e
         cfg = self._model.config
         self.dim = int(getattr(cfg, "projection_dim", None) or cfg.text_config.hidden_size)
         self.max_length = int(cfg.text_config.max_position_embeddings)

@@ -69,7 +69,7 @@ class Prompts:
 
 
 def _cache_repo_id(path: str) -> str | None:
-    """``ORG/NAME`` for a Hugging Face cache snapshot folder (``models--ORG--NAME/snapshots/REV``)."""
+    """``ORG/NAME`` for a Hugging Face cache folder ``models--ORG--NAME/snapshots/REV``."""
     p = Path(path)
     if p.parent.name == "snapshots" and p.parent.parent.name.startswith("models--"):
         return p.parent.parent.name.removeprefix("models--").replace("--", "/")
@@ -77,7 +77,7 @@ def _cache_repo_id(path: str) -> str | None:
 
 
 def checkpoint_prompts(path: str) -> tuple[str | None, str | None]:
-    """(query, document) prompts declared in a checkpoint's ``config_sentence_transformers.json``."""
+    """(query, document) prompts a checkpoint declares in config_sentence_transformers.json."""
     cfg = read_json(Path(path) / "config_sentence_transformers.json") or {}
     prompts = cfg.get("prompts") or {}
     if not isinstance(prompts, dict):
@@ -189,8 +189,9 @@ class SentenceTransformerEncoder:
                 raise ValueError(f"max_length must be at least 1, got {max_length}")
             self._model.max_seq_length = max_length
         self.max_length = int(self._model.max_seq_length or self._model.tokenizer.model_max_length)
-        get_dim = getattr(self._model, "get_embedding_dimension", None) or getattr(
-            self._model, "get_sentence_embedding_dimension"
+        get_dim = (
+            getattr(self._model, "get_embedding_dimension", None)
+            or self._model.get_sentence_embedding_dimension
         )
         self.dim = int(get_dim())
 
@@ -215,7 +216,9 @@ class SentenceTransformerEncoder:
         """Tokens each text takes (special tokens included), before any truncation."""
         if not texts:
             return []
-        enc = self._model.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)
+        enc = self._model.tokenizer(
+            list(texts), add_special_tokens=True, truncation=False, verbose=False
+        )
         return [len(ids) for ids in enc["input_ids"]]
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:

@@ -50,9 +50,9 @@ class DatasetUnavailableError(MMRetrieverError):
         msg = (
             f"data set '{name}' is not available offline: not a local folder and not in the "
             "Hugging Face datasets cache. Fix: on a machine with internet run "
-            f"`python -c \"import datasets; datasets.load_dataset('{name}')\"` (for BEIR-style sets "
-            "also with 'corpus', 'queries' and 'qrels' as the config name), then copy "
-            "~/.cache/huggingface (or set HF_HOME), or save it with `save_to_disk` and pass the folder"
+            f"`python -c \"import datasets; datasets.load_dataset('{name}')\"` (BEIR-style "
+            "sets: also with 'corpus', 'queries' and 'qrels' as the config name), then copy "
+            "~/.cache/huggingface (or set HF_HOME), or `save_to_disk` it and pass the folder"
         )
         if detail:
             msg += f" ({detail})"
@@ -117,7 +117,9 @@ def load_dataset(source: str | Path, *, split: str | None = None) -> EvalDataset
     text = str(source)
     kind, _, name = text.partition(":")
     if kind in ("vidore", "docvqa") and name:
-        return load_vidore(name, split=split) if kind == "vidore" else load_docvqa(name, split=split)
+        return (
+            load_vidore(name, split=split) if kind == "vidore" else load_docvqa(name, split=split)
+        )
     path = Path(text).expanduser()
     if path.is_dir():
         return load_local(path)
@@ -136,7 +138,9 @@ def load_local(root: str | Path) -> EvalDataset:
     docs_dir = root / "pdfs"
     for need in (docs_dir, root / "queries.jsonl", root / "qrels.tsv"):
         if not need.exists():
-            raise DatasetError(f"{root}: missing {need.name} (need pdfs/, queries.jsonl, qrels.tsv)")
+            raise DatasetError(
+                f"{root}: missing {need.name} (need pdfs/, queries.jsonl, qrels.tsv)"
+            )
     files = sorted(
         p
         for p in docs_dir.iterdir()
@@ -193,7 +197,8 @@ def load_vidore(name: str, *, split: str | None = None) -> EvalDataset:
 
 
 def load_docvqa(name: str, *, split: str | None = None) -> EvalDataset:
-    """DocVQA as retrieval: each distinct page image is a document, each question's page relevant."""
+    """DocVQA as retrieval: every distinct page image is a document; a question's page is
+    its relevant page."""
     parts = _load_hf(name, split=split or "validation", beir=False)
     table = parts["rows"] if isinstance(parts, dict) else parts
     return _from_qa(

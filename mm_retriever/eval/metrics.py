@@ -72,7 +72,9 @@ def evaluate_rankings(
     ``{"n": n, "ndcg@5": x, ..., "by_source": {src: {"n": n, "ndcg@5": x, ...}},
     "per_query": {qid: {...}}}``.
     """
-    per_query = {qid: score_query(rankings.get(qid, []), rel, metrics) for qid, rel in qrels.items()}
+    per_query = {
+        qid: score_query(rankings.get(qid, []), rel, metrics) for qid, rel in qrels.items()
+    }
     names = [f"{name}@{k}" for name, k in metrics]
     out: dict[str, Any] = {"n": len(per_query), **_mean(per_query.values(), names)}
     groups: dict[str, list[dict[str, float]]] = {}

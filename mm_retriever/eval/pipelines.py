@@ -83,9 +83,9 @@ class BuildStats:
 class Pipeline:
     """Base: a named retrieval pipeline that indexes a data set's files and answers queries."""
 
-    name: str = ""
-    kind: Literal["ours", "peer"] = "ours"
-    description: str = ""
+    name: str
+    kind: Literal["ours", "peer"]
+    description: str
 
     def settings(self) -> dict[str, Any]:
         """JSON-ready settings: what decides the index and the ranking."""
@@ -154,6 +154,26 @@ class OursPipeline(Pipeline):
     def settings(self) -> dict[str, Any]:
         return {"index": self.config.model_dump(mode="json"), "retriever": self.retriever}
 
+    def index_settings(self) -> dict[str, Any]:
+        """What decides the index's content: the config less fusion and fusion weights (those
+        apply at query time, so indexes are reused across fusion settings)."""
+        data = self.config.model_dump(mode="json", exclude={"fusion"})
+        for leg in data["legs"]:
+            leg.pop("weight", None)
+        return data
+
+    def fusion(self, legs: Sequence[str]) -> Any:
+        """The fusion this pipeline asks for (its config's fusion and leg weights)."""
+        from mm_retriever import registry
+
+        spec = self.config.fusion
+        options = dict(spec.options)
+        weights = {s.leg_name: s.weight for s in self.config.legs}
+        weights.update(options.get("weights") or {})
+        weights.update(self.retriever.get("weights") or {})
+        options["weights"] = {n: w for n, w in weights.items() if n in legs}
+        return registry.fusions.create(spec.name, **options)
+
     def ocr_engine(self) -> tuple[str, int] | None:
         if self.ocr_only:
             return self.config.ingest.ocr_engine, self.config.ingest.ocr_dpi
@@ -169,7 +189,10 @@ class OursPipeline(Pipeline):
         specs = {s.leg_name: s for s in mine.legs}
         their_specs = {s.leg_name: s for s in theirs.legs}
         return all(
-            n in specs and n in their_specs and specs[n].model_dump() == their_specs[n].model_dump()
+            n in specs
+            and n in their_specs
+            and specs[n].model_dump(exclude={"weight"})
+            == their_specs[n].model_dump(exclude={"weight"})
             for n in need
         )
 
@@ -179,9 +202,7 @@ class OursPipeline(Pipeline):
 
     def index_dir(self, dataset: EvalDataset, workdir: Path) -> Path:
         key = _key(
-            dataset.fingerprint(),
-            sorted(f.name for f in dataset.files),
-            self.config.model_dump(mode="json"),
+            dataset.fingerprint(), sorted(f.name for f in dataset.files), self.index_settings()
         )
         return workdir / "indexes" / f"{_slug(dataset.name)}-{key}"
 
@@ -235,6 +256,9 @@ class OursPipeline(Pipeline):
             why = "; ".join(index.skipped_legs.get(n, "not in the index") for n in missing)
             raise PipelineUnavailable(f"leg(s) {missing} unavailable: {why}")
         options = {k: v for k, v in self.retriever.items() if v is not None}
+        if "fusion" not in options:  # the index may have been built with other fusion settings
+            options.pop("weights", None)
+            options["fusion"] = self.fusion(legs or list(index.legs))
         self._index = index
         self._retriever = index.retriever(include_images=False, write_images=False, **options)
 
@@ -288,9 +312,7 @@ def make_ours(
     engine = base.ingest.ocr_engine
     opts = dict(retriever or {})
     if name == "hybrid":
-        return OursPipeline(
-            "hybrid", base, opts, "every available leg of the default index, fused"
-        )
+        return OursPipeline("hybrid", base, opts, "every available leg of the default index, fused")
     if name in ("text", "bm25", "page"):
         legs = [s for s in base.legs if s.leg_name == name] or [_default_leg(name, text_model)]
         cfg = base.model_copy(update={"legs": legs})
@@ -391,7 +413,11 @@ class LlamaIndexPipeline(PeerPipeline):
     description = "peer: LlamaIndex SimpleDirectoryReader + VectorStoreIndex (default settings)"
 
     def settings(self) -> dict[str, Any]:
-        return {"peer": "llama-index", "model": self.model or "all-MiniLM-L6-v2", "top_chunks": self.chunk_depth}
+        return {
+            "peer": "llama-index",
+            "model": self.model or "all-MiniLM-L6-v2",
+            "top_chunks": self.chunk_depth,
+        }
 
     def build(self, dataset: EvalDataset, workdir: Path, *, progress: bool = False) -> BuildStats:
         core = _need("llama_index.core", "llama-index-core")
@@ -424,7 +450,9 @@ class LlamaIndexPipeline(PeerPipeline):
 
         kwargs: dict[str, Any] = {"similarity_top_k": self.chunk_depth}
         if scope == "within-doc":
-            kwargs["filters"] = MetadataFilters(filters=[ExactMatchFilter(key="file_name", value=query.doc)])
+            kwargs["filters"] = MetadataFilters(
+                filters=[ExactMatchFilter(key="file_name", value=query.doc)]
+            )
         nodes = self._index.as_retriever(**kwargs).retrieve(query.text)
         return _pages_in_order(
             [(n.node.metadata["file_name"], int(n.node.metadata["page_index"])) for n in nodes], k
@@ -442,7 +470,11 @@ class LangChainPipeline(PeerPipeline):
     description = "peer: LangChain EnsembleRetriever (BM25 + dense), PyPDFLoader, 1000/200 splits"
 
     def settings(self) -> dict[str, Any]:
-        return {"peer": "langchain", "model": self.model or "all-MiniLM-L6-v2", "top_chunks": self.chunk_depth}
+        return {
+            "peer": "langchain",
+            "model": self.model or "all-MiniLM-L6-v2",
+            "top_chunks": self.chunk_depth,
+        }
 
     def build(self, dataset: EvalDataset, workdir: Path, *, progress: bool = False) -> BuildStats:
         loaders = _need("langchain_community.document_loaders", "langchain-community")
@@ -451,7 +483,9 @@ class LangChainPipeline(PeerPipeline):
         splitters = _need("langchain_text_splitters", "langchain-text-splitters")
         hf = _need("langchain_huggingface", "langchain-huggingface")
         vectorstores = _need("langchain_core.vectorstores", "langchain-core")
-        self._ensemble = _need("langchain_classic.retrievers", "langchain-classic").EnsembleRetriever
+        self._ensemble = _need(
+            "langchain_classic.retrievers", "langchain-classic"
+        ).EnsembleRetriever
         t0 = time.perf_counter()
         pdfs = [f for f in dataset.files if f.suffix.lower() == ".pdf"]
         if len(pdfs) != len(dataset.files):
@@ -491,7 +525,9 @@ class LangChainPipeline(PeerPipeline):
         dense = self._store.as_retriever(search_kwargs=kwargs)
         ensemble = self._ensemble(retrievers=[_BM25(), dense], weights=[0.5, 0.5])
         hits = ensemble.invoke(query.text)
-        return _pages_in_order([(d.metadata["file_name"], d.metadata["page_index"]) for d in hits], k)
+        return _pages_in_order(
+            [(d.metadata["file_name"], d.metadata["page_index"]) for d in hits], k
+        )
 
     def close(self) -> None:
         self._store = None

@@ -74,7 +74,14 @@ def markdown_table(docs: Sequence[Mapping[str, Any]]) -> str:
             ] + [f"{_fmt(by[s]['ndcg@5'])} (n={by[s]['n']})" if s in by else "–" for s in sources]
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
-        head = ["pipeline", "index s/page", "OCR s/page", "query ms p50", "query ms p95", "bytes/page"]
+        head = [
+            "pipeline",
+            "index s/page",
+            "OCR s/page",
+            "query ms p50",
+            "query ms p95",
+            "bytes/page",
+        ]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for name, res in doc["pipelines"].items():
             row = [
@@ -110,7 +117,13 @@ def plot_by_source(doc: Mapping[str, Any], path: str | Path) -> Path:
             res.get("by_source", {}).get(s, {}).get("ndcg@5", 0.0) for s in sources
         ]
         xs = [g + (i - (len(names) - 1) / 2) * width for g in range(len(groups))]
-        ax.bar(xs, vals, width, label=_label(name, res), hatch="//" if res.get("kind") == "peer" else None)
+        ax.bar(
+            xs,
+            vals,
+            width,
+            label=_label(name, res),
+            hatch="//" if res.get("kind") == "peer" else None,
+        )
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels(groups)
     ax.set_ylabel("nDCG@5")
@@ -124,14 +137,18 @@ def plot_by_source(doc: Mapping[str, Any], path: str | Path) -> Path:
     return path
 
 
-def write_report(docs: Sequence[Mapping[str, Any]], out_dir: str | Path, *, header: str = "") -> Path:
+def write_report(
+    docs: Sequence[Mapping[str, Any]], out_dir: str | Path, *, header: str = ""
+) -> Path:
     """``report.md`` plus one ``ndcg5_by_source_<dataset>_<scope>.png`` a scope, in ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     parts = [header.rstrip() + "\n"] if header else []
     parts.append(markdown_table(docs))
     for doc in docs:
-        png = plot_by_source(doc, out_dir / f"ndcg5_by_source_{_slug(doc['dataset'])}_{doc['scope']}.png")
+        png = plot_by_source(
+            doc, out_dir / f"ndcg5_by_source_{_slug(doc['dataset'])}_{doc['scope']}.png"
+        )
         parts.append(f"![nDCG@5 by evidence type, {doc['scope']}]({png.name})\n")
     md = out_dir / "report.md"
     md.write_text("\n".join(parts), encoding="utf-8")

@@ -4,19 +4,19 @@ Detection is deliberately plain:
 
 - raster: every placed image (``page.get_image_info``) that is neither tiny nor a full-page
   background/scan; touching images are merged.
+  Images under running text (brochure backgrounds) and thin strips (text set as images) are
+  dropped.
 - vector: the page's drawings (``page.get_drawings``) are grouped by position (boxes that
-  come within a few points of a growing cluster join it). Clusters that are too
-  small, too few paths, ruled table grids (axis-aligned strokes only) or framed prose boxes are
-  dropped; the rest grow to take in their short labels (tick labels, legends, axis titles).
+  come within a few points of a growing cluster join it). Clusters that are too small, too
+  few items, ruled table grids (axis-aligned strokes only), thin strips or framed prose boxes
+  are dropped; the rest grow to take in their short labels (tick labels, legends, axis titles).
+- panels of one figure (close together, only labels between them) are joined.
 
-A figure's caption is the nearest text block above or below that starts with Figure/Fig./
-Chart/Table/Exhibit; failing that, the title block(s) just above it (report-style charts put a
-bold title there). Its inside text is the text-layer lines inside its bbox (plus OCR lines there).
+Captions and inside text: see ``captions.py``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,14 +24,19 @@ import numpy as np
 import pymupdf
 from PIL import Image
 
+from mm_retriever.ingest.captions import WORD, find_caption, is_caption, text_inside
+from mm_retriever.ingest.geometry import (
+    area,
+    center_in,
+    clip,
+    h_overlap,
+    intersection,
+    near,
+    union,
+    v_overlap,
+)
 from mm_retriever.ingest.text import TextBlock, TextLine, visible_bbox
 from mm_retriever.types import BBox, Figure
-
-CAPTION_RE = re.compile(
-    r"^\s*(?:figure|fig\.|fig|chart|table|exhibit)(?![a-z])\s*"
-    r"(?:\d|[ivxlc]+\b|[a-z]\b|[:.\-–—|])",
-    re.IGNORECASE,
-)
 
 MIN_SIDE = 30.0  # points; thinner regions are rules, text lines set as images, table rows
 MAX_ASPECT = 8.0
@@ -43,10 +48,6 @@ MAX_LABEL_CHARS = 80
 MAX_FIGURES = 20
 PANEL_GAP = 24.0  # panels of one figure sit this close, with nothing but labels between
 PROSE_WORDS = 6  # a line with this many words is running text, not a label
-CAPTION_MAX_CHARS = 400
-TITLE_REACH = 48.0  # a title block ends at most this far above the figure
-TITLE_GAP = 16.0  # ... and a subtitle sits this close under the title
-_WORD = re.compile(r"[^\W\d_]{2,}")
 
 
 @dataclass
@@ -55,53 +56,6 @@ class FigureBox:
 
     bbox: BBox
     kind: str  # "raster" | "vector"
-
-
-def is_caption(text: str) -> bool:
-    """Whether ``text`` starts like a caption: "Figure 3:", "Fig. 2", "Table 1", "Exhibit A"."""
-    return bool(CAPTION_RE.match(text))
-
-
-# ---------------------------------------------------------------- geometry helpers
-
-
-def _area(b: BBox) -> float:
-    return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
-
-
-def _union(a: BBox, b: BBox) -> BBox:
-    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
-
-
-def _intersection(a: BBox, b: BBox) -> float:
-    return _area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
-
-
-def _near(a: BBox, b: BBox, gap: float) -> bool:
-    return not (a[2] < b[0] - gap or b[2] < a[0] - gap or a[3] < b[1] - gap or b[3] < a[1] - gap)
-
-
-def _clip(b: BBox, page: BBox) -> BBox:
-    return (max(b[0], page[0]), max(b[1], page[1]), min(b[2], page[2]), min(b[3], page[3]))
-
-
-def center_in(inner: BBox, outer: BBox, pad: float = 2.0) -> bool:
-    cx, cy = (inner[0] + inner[2]) / 2, (inner[1] + inner[3]) / 2
-    return outer[0] - pad <= cx <= outer[2] + pad and outer[1] - pad <= cy <= outer[3] + pad
-
-
-def _v_overlap(a: BBox, b: BBox) -> float:
-    """Vertical overlap as a share of the shorter box."""
-    inter = min(a[3], b[3]) - max(a[1], b[1])
-    short = min(a[3] - a[1], b[3] - b[1])
-    return inter / short if short > 0 else 0.0
-
-
-def _h_overlap(a: BBox, b: BBox) -> float:
-    """Horizontal overlap as a share of the narrower box."""
-    inter = min(a[2], b[2]) - max(a[0], b[0])
-    narrow = min(a[2] - a[0], b[2] - b[0])
-    return inter / narrow if narrow > 0 else 0.0
 
 
 def merge_boxes(boxes: list[FigureBox], gap: float = 2.0) -> list[FigureBox]:
@@ -113,9 +67,9 @@ def merge_boxes(boxes: list[FigureBox], gap: float = 2.0) -> list[FigureBox]:
         for i in range(len(out)):
             for j in range(i + 1, len(out)):
                 a, b = out[i], out[j]
-                if _near(a.bbox, b.bbox, gap):
-                    kind = a.kind if _area(a.bbox) >= _area(b.bbox) else b.kind
-                    out[i] = FigureBox(_union(a.bbox, b.bbox), kind)
+                if near(a.bbox, b.bbox, gap):
+                    kind = a.kind if area(a.bbox) >= area(b.bbox) else b.kind
+                    out[i] = FigureBox(union(a.bbox, b.bbox), kind)
                     del out[j]
                     changed = True
                     break
@@ -130,12 +84,12 @@ def merge_boxes(boxes: list[FigureBox], gap: float = 2.0) -> list[FigureBox]:
 def raster_boxes(page: pymupdf.Page, min_area: float) -> list[FigureBox]:
     """Placed raster images worth indexing as figures (merged where they touch)."""
     prect = tuple(page.rect)
-    page_area = _area(prect)
+    page_area = area(prect)
     boxes = []
     for info in page.get_image_info(xrefs=False):
-        bbox = _clip(visible_bbox(page, info["bbox"]), prect)
+        bbox = clip(visible_bbox(page, info["bbox"]), prect)
         w, h = bbox[2] - bbox[0], bbox[3] - bbox[1]
-        if min(w, h) >= MIN_SIDE and _area(bbox) <= MAX_PAGE_SHARE * page_area:
+        if min(w, h) >= MIN_SIDE and area(bbox) <= MAX_PAGE_SHARE * page_area:
             boxes.append(FigureBox(bbox, "raster"))
     return [b for b in merge_boxes(boxes) if _well_shaped(b.bbox, min_area)]
 
@@ -230,14 +184,14 @@ def vector_boxes(
 ) -> list[FigureBox]:
     """Vector-drawn charts and diagrams: clustered drawings with their short text labels."""
     prect = tuple(page.rect)
-    page_area = _area(prect)
+    page_area = area(prect)
     paths = []
     for path in page.get_drawings():
-        bbox = _clip(visible_bbox(page, path["rect"]), prect)
+        bbox = clip(visible_bbox(page, path["rect"]), prect)
         w, h = bbox[2] - bbox[0], bbox[3] - bbox[1]
         if w < 0 or h < 0 or (w < 0.5 and h < 0.5):
             continue
-        if _area(bbox) > MAX_PAGE_SHARE * page_area:
+        if area(bbox) > MAX_PAGE_SHARE * page_area:
             continue  # page background
         if path.get("color") is None and _is_light(path.get("fill")) and path.get("fill"):
             continue  # white boxes painted behind content
@@ -254,7 +208,7 @@ def vector_boxes(
         if all(_is_ruling(paths[i][1]) for i in members):
             continue  # ruled table grid, rules, frames
         bbox = _grow_with_labels(bbox, blocks)
-        if not _well_shaped(bbox, min_area) or _area(bbox) > MAX_PAGE_SHARE * page_area:
+        if not _well_shaped(bbox, min_area) or area(bbox) > MAX_PAGE_SHARE * page_area:
             continue
         if _is_prose_box(bbox, blocks):
             continue
@@ -270,7 +224,7 @@ def _is_label_of(label: BBox, bbox: BBox) -> bool:
         return label[3] >= bbox[1] - LABEL_GAP and label[1] <= bbox[3] + LABEL_GAP
     if v_inter > 0.5 * (label[3] - label[1]):  # row labels, legends at the side
         return label[2] >= bbox[0] - SIDE_LABEL_GAP and label[0] <= bbox[2] + SIDE_LABEL_GAP
-    return _near(label, bbox, LABEL_GAP / 2)
+    return near(label, bbox, LABEL_GAP / 2)
 
 
 def _grow_with_labels(bbox: BBox, blocks: Sequence[TextBlock], rounds: int = 3) -> BBox:
@@ -281,7 +235,7 @@ def _grow_with_labels(bbox: BBox, blocks: Sequence[TextBlock], rounds: int = 3) 
             if len(b.text) > MAX_LABEL_CHARS or is_caption(b.text):
                 continue
             if not center_in(b.bbox, bbox, 0) and _is_label_of(b.bbox, bbox):
-                grown = _union(grown, b.bbox)
+                grown = union(grown, b.bbox)
         if grown == bbox:
             break
         bbox = grown
@@ -292,7 +246,7 @@ def _is_prose_box(bbox: BBox, blocks: Sequence[TextBlock]) -> bool:
     """A framed/shaded box or background image under running text, not a chart."""
     inside = [ln.text for b in blocks for ln in b.lines if center_in(ln.bbox, bbox)]
     total = sum(len(t) for t in inside)
-    prose = sum(len(t) for t in inside if len(_WORD.findall(t)) >= PROSE_WORDS)
+    prose = sum(len(t) for t in inside if len(WORD.findall(t)) >= PROSE_WORDS)
     return total > 200 and prose >= 0.5 * total
 
 
@@ -300,7 +254,7 @@ def _between(a: BBox, b: BBox) -> BBox:
     """The gap region between two boxes (spanning both in the other direction)."""
     x0, x1 = sorted((a[2], b[0])) if a[2] <= b[0] else sorted((b[2], a[0]))
     y0, y1 = sorted((a[3], b[1])) if a[3] <= b[1] else sorted((b[3], a[1]))
-    if _h_overlap(a, b) > 0:  # stacked: the gap is vertical
+    if h_overlap(a, b) > 0:  # stacked: the gap is vertical
         x0, x1 = min(a[0], b[0]), max(a[2], b[2])
     else:  # side by side
         y0, y1 = min(a[1], b[1]), max(a[3], b[3])
@@ -316,20 +270,20 @@ def merge_panels(boxes: list[FigureBox], blocks: Sequence[TextBlock]) -> list[Fi
         for i in range(len(out)):
             for j in range(i + 1, len(out)):
                 a, b = out[i].bbox, out[j].bbox
-                aligned = _h_overlap(a, b) >= 0.5 or _v_overlap(a, b) >= 0.5
-                if not aligned or not _near(a, b, PANEL_GAP):
+                aligned = h_overlap(a, b) >= 0.5 or v_overlap(a, b) >= 0.5
+                if not aligned or not near(a, b, PANEL_GAP):
                     continue
                 gap = _between(a, b)
                 if any(
-                    (is_caption(t.text) or len(_WORD.findall(t.text)) >= PROSE_WORDS)
-                    and _intersection(t.bbox, gap) > 0
+                    (is_caption(t.text) or len(WORD.findall(t.text)) >= PROSE_WORDS)
+                    and intersection(t.bbox, gap) > 0
                     and not center_in(t.bbox, a, 0)
                     and not center_in(t.bbox, b, 0)
                     for t in blocks
                 ):
                     continue
-                kind = out[i].kind if _area(a) >= _area(b) else out[j].kind
-                out[i] = FigureBox(_union(a, b), kind)
+                kind = out[i].kind if area(a) >= area(b) else out[j].kind
+                out[i] = FigureBox(union(a, b), kind)
                 del out[j]
                 changed = True
                 break
@@ -342,77 +296,17 @@ def detect_figures(
     page: pymupdf.Page, blocks: Sequence[TextBlock], min_area_share: float
 ) -> list[FigureBox]:
     """Raster and vector figures of a page, merged where they overlap, in reading order."""
-    min_area = max(min_area_share * _area(tuple(page.rect)), 1.0)
+    min_area = max(min_area_share * area(tuple(page.rect)), 1.0)
     rasters = [b for b in raster_boxes(page, min_area) if not _is_prose_box(b.bbox, blocks)]
     boxes = rasters + vector_boxes(page, blocks, min_area)
     boxes = merge_panels(merge_boxes(boxes), blocks)
-    boxes.sort(key=lambda f: -_area(f.bbox))
+    boxes.sort(key=lambda f: -area(f.bbox))
     boxes = boxes[:MAX_FIGURES]
     boxes.sort(key=lambda f: (round(f.bbox[1]), f.bbox[0]))
     return boxes
 
 
 # ---------------------------------------------------------------- captions, text, crops
-
-
-def find_caption(bbox: BBox, blocks: Sequence[TextBlock], page_height: float) -> str:
-    """The caption of the figure at ``bbox``: see the module docstring."""
-    max_gap = max(72.0, 0.15 * page_height)
-    best: tuple[float, str] | None = None
-    for b in blocks:
-        if not is_caption(b.text) or _h_overlap(b.bbox, bbox) < 0.2:
-            continue
-        if center_in(b.bbox, bbox, 0):
-            gap = 0.0
-        elif b.bbox[1] >= bbox[3] - 2:
-            gap = b.bbox[1] - bbox[3]
-        elif b.bbox[3] <= bbox[1] + 2:
-            gap = bbox[1] - b.bbox[3]
-        else:
-            continue
-        if gap <= max_gap and (best is None or gap < best[0]):
-            best = (gap, b.text)
-    if best is not None:
-        return best[1][:CAPTION_MAX_CHARS]
-    return _title_above(bbox, blocks)
-
-
-def _title_above(bbox: BBox, blocks: Sequence[TextBlock]) -> str:
-    """Up to two title-like blocks stacked just above the figure (a chart's title, subtitle).
-
-    Short blocks on the way up (legend entries, axis units, column heads) are stepped over.
-    """
-    above = sorted(
-        (
-            b
-            for b in blocks
-            if b.bbox[3] <= bbox[1] + 2 and _h_overlap(b.bbox, bbox) >= 0.5 and len(b.text) <= 300
-        ),
-        key=lambda b: -b.bbox[3],
-    )
-    picked: list[TextBlock] = []
-    edge = bbox[1]
-    for b in above:
-        if not picked and bbox[1] - b.bbox[3] > TITLE_REACH:
-            break
-        if picked and edge - b.bbox[3] > TITLE_GAP:
-            break
-        if len(_WORD.findall(b.text)) < 4:
-            if picked:
-                break
-            continue
-        picked.append(b)
-        edge = b.bbox[1]
-        if len(picked) == 2:
-            break
-    return " ".join(b.text for b in reversed(picked))[:CAPTION_MAX_CHARS]
-
-
-def text_inside(bbox: BBox, lines: Sequence[TextLine]) -> str:
-    """Text of the lines whose centre lies inside ``bbox``, top to bottom."""
-    inside = [ln for ln in lines if center_in(ln.bbox, bbox)]
-    inside.sort(key=lambda ln: (round(ln.bbox[1] / 3), ln.bbox[0]))
-    return "\n".join(ln.text for ln in inside)
 
 
 def crop(

@@ -15,14 +15,9 @@ from PIL import Image, UnidentifiedImageError
 from mm_retriever.config import IngestConfig
 from mm_retriever.errors import IngestError
 from mm_retriever.ingest.chunking import Unit, chunk_units
-from mm_retriever.ingest.figures import (
-    FigureBox,
-    build_figures,
-    center_in,
-    detect_figures,
-    raster_boxes,
-)
+from mm_retriever.ingest.figures import FigureBox, build_figures, detect_figures, raster_boxes
 from mm_retriever.ingest.files import IMAGE_SUFFIXES, PDF_SUFFIXES, SUPPORTED_SUFFIXES, document_id
+from mm_retriever.ingest.geometry import center_in
 from mm_retriever.ingest.merge import merge_text, new_ocr_lines
 from mm_retriever.ingest.ocr import PageOCR, get_ocr_engine, ocr_page
 from mm_retriever.ingest.render import fit_size, pixmap_size, render_page, render_pdf2image
@@ -313,13 +308,17 @@ class DocumentReader:
         cfg = self.config
         layer_text = layer.text
         usable_layer = bool(layer_text) and layer.garbled <= GARBLED
+        ocr_text = ocr.text if ocr is not None else ""
+        if cfg.page_text == "layer":  # OCR stays in ocr_text only, never in the page text
+            ocr = None
+        base_text = layer_text
+        if cfg.page_text == "ocr":  # the text layer is ignored for text, chunks and figures
+            usable_layer, base_text = False, ""
         blocks: list[TextBlock] = list(layer.blocks) if usable_layer else []
         lines: list[TextLine] = list(layer.lines) if usable_layer else []
         units = [Unit(b.text, b.bbox) for b in blocks]
-        text, source = (layer_text, "layer") if layer_text else ("", "none")
-        ocr_text = ""
+        text, source = (base_text, "layer") if base_text else ("", "none")
         if ocr is not None:
-            ocr_text = ocr.text
             extra = new_ocr_lines(ocr.lines, lines) if usable_layer else ocr.lines
             extra_lines = [TextLine(ln.text, ln.bbox) for ln in extra]
             if usable_layer:

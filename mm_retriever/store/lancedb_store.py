@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -219,16 +220,28 @@ class LanceDBStore:
             log.warning("removed partial rows of %d uncommitted document(s)", len(orphans))
         return orphans
 
-    def optimize(self, names: Sequence[str] | None = None, *, prune: bool = False) -> None:
-        """Compact small fragments written by many per-document appends.
+    def optimize(
+        self, names: Sequence[str] | None = None, *, prune: bool = False, min_fragments: int = 1
+    ) -> list[str]:
+        """Compact tables made of many small fragments (each per-document append makes one).
 
-        ``prune`` also deletes every old table version at once (LanceDB otherwise keeps them for
-        7 days); do it only when no other process reads an older version.
+        Only tables with at least ``min_fragments`` fragments are rewritten, so frequent small
+        adds do not rewrite the whole table each time. ``prune`` also deletes every old table
+        version at once (LanceDB otherwise keeps them for 7 days); do it only when no other
+        process reads an older version. Returns the tables compacted.
         """
+        done = []
         for name in names or self.table_names():
             tbl = self.table(name)
-            if tbl is not None:
-                tbl.optimize(cleanup_older_than=timedelta(0) if prune else None)
+            if tbl is None:
+                continue
+            fragments = tbl.stats()["fragment_stats"]["num_fragments"]
+            if prune or fragments >= max(min_fragments, 2):
+                with warnings.catch_warnings():  # pruning every old version is asked for here
+                    warnings.filterwarnings("ignore", message=".*removes every version.*")
+                    tbl.optimize(cleanup_older_than=timedelta(0) if prune else None)
+                done.append(name)
+        return done
 
     # ------------------------------------------------------------------ sizes
     def table_bytes(self) -> dict[str, int]:
