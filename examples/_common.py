@@ -47,15 +47,15 @@ def open_index(folder: Path, index_dir: Path | None = None) -> Any:
 
     Files already indexed are skipped (same content hash), so a second run starts at once.
     """
-    from mm_retriever.index import MultimodalIndex
+    from mm_retriever.index import IndexNotFoundError, MultimodalIndex
 
     if not folder.is_dir():
         raise SystemExit(f"no such folder: {folder}")
     index_dir = index_dir or default_index_dir(folder)
-    if (index_dir / "manifest.lance").exists():
+    try:
         index = MultimodalIndex.open(index_dir)
-    else:
-        index = MultimodalIndex.create(index_dir)
+    except IndexNotFoundError:
+        index = MultimodalIndex.create(index_dir)  # default legs; unavailable models are skipped
     report = index.add([folder], progress=True)
     for path, reason in report.failed.items():
         print(f"  skipped {path}: {reason}")

@@ -30,7 +30,7 @@ def show(sources: list[Any], out: Path) -> None:
     for src in sources:
         page = src.page
         legs = ", ".join(f"{leg} #{rank}" for leg, rank in sorted(page.leg_ranks.items()))
-        saved = save_page_image(page, out)
+        saved = save_page_image(page, out, reuse_existing=False)
         print(f"  {src.citation}  score {page.score:.4f}  ({legs})  image: {saved}")
         for fig in page.figures:
             box = ", ".join(f"{v:.0f}" for v in fig.bbox)

@@ -37,7 +37,9 @@ def search_tool(retriever: MMRetriever) -> RetrieverTool:
 
 
 def make_agent(retriever: MMRetriever, llm: Any) -> FunctionAgent:
-    return FunctionAgent(tools=[search_tool(retriever)], llm=llm, system_prompt=SYSTEM)
+    return FunctionAgent(
+        tools=[search_tool(retriever)], llm=llm, system_prompt=SYSTEM, streaming=False
+    )
 
 
 async def ask(agent: FunctionAgent, question: str) -> str:

@@ -105,30 +105,28 @@ def _open_or_create(index: Path, config: IndexConfig) -> MultimodalIndex:
     return MultimodalIndex.create(index, config)
 
 
-def _print_skipped(idx: MultimodalIndex) -> None:
-    for leg, reason in idx.skipped_legs.items():
-        err_console.print(f"[yellow]skipped leg '{leg}':[/yellow] {reason}")
-
-
 def _results_table(question: str, pages: list[RetrievedPage], legs: list[str]) -> Table:
-    table = Table(title=f"[bold]{question}[/bold]", title_justify="left", show_lines=False)
-    table.add_column("#", justify="right")
-    table.add_column("document")
-    table.add_column("page", justify="right")
-    table.add_column("fused", justify="right")
-    for leg in legs:
-        table.add_column(f"{leg} rank/score", justify="right")
-    table.add_column("text")
+    table = Table(title=f"[bold]{question}[/bold]", title_justify="left")
+    table.add_column("#", justify="right", no_wrap=True, min_width=1)
+    table.add_column("p.", justify="right", no_wrap=True, min_width=2)
+    table.add_column("document", no_wrap=True, overflow="ellipsis", max_width=28)
+    table.add_column("fused", justify="right", no_wrap=True, min_width=6)
+    table.add_column("leg: rank (score)", no_wrap=True, min_width=18)
+    table.add_column("text", no_wrap=True, overflow="ellipsis", max_width=48)
     for n, page in enumerate(pages, 1):
-        cells = []
-        for leg in legs:
-            rank = page.leg_ranks.get(leg)
-            score = page.leg_scores.get(leg)
-            cells.append(f"{rank} / {score:.3f}" if rank is not None and score is not None else "-")
-        snippet = " ".join((page.matched_text or page.text).split())[:80]
+        per_leg = [
+            f"{leg}: {page.leg_ranks[leg]} ({page.leg_scores[leg]:.3g})"
+            for leg in legs
+            if leg in page.leg_ranks and leg in page.leg_scores
+        ]
+        snippet = " ".join((page.matched_text or page.text).split())
         table.add_row(
-            str(n), page.title or Path(page.source).name, str(page.page_number),
-            f"{page.score:.4f}", *cells, snippet,
+            str(n),
+            str(page.page_number),
+            Path(page.source).name,
+            f"{page.score:.4f}",
+            "\n".join(per_leg),
+            snippet,
         )
     return table
 
@@ -137,7 +135,9 @@ def _results_table(question: str, pages: list[RetrievedPage], legs: list[str]) -
 def index(
     paths: Annotated[list[Path], typer.Argument(help="PDF/PNG/JPEG files or folders")],
     index: IndexOpt,
-    config_file: Annotated[Path | None, typer.Option("--config", help="IndexConfig as JSON")] = None,
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="IndexConfig as a JSON file")
+    ] = None,
     ocr: Annotated[str | None, typer.Option(help="auto | always | never")] = None,
     ocr_engine: Annotated[str | None, typer.Option(help="rapidocr | tesseract")] = None,
     dpi: Annotated[int | None, typer.Option(help="page render resolution")] = None,
@@ -154,10 +154,10 @@ def index(
         config_file, ocr, ocr_engine, dpi, device, text_model, page_model, figure_model, leg
     )
     idx = _open_or_create(index, config)
-    _print_skipped(idx)
     report = idx.add(paths, progress=True)
     console.print(
-        f"indexed {len(report.added)} document(s), {report.pages} page(s) in {report.seconds:.1f} s; "
+        f"indexed {len(report.added)} document(s), {report.pages} page(s) "
+        f"in {report.seconds:.1f} s; "
         f"{len(report.unchanged)} unchanged; {len(report.failed)} failed; "
         f"index now holds {len(idx.documents())} document(s), {idx.num_pages()} page(s)"
     )
@@ -185,7 +185,7 @@ def search(
 
     _setup_logging(verbose)
     if not MultimodalIndex.exists(index):
-        raise _fail(f"no index at {index}; build one with `mm-retriever index PATH --index {index}`")
+        raise _fail(f"no index at {index}; build one: mm-retriever index PATH --index {index}")
     idx = MultimodalIndex.open(index, device=device)
     retriever = idx.retriever(fusion=fusion, legs=leg)
     filters = {"doc_id": doc_id} if doc_id else None
@@ -196,7 +196,6 @@ def search(
     if as_json:
         sys.stdout.write(json.dumps([p.to_dict() for p in pages], indent=2) + "\n")
         return
-    _print_skipped(idx)
     console.print(_results_table(question, pages, retriever.leg_names))
 
 
@@ -257,8 +256,7 @@ def demo(
         where = index or Path(tmp) / "index"
         console.print(f"[bold]Indexing[/bold] {folder} -> {where}")
         idx = MultimodalIndex.create(where, IndexConfig(), overwrite=True)
-        _print_skipped(idx)
-        report = idx.add([folder], progress=True)
+            report = idx.add([folder], progress=True)
         console.print(
             f"{len(report.added)} documents, {report.pages} pages in {report.seconds:.1f} s "
             f"(legs: {', '.join(idx.legs)})"

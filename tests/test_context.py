@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import sys
 
 import pytest
 from PIL import Image
@@ -20,6 +21,7 @@ from mm_retriever.context import (
     to_llamaindex_messages,
     to_openai_messages,
 )
+from mm_retriever.errors import MissingExtraError
 from mm_retriever.types import RetrievedFigure, RetrievedPage
 
 
@@ -157,3 +159,17 @@ def test_answer_cited_sources_parsed():
     ans = Answer("q", "It is 20 [1], not 0 [2][1] or [9].", build_sources(PAGES[:2]))
     assert [s.number for s in ans.cited] == [1, 2]
     assert ans.citations == ["[1] report2.pdf p. 3", "[2] report0.pdf p. 1"]
+
+
+@pytest.mark.parametrize(
+    ("blocked", "build", "command"),
+    [
+        ("langchain_core", to_langchain_messages, "uv pip install langchain-core"),
+        ("llama_index", to_llamaindex_messages, "uv pip install llama-index-core"),
+    ],
+)
+def test_missing_framework_names_the_install_command(monkeypatch, blocked, build, command):
+    monkeypatch.setitem(sys.modules, blocked, None)  # as if the package were not installed
+    with pytest.raises(MissingExtraError, match=command):
+        build("q", PAGES)
+    assert issubclass(MissingExtraError, ImportError)

@@ -86,6 +86,8 @@ def test_max_length_option(minilm_path):
     assert enc.max_length == 16 and enc.config()["max_length"] == 16
     with pytest.warns(UserWarning, match="truncated to 16 tokens"):
         enc.encode_query([" ".join(["token"] * 30)])
+    with pytest.raises(ValueError, match="max_length must be between 1 and 512"):
+        SentenceTransformerEncoder(minilm_path, device="cpu", max_length=4096)
 
 
 def test_default_model_falls_back_to_bundled_minilm(caplog, minilm_path):

@@ -34,7 +34,7 @@ PAGES = {
 }
 QUERIES = [
     ("q1", "How many gigawatts of solar panels did China install?", "solar.pdf", 0, ["chart"]),
-    ("q2", "Which countries get electricity from North Sea wind turbines?", "solar.pdf", 1, ["text"]),
+    ("q2", "Which countries get power from North Sea wind turbines?", "solar.pdf", 1, ["text"]),
     ("q3", "Where are Honeycrisp apples harvested?", "fruit.pdf", 0, ["text", "table"]),
     ("q4", "Which country exports bananas to Europe?", "fruit.pdf", 1, ["figure"]),
 ]

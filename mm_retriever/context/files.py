@@ -19,19 +19,23 @@ def figure_image_name(page: RetrievedPage, figure: RetrievedFigure) -> str:
     return f"{page.doc_id}-p{page.page_number:04d}-fig{figure.figure_index}.png"
 
 
-def save_page_image(page: RetrievedPage, folder: str | Path) -> str | None:
-    """The page image's path: its own file if it has one, else written into ``folder`` (once).
+def save_page_image(
+    page: RetrievedPage, folder: str | Path, *, reuse_existing: bool = True
+) -> str | None:
+    """Path of the page image in ``folder`` (written once); None when the page has no image.
 
-    None when the page has no image.
+    With ``reuse_existing`` a page that already has an image file keeps that path.
     """
-    if page.image_path and Path(page.image_path).is_file():
-        return page.image_path
-    if not page.image_bytes:
+    own = page.image_path if page.image_path and Path(page.image_path).is_file() else None
+    if reuse_existing and own:
+        return own
+    data = page.image_bytes or (Path(own).read_bytes() if own else None)
+    if not data:
         return None
     path = Path(folder) / page_image_name(page)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(page.image_bytes)
+        path.write_bytes(data)
     return str(path)
 
 

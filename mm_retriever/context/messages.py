@@ -31,9 +31,15 @@ Part = str | ContextImage
 
 
 def require(module: str, package: str, purpose: str) -> Any:
-    """Import ``module`` or raise MissingExtraError naming the install command."""
-    if importlib.util.find_spec(module.split(".")[0]) is None:
-        raise MissingExtraError(package, purpose=purpose)
+    """Import ``module`` or raise MissingExtraError naming the install command for ``package``.
+
+    A framework is checked before it is imported (no try/except around the import itself), so
+    an error raised inside an installed framework surfaces unchanged.
+    """
+    parts = module.split(".")
+    for i in range(1, len(parts) + 1):
+        if importlib.util.find_spec(".".join(parts[:i])) is None:
+            raise MissingExtraError(package, purpose=purpose)
     return importlib.import_module(module)
 
 

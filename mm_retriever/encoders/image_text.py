@@ -137,8 +137,10 @@ class ImageTextEncoder:
                 max_length=self.max_length,
                 return_tensors="pt",
             ).to(self.device)
+            # what the processor gives (SigLIP: input_ids only), minus BERT-style extras
+            inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask")}
             with torch.inference_mode():
-                out.append(self._normalised(self._model.get_text_features(**batch)))
+                out.append(self._normalised(self._model.get_text_features(**inputs)))
         return np.concatenate(out)
 
     def encode_document(self, images: Sequence[Image.Image]) -> np.ndarray:

@@ -171,7 +171,11 @@ class SentenceTransformerEncoder:
         except ModelUnavailableError as e:
             if not fallback or fallback == model:
                 raise
-            path = resolve_model_path(fallback)
+            try:
+                path = resolve_model_path(fallback)
+            except ModelUnavailableError:
+                e.add_note(f"the fallback '{fallback}' is not available either")
+                raise e from None
             _warn_fallback(model, fallback, e)
             self.model_name = fallback
         self.path = path
@@ -185,8 +189,9 @@ class SentenceTransformerEncoder:
         )
         self._model = self._load(path)
         if max_length is not None:
-            if max_length < 1:
-                raise ValueError(f"max_length must be at least 1, got {max_length}")
+            limit = self._position_limit()
+            if max_length < 1 or (limit is not None and max_length > limit):
+                raise ValueError(f"max_length must be between 1 and {limit}, got {max_length}")
             self._model.max_seq_length = max_length
         self.max_length = int(self._model.max_seq_length or self._model.tokenizer.model_max_length)
         get_dim = (
@@ -210,6 +215,17 @@ class SentenceTransformerEncoder:
             st.to(self.dtype)
         st.eval()
         return st
+
+    def _position_limit(self) -> int | None:
+        """The most tokens the underlying transformer takes (max_position_embeddings)."""
+        auto_model = getattr(self._model[0], "auto_model", None)
+        cfg = getattr(auto_model, "config", None)
+        if cfg is None:
+            return None
+        if hasattr(cfg, "get_text_config"):
+            cfg = cfg.get_text_config()
+        n = getattr(cfg, "max_position_embeddings", None)
+        return int(n) if isinstance(n, int) and n > 0 else None
 
     # ------------------------------------------------------------------ encoding
     def count_tokens(self, texts: Sequence[str]) -> list[int]:

@@ -4,6 +4,10 @@ from mm_retriever.context import require
 
 require("llama_index.core", "llama-index-core", "llama-index-retrievers-mm-retriever")
 
-from llama_index.retrievers.mm_retriever.base import MMRetriever, page_to_nodes  # noqa: E402
+from llama_index.retrievers.mm_retriever.base import (  # noqa: E402
+    MMRetriever,
+    PageTextNode,
+    page_to_nodes,
+)
 
-__all__ = ["MMRetriever", "page_to_nodes"]
+__all__ = ["MMRetriever", "PageTextNode", "page_to_nodes"]

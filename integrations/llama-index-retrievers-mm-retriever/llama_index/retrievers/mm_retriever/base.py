@@ -9,6 +9,7 @@ to their source document (``NodeRelationship.SOURCE``) and, for images, to the p
 from __future__ import annotations
 
 from collections.abc import Sequence
+from hashlib import sha256
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +34,26 @@ TextMode = Literal["text", "matched_text"]
 IMAGE_LEGS = ("page", "figure")
 # Shown to the LLM next to a node's text; everything else stays out of prompts and embeddings.
 LLM_METADATA = ("file_name", "page_label", "title", "kind", "caption")
+
+
+# Metadata that depends on the query, not on the page: left out of a text node's hash so that the
+# same page retrieved twice (several queries or retrievers in QueryFusionRetriever) is one node.
+PER_QUERY_METADATA = frozenset(
+    {"score", "leg_ranks", "leg_scores", "matched_text", "figures", "figure_score"}
+)
+
+
+class PageTextNode(TextNode):
+    """A ``TextNode`` whose hash ignores per-query metadata (scores, ranks, matched parts).
+
+    LlamaIndex's fusion retrievers merge results by ``node.hash``; with scores in the metadata
+    the same page would hash differently for every query. Serialises as a plain ``TextNode``.
+    """
+
+    @property
+    def hash(self) -> str:
+        stable = {k: v for k, v in self.metadata.items() if k not in PER_QUERY_METADATA}
+        return sha256((str(self.text) + str(stable)).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _page_metadata(page: RetrievedPage) -> dict[str, Any]:
@@ -105,7 +126,7 @@ def page_to_nodes(
     }
     nodes = [
         NodeWithScore(
-            node=TextNode(
+            node=PageTextNode(
                 id_=text_id,
                 text=content,
                 metadata=text_meta,
