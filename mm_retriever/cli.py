@@ -256,7 +256,7 @@ def demo(
         where = index or Path(tmp) / "index"
         console.print(f"[bold]Indexing[/bold] {folder} -> {where}")
         idx = MultimodalIndex.create(where, IndexConfig(), overwrite=True)
-            report = idx.add([folder], progress=True)
+        report = idx.add([folder], progress=True)
         console.print(
             f"{len(report.added)} documents, {report.pages} pages in {report.seconds:.1f} s "
             f"(legs: {', '.join(idx.legs)})"
