@@ -84,6 +84,8 @@ def _pages(
     if isinstance(retriever, Sequence) and all(isinstance(p, RetrievedPage) for p in retriever):
         return list(retriever)
     hybrid = getattr(retriever, "hybrid_retriever", retriever)
+    if filters is None:  # an integration's MMRetriever may carry default filters
+        filters = getattr(retriever, "filters", None) if hybrid is not retriever else None
     if not hasattr(hybrid, "retrieve"):
         raise TypeError(
             "retriever must be a HybridRetriever, an MMRetriever of an integration, or a list "
@@ -96,6 +98,8 @@ async def _apages(
     question: str, retriever: Any, k: int, filters: Mapping[str, Any] | None
 ) -> list[RetrievedPage]:
     hybrid = getattr(retriever, "hybrid_retriever", retriever)
+    if filters is None and hybrid is not retriever:
+        filters = getattr(retriever, "filters", None)
     if hasattr(hybrid, "aretrieve"):
         return await hybrid.aretrieve(question, k=k, filters=filters)
     return _pages(question, retriever, k, filters)

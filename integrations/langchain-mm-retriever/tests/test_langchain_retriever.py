@@ -186,3 +186,11 @@ async def test_aanswer_with_langchain_chat_model(mm_index):
     images = [b for b in llm.sent[0][1].content if b["type"] == "image"]
     assert len(images) == 2  # page image + the rainfall chart crop
     assert images[1]["mime_type"] == "image/png"
+
+
+def test_answer_uses_the_retrievers_filters(mm_index, doc_ids):
+    llm = _replies("Not in these sources.")
+    only_facts = MMRetriever(index=mm_index, filters={"doc_id": doc_ids["facts.pdf"]})
+    ans = answer(METEOR_Q, only_facts, llm, budget=ContextBudget(max_pages=3, page_images=False))
+    assert {s.page.doc_id for s in ans.sources} == {doc_ids["facts.pdf"]}
+    assert all(b["type"] == "text" for b in llm.sent[0][1].content)

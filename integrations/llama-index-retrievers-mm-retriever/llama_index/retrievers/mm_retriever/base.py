@@ -33,7 +33,7 @@ from mm_retriever.types import RetrievedFigure, RetrievedPage
 TextMode = Literal["text", "matched_text"]
 IMAGE_LEGS = ("page", "figure")
 # Shown to the LLM next to a node's text; everything else stays out of prompts and embeddings.
-LLM_METADATA = ("file_name", "page_label", "title", "kind", "caption")
+LLM_METADATA = ("file_name", "page_label", "title", "caption")
 
 
 # Metadata that depends on the query, not on the page: left out of a text node's hash so that the
