@@ -72,15 +72,29 @@ DEFAULT_TEXT_MODEL = "BAAI/bge-small-en-v1.5"
 DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
 
 
+# Fusion defaults tuned on mmlongbench-dev (benchmarks/README.md): z-scored leg scores, BM25 and
+# the page leg at full weight, the dense text leg at 0.75, the figure leg at 0.25. Equal-weight
+# RRF(k=60) over these legs scored below BM25 alone there.
+DEFAULT_LEG_WEIGHTS = {"page": 1.0, "text": 0.75, "bm25": 1.0, "figure": 0.25}
+
+
+def default_fusion() -> PluginSpec:
+    """Weighted sum of z-scored leg scores (leg weights live on the LegSpecs)."""
+    return PluginSpec(name="weighted", options={"normalization": "zscore"})
+
+
 def default_legs() -> list[LegSpec]:
     """The three legs: page images (ColPali family), text (dense + BM25), figures (CLIP + text)."""
+    w = DEFAULT_LEG_WEIGHTS
     return [
         LegSpec(
             name="page",
             options={"encoder": {"name": "colpali", "options": {"model": DEFAULT_PAGE_MODEL}}},
+            weight=w["page"],
         ),
         LegSpec(
             name="text",
+            weight=w["text"],
             options={
                 "encoder": {
                     "name": "sentence-transformers",
@@ -88,9 +102,10 @@ def default_legs() -> list[LegSpec]:
                 }
             },
         ),
-        LegSpec(name="bm25"),
+        LegSpec(name="bm25", weight=w["bm25"]),
         LegSpec(
             name="figure",
+            weight=w["figure"],
             options={
                 "image_encoder": {"name": "clip", "options": {"model": DEFAULT_CLIP_MODEL}},
                 "text_encoder": {
@@ -109,5 +124,5 @@ class IndexConfig(BaseModel):
 
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     legs: list[LegSpec] = Field(default_factory=default_legs)
-    fusion: PluginSpec = Field(default_factory=lambda: PluginSpec(name="rrf", options={"k": 60}))
+    fusion: PluginSpec = Field(default_factory=default_fusion)
     device: str = Field("auto", description="auto (cuda > mps > cpu), or e.g. 'cpu', 'cuda:1'")

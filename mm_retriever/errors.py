@@ -21,23 +21,26 @@ class ModelUnavailableError(MMRetrieverError):
 
     def __init__(self, model: str, detail: str = "") -> None:
         self.model = model
-        msg = (
-            f"model '{model}' is not available: not a local folder and not in the Hugging Face "
-            "cache, and the Hub cannot be reached. Fix: on a machine with internet run "
-            f"`huggingface-cli download {model}` (then copy ~/.cache/huggingface, or set HF_HOME), "
-            "or pass a local folder that holds the checkpoint"
-        )
+        if _looks_like_hub_id(model):
+            msg = (
+                f"model '{model}' is not available: not a local folder and not in the Hugging "
+                "Face cache, and the Hub cannot be reached. Fix: on a machine with internet run "
+                f"`huggingface-cli download {model}` (then copy ~/.cache/huggingface, or set "
+                "HF_HOME), or pass a local folder that holds the checkpoint"
+            )
+        else:
+            msg = (
+                f"model '{model}' is not available: no checkpoint folder there. Fix: pass the "
+                "folder that holds the checkpoint (config.json and weights), or a Hugging Face id"
+            )
         if detail:
             msg += f" ({detail})"
         super().__init__(msg)
 
 
-class UnsupportedModelError(MMRetrieverError, ValueError):
-    """A checkpoint was found but is not a kind this encoder can run (per its config.json)."""
-
-    def __init__(self, model: str, detail: str) -> None:
-        self.model = model
-        super().__init__(f"model '{model}' cannot be used here: {detail}")
+def _looks_like_hub_id(model: str) -> bool:
+    """'org/name' or 'name': no leading '/', '.', '~' and at most one '/'."""
+    return not model.startswith(("/", ".", "~")) and model.count("/") <= 1 and "\\" not in model
 
 
 class IngestError(MMRetrieverError):

@@ -263,3 +263,17 @@ def test_ocr_bm25_ignores_the_text_layer(tmp_path: Path, cache: Path) -> None:
     assert res["pipelines"]["ocr-bm25"]["mrr@10"] == 1.0
     assert res["pipelines"]["ocr-bm25"]["ocr_s_per_page"] > 0
     assert res["pipelines"]["layer-bm25"]["mrr@10"] == 0.0
+
+
+def test_llamaindex_sentence_splitter_reads_nltk_data(cache: Path, monkeypatch) -> None:
+    """LlamaIndex's splitter loads NLTK data; uv's hard-linked copy is refused by NLTK."""
+    from mm_retriever.eval.pipelines import prepare_nltk_data
+
+    monkeypatch.setenv("NLTK_DATA", "")  # unset for the call; restored afterwards
+    data = prepare_nltk_data()
+    assert data is not None and data.is_relative_to(cache)
+    from llama_index.core.node_parser import SentenceSplitter
+
+    text = " ".join(f"Sentence number {i} talks about solar panels." for i in range(60))
+    chunks = SentenceSplitter(chunk_size=64, chunk_overlap=0).split_text(text)
+    assert len(chunks) > 3 and all(c.endswith(".") for c in chunks)

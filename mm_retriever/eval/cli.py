@@ -59,6 +59,21 @@ def _parse_weights(items: list[str] | None) -> dict[str, float] | None:
     return out
 
 
+def merge_results(docs: list[dict[str, Any]], files: list[Path]) -> list[dict[str, Any]]:
+    """Add the pipelines of earlier results files to ``docs`` (same data set, matching scope)."""
+    for path in files:
+        try:
+            old = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise MMRetrieverError(f"{path}: cannot read results ({exc})") from exc
+        target = next((d for d in docs if d["scope"] == old.get("scope")), None)
+        if target is None or old.get("dataset") != target["dataset"]:
+            continue
+        for name, res in old.get("pipelines", {}).items():
+            target["pipelines"].setdefault(name, res)
+    return docs
+
+
 def machine_description() -> str:
     """A one-line description of this machine (CPU, cores, accelerator)."""
     cpu = platform.processor() or platform.machine()
@@ -148,6 +163,14 @@ def eval_command(
     ocr_sample: Annotated[
         int, typer.Option("--ocr-sample", help="pages OCR'd (uncached) to time OCR s/page")
     ] = 3,
+    merge: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--merge",
+            help="results JSON of an earlier run (same data set) whose pipelines join this "
+            "report, matched by scope; this run's pipelines win on a name clash (repeat)",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
 ) -> None:
     """Score retrieval pipelines (nDCG@5, Recall@5, MRR@10, per evidence type) on a data set."""
@@ -196,8 +219,13 @@ def eval_command(
             workdir or default_workdir(),
             progress=not quiet,
             ocr_sample=ocr_sample,
-            on_event=lambda msg: console.print(msg),
+            on_event=lambda msg: console.print(msg, markup=False, highlight=False),
         )
+    except MMRetrieverError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    try:
+        docs = merge_results(docs, merge or [])
     except MMRetrieverError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc

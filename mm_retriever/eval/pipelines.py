@@ -405,6 +405,43 @@ class PeerPipeline(Pipeline):
             return "cpu"
 
 
+def prepare_nltk_data() -> Path | None:
+    """Give LlamaIndex's NLTK data (sentence splitter, stop words) a private copy.
+
+    uv installs package files as hard links into its cache, and recent NLTK refuses to open
+    multiply-linked files; a plain copy under the mm-retriever cache avoids that. Honours an
+    existing ``NLTK_DATA``.
+    """
+    import importlib.util
+    import os
+    import shutil
+
+    if os.environ.get("NLTK_DATA"):
+        return Path(os.environ["NLTK_DATA"])
+    spec = importlib.util.find_spec("llama_index.core")
+    if spec is None or spec.origin is None:
+        return None
+    src = Path(spec.origin).parent / "_static" / "nltk_cache"
+    if not src.is_dir():
+        return None
+    from mm_retriever.ingest import cache_root
+
+    dst = cache_root() / "nltk_data"
+    if not dst.is_dir():
+        tmp = dst.with_name(f"nltk_data.tmp{os.getpid()}")
+        shutil.copytree(src, tmp, copy_function=shutil.copyfile, dirs_exist_ok=True)
+        tmp.replace(dst)
+    os.environ["NLTK_DATA"] = str(dst)
+    try:
+        import nltk
+
+        if str(dst) not in nltk.data.path:
+            nltk.data.path.insert(0, str(dst))
+    except ImportError:  # pragma: no cover - nltk comes with llama-index-core
+        pass
+    return dst
+
+
 class LlamaIndexPipeline(PeerPipeline):
     """LlamaIndex default text RAG: SimpleDirectoryReader (pypdf, one Document a page) +
     VectorStoreIndex (default SentenceSplitter) with the same sentence-transformers model."""
@@ -420,6 +457,7 @@ class LlamaIndexPipeline(PeerPipeline):
         }
 
     def build(self, dataset: EvalDataset, workdir: Path, *, progress: bool = False) -> BuildStats:
+        prepare_nltk_data()
         core = _need("llama_index.core", "llama-index-core")
         hf = _need("llama_index.embeddings.huggingface", "llama-index-embeddings-huggingface")
         _need("llama_index.readers.file", "llama-index-readers-file")
