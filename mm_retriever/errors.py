@@ -43,6 +43,14 @@ def _looks_like_hub_id(model: str) -> bool:
     return not model.startswith(("/", ".", "~")) and model.count("/") <= 1 and "\\" not in model
 
 
+class UnsupportedModelError(MMRetrieverError, ValueError):
+    """A checkpoint was found but is not a kind this encoder can run (per its config.json)."""
+
+    def __init__(self, model: str, detail: str) -> None:
+        self.model = model
+        super().__init__(f"model '{model}' cannot be used here: {detail}")
+
+
 class IngestError(MMRetrieverError):
     """A file could not be read as a document (corrupt, encrypted, empty, unsupported)."""
 
