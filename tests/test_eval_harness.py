@@ -277,3 +277,54 @@ def test_llamaindex_sentence_splitter_reads_nltk_data(cache: Path, monkeypatch) 
     text = " ".join(f"Sentence number {i} talks about solar panels." for i in range(60))
     chunks = SentenceSplitter(chunk_size=64, chunk_overlap=0).split_text(text)
     assert len(chunks) > 3 and all(c.endswith(".") for c in chunks)
+
+
+def test_cli_writes_json_report_and_merges(tiny_set: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mm_retriever.eval.cli import app
+
+    base = ["--dataset", str(tiny_set), "--workdir", str(tmp_path / "work"), "-q"]
+    runner = CliRunner()
+    first = runner.invoke(
+        app, [*base, "-p", "layer-bm25", "--scope", "corpus", "--json", str(tmp_path / "a.json")]
+    )
+    assert first.exit_code == 0, first.output
+    config = tmp_path / "hybrid.json"
+    config.write_text(
+        json.dumps(
+            {
+                "index": {"ingest": {"ocr": "never"}, "legs": [{"name": "bm25"}]},
+                "retriever": {"legs": ["bm25"]},
+            }
+        )
+    )
+    second = runner.invoke(
+        app,
+        [
+            *base,
+            "-p",
+            "hybrid",
+            "--config",
+            str(config),
+            "--scope",
+            "corpus",
+            "--json",
+            str(tmp_path / "b.json"),
+            "--report",
+            str(tmp_path / "rep"),
+            "--merge",
+            str(tmp_path / "a.json"),
+        ],
+    )
+    assert second.exit_code == 0, second.output
+    doc = json.loads((tmp_path / "b.json").read_text())
+    assert doc["dataset"] == tiny_set.name and doc["scope"] == "corpus"
+    assert list(doc["pipelines"]) == ["hybrid", "layer-bm25"]
+    hybrid = doc["pipelines"]["hybrid"]
+    assert hybrid["ndcg@5"] == pytest.approx(1.0)
+    assert hybrid["settings"]["index"]["legs"][0]["name"] == "bm25"
+    assert set(hybrid["by_source"]["chart"]) == {"n", "ndcg@5", "recall@5", "mrr@10"}
+    assert (tmp_path / "rep" / "report.md").read_text().count("| layer-bm25 |") == 2
+    bad = runner.invoke(app, ["--dataset", str(tmp_path / "missing"), "-q"])
+    assert bad.exit_code == 2 and "unknown data set" in bad.output

@@ -9,9 +9,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from pdfgen import make_mixed_pdf, make_sample_pdf
-from tiny_models import tiny_clip, tiny_colpali  # noqa: F401  (session fixtures)
+from tiny_models import tiny_clip, tiny_colpali, visual_legs  # noqa: F401  (session fixtures)
 
-from mm_retriever.config import IndexConfig, IngestConfig, LegSpec
+from mm_retriever.config import IndexConfig, IngestConfig
 from mm_retriever.index import MultimodalIndex
 from mm_retriever.protocols import Query
 from mm_retriever.store.arrow import vectors_from_arrow
@@ -27,19 +27,7 @@ def visual(tmp_path_factory, tiny_colpali, tiny_clip):  # noqa: F811
     mixed = make_mixed_pdf(root / "docs" / "mixed.pdf")
     config = IndexConfig(
         ingest=IngestConfig(ocr="never", dpi=72),
-        legs=[
-            LegSpec(
-                name="page",
-                options={"encoder": {"name": "colpali", "options": {"model": tiny_colpali}}},
-            ),
-            LegSpec(
-                name="figure",
-                options={
-                    "image_encoder": {"name": "clip", "options": {"model": tiny_clip}},
-                    "text_encoder": None,
-                },
-            ),
-        ],
+        legs=visual_legs(tiny_colpali, tiny_clip),
     )
     index = MultimodalIndex.create(root / "index", config)
     report = index.add([mixed.path])

@@ -441,3 +441,21 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> str:
 def tiny_siglip(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Folder of a tiny SigLIP checkpoint."""
     return str(tiny_siglip_dir(tmp_path_factory))
+
+
+def visual_legs(colpali: str, clip: str) -> list:
+    """Image legs over tiny model folders: page images (ColPali), figure crops only (CLIP)."""
+    from mm_retriever.config import LegSpec
+
+    return [
+        LegSpec(
+            name="page", options={"encoder": {"name": "colpali", "options": {"model": colpali}}}
+        ),
+        LegSpec(
+            name="figure",
+            options={
+                "image_encoder": {"name": "clip", "options": {"model": clip}},
+                "text_encoder": None,
+            },
+        ),
+    ]

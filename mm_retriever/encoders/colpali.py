@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from mm_retriever.config import DEFAULT_PAGE_MODEL
+from mm_retriever.encoders.base import batches, checkpoint_repr, runtime_config, set_runtime
 from mm_retriever.encoders.hub import inspect_checkpoint
 from mm_retriever.errors import MissingExtraError, ModelUnavailableError, UnsupportedModelError
 
@@ -115,17 +116,9 @@ class ColPaliEncoder:
         batch_size: int = 4,
         attn_implementation: str | None = None,
     ) -> None:
-        from mm_retriever.device import resolve_device, resolve_dtype
-
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        set_runtime(self, device, dtype, batch_size)
         self.model_name = str(model)
-        self.device_name = device
-        self.dtype_name = dtype
-        self.batch_size = batch_size
         self.attn_implementation = attn_implementation
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
 
         self.checkpoint = inspect_checkpoint(self.model_name)
         self.model_type = self.checkpoint.model_type
@@ -192,8 +185,8 @@ class ColPaliEncoder:
         if isinstance(texts, str):
             raise TypeError("pass a list of strings, not a single string")
         out: list[torch.Tensor] = []
-        for i in range(0, len(texts), self.batch_size):
-            chunk = list(texts[i : i + self.batch_size])
+        for batch in batches(texts, self.batch_size):
+            chunk = list(batch)
             out.extend(self._forward(self._processor.process_queries(chunk)))
         return out
 
@@ -202,8 +195,8 @@ class ColPaliEncoder:
         if isinstance(images, Image.Image):
             raise TypeError("pass a list of images, not a single image")
         out: list[torch.Tensor] = []
-        for i in range(0, len(images), self.batch_size):
-            chunk = [im.convert("RGB") for im in images[i : i + self.batch_size]]
+        for batch in batches(images, self.batch_size):
+            chunk = [im.convert("RGB") for im in batch]
             out.extend(self._forward(self._processor.process_images(chunk)))
         return out
 
@@ -215,16 +208,7 @@ class ColPaliEncoder:
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments that rebuild this encoder."""
-        return {
-            "model": self.model_name,
-            "device": self.device_name,
-            "dtype": self.dtype_name,
-            "batch_size": self.batch_size,
-            "attn_implementation": self.attn_implementation,
-        }
+        return {**runtime_config(self), "attn_implementation": self.attn_implementation}
 
     def __repr__(self) -> str:
-        return (
-            f"ColPaliEncoder(model={self.model_name!r}, type={self.model_type!r}, dim={self.dim}, "
-            f"device={str(self.device)!r})"
-        )
+        return checkpoint_repr(self)

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from mm_retriever.config import DEFAULT_CLIP_MODEL
+from mm_retriever.encoders.base import batches, checkpoint_repr, runtime_config, set_runtime
 from mm_retriever.encoders.hub import inspect_checkpoint
 from mm_retriever.errors import ModelUnavailableError, UnsupportedModelError
 
@@ -65,16 +66,8 @@ class ImageTextEncoder:
     ) -> None:
         import transformers
 
-        from mm_retriever.device import resolve_device, resolve_dtype
-
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        set_runtime(self, device, dtype, batch_size)
         self.model_name = str(model or self.default_model)
-        self.device_name = device
-        self.dtype_name = dtype
-        self.batch_size = batch_size
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
 
         self.checkpoint = inspect_checkpoint(self.model_name)
         self.model_type = self.checkpoint.model_type
@@ -129,9 +122,9 @@ class ImageTextEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         self._check_length(texts)
         out = []
-        for i in range(0, len(texts), self.batch_size):
+        for chunk in batches(texts, self.batch_size):
             batch = self._processor(
-                text=texts[i : i + self.batch_size],
+                text=chunk,
                 padding=self._padding,
                 truncation=True,
                 max_length=self.max_length,
@@ -152,8 +145,8 @@ class ImageTextEncoder:
         if len(images) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         out = []
-        for i in range(0, len(images), self.batch_size):
-            chunk = [im.convert("RGB") for im in images[i : i + self.batch_size]]
+        for part in batches(images, self.batch_size):
+            chunk = [im.convert("RGB") for im in part]
             batch = self._processor(images=chunk, return_tensors="pt").to(self.device)
             pixels = batch["pixel_values"].to(self.dtype)
             with torch.inference_mode():
@@ -162,18 +155,10 @@ class ImageTextEncoder:
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments that rebuild this encoder."""
-        return {
-            "model": self.model_name,
-            "device": self.device_name,
-            "dtype": self.dtype_name,
-            "batch_size": self.batch_size,
-        }
+        return runtime_config(self)
 
     def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(model={self.model_name!r}, type={self.model_type!r}, "
-            f"dim={self.dim}, device={str(self.device)!r})"
-        )
+        return checkpoint_repr(self)
 
 
 class CLIPEncoder(ImageTextEncoder):

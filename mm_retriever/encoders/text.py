@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mm_retriever.config import DEFAULT_TEXT_MODEL
+from mm_retriever.encoders.base import set_runtime
 from mm_retriever.encoders.hub import read_json, resolve_model_path
 from mm_retriever.errors import ModelUnavailableError
 
@@ -153,17 +154,9 @@ class SentenceTransformerEncoder:
         document_prompt: str | None = None,
         max_length: int | None = None,
     ) -> None:
-        from mm_retriever.device import resolve_device, resolve_dtype
-
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        set_runtime(self, device, dtype, batch_size)
         model = str(model)
         self.requested_model = model
-        self.device_name = device
-        self.dtype_name = dtype
-        self.batch_size = batch_size
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
 
         try:
             path = resolve_model_path(model)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -142,7 +142,6 @@ class OursPipeline(Pipeline):
     description: str = ""
     ocr_only: bool = False
     kind: Literal["ours", "peer"] = "ours"
-    candidates_k: int = 10
 
     def __post_init__(self) -> None:
         self._index: Any = None
@@ -389,13 +388,13 @@ class PeerPipeline(Pipeline):
     kind: Literal["ours", "peer"] = "peer"
     chunk_depth: int = 50  # chunks asked for, then mapped to their pages
 
-    def __init__(self, model: str | None = None, device: str = "cpu") -> None:
+    def __init__(self, model: str | None = None, device: str = "auto") -> None:
         self.model = model
-        self.device = "cpu" if device == "auto" else device
-        self._timer: Callable[[], float] = time.perf_counter
+        self.device = device
 
     def _device(self) -> str:
-        if self.device != "cpu":
+        """The torch device for the peer's embedding model (auto: cuda when available)."""
+        if self.device != "auto":
             return self.device
         try:
             import torch
@@ -480,8 +479,11 @@ class LlamaIndexPipeline(PeerPipeline):
         self._index = core.VectorStoreIndex.from_documents(
             docs, embed_model=embed, show_progress=progress
         )
-        self._core = core
-        return BuildStats(pages=sum(seen.values()), seconds=time.perf_counter() - t0)
+        # SimpleDirectoryReader skips files its PDF reader cannot read: the peer misses them
+        failed = {
+            str(f): "not read by SimpleDirectoryReader (pypdf)" for f in pdfs if f.name not in seen
+        }
+        return BuildStats(pages=sum(seen.values()), seconds=time.perf_counter() - t0, failed=failed)
 
     def search(self, query: EvalQuery, k: int, scope: Scope) -> list[PageRef]:
         from llama_index.core.vector_stores import ExactMatchFilter, MetadataFilters
@@ -529,8 +531,14 @@ class LangChainPipeline(PeerPipeline):
         if len(pdfs) != len(dataset.files):
             raise PipelineUnavailable("the LangChain peer reads PDFs only (no OCR by default)")
         pages = []
+        failed: dict[str, str] = {}
         for f in pdfs:
-            for i, d in enumerate(loaders.PyPDFLoader(str(f)).load()):
+            try:  # a user's loop over files would stop here; the peer skips the file instead
+                loaded = loaders.PyPDFLoader(str(f)).load()
+            except Exception as exc:
+                failed[str(f)] = f"PyPDFLoader: {type(exc).__name__}: {str(exc)[:120]}"
+                continue
+            for i, d in enumerate(loaded):
                 d.metadata = {"file_name": f.name, "page_index": int(d.metadata.get("page", i))}
                 pages.append(d)
         splitter = splitters.RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)
@@ -542,8 +550,7 @@ class LangChainPipeline(PeerPipeline):
         )
         self._store = vectorstores.InMemoryVectorStore.from_documents(chunks, embed)
         self._bm25 = retrievers.BM25Retriever.from_documents(chunks, k=len(chunks))
-        self._n_chunks = len(chunks)
-        return BuildStats(pages=len(pages), seconds=time.perf_counter() - t0)
+        return BuildStats(pages=len(pages), seconds=time.perf_counter() - t0, failed=failed)
 
     def search(self, query: EvalQuery, k: int, scope: Scope) -> list[PageRef]:
         from langchain_core.retrievers import BaseRetriever

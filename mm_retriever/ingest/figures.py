@@ -17,8 +17,9 @@ Captions and inside text: see ``captions.py``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pymupdf
@@ -49,6 +50,8 @@ MAX_FIGURES = 20
 PANEL_GAP = 24.0  # panels of one figure sit this close, with nothing but labels between
 PROSE_WORDS = 6  # a line with this many words is running text, not a label
 
+T = TypeVar("T")
+
 
 @dataclass
 class FigureBox:
@@ -58,24 +61,36 @@ class FigureBox:
     kind: str  # "raster" | "vector"
 
 
-def merge_boxes(boxes: list[FigureBox], gap: float = 2.0) -> list[FigureBox]:
-    """Merge boxes that overlap or nearly touch, until none do; the larger box names the kind."""
-    out = list(boxes)
+def merge_pairs(items: list[T], join: Callable[[T, T], T | None]) -> list[T]:
+    """Join pairs until none joins: the first pair (i < j) that ``join`` turns into one item
+    (not None) puts it at i and drops j, and the scan starts over."""
+    out = list(items)
     changed = True
     while changed:
         changed = False
         for i in range(len(out)):
             for j in range(i + 1, len(out)):
-                a, b = out[i], out[j]
-                if near(a.bbox, b.bbox, gap):
-                    kind = a.kind if area(a.bbox) >= area(b.bbox) else b.kind
-                    out[i] = FigureBox(union(a.bbox, b.bbox), kind)
+                joined = join(out[i], out[j])
+                if joined is not None:
+                    out[i] = joined
                     del out[j]
                     changed = True
                     break
             if changed:
                 break
     return out
+
+
+def merge_boxes(boxes: list[FigureBox], gap: float = 2.0) -> list[FigureBox]:
+    """Merge boxes that overlap or nearly touch, until none do; the larger box names the kind."""
+
+    def join(a: FigureBox, b: FigureBox) -> FigureBox | None:
+        if not near(a.bbox, b.bbox, gap):
+            return None
+        kind = a.kind if area(a.bbox) >= area(b.bbox) else b.kind
+        return FigureBox(union(a.bbox, b.bbox), kind)
+
+    return merge_pairs(boxes, join)
 
 
 # ---------------------------------------------------------------- detection
@@ -156,27 +171,17 @@ def cluster_rects(rects: np.ndarray, gap: float = JOIN) -> list[list[int]]:
             remaining = remaining[~near]
         clusters.append(members)
         boxes.append(box)
+
+    def join(
+        x: tuple[list[int], np.ndarray], y: tuple[list[int], np.ndarray]
+    ) -> tuple[list[int], np.ndarray] | None:
+        (ma, a), (mb, b) = x, y
+        if a[0] <= b[2] + gap and b[0] <= a[2] + gap and a[1] <= b[3] + gap and b[1] <= a[3] + gap:
+            return ma + mb, np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])])
+        return None
+
     # a later cluster's box may have grown over an earlier one: join those too
-    merged = True
-    while merged:
-        merged = False
-        for i in range(len(clusters)):
-            for j in range(i + 1, len(clusters)):
-                a, b = boxes[i], boxes[j]
-                if (
-                    a[0] <= b[2] + gap
-                    and b[0] <= a[2] + gap
-                    and a[1] <= b[3] + gap
-                    and b[1] <= a[3] + gap
-                ):
-                    clusters[i] += clusters.pop(j)
-                    boxes[i] = np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])])
-                    boxes.pop(j)
-                    merged = True
-                    break
-            if merged:
-                break
-    return clusters
+    return [members for members, _ in merge_pairs(list(zip(clusters, boxes, strict=True)), join)]
 
 
 def vector_boxes(
@@ -263,33 +268,25 @@ def _between(a: BBox, b: BBox) -> BBox:
 
 def merge_panels(boxes: list[FigureBox], blocks: Sequence[TextBlock]) -> list[FigureBox]:
     """Join panels of one figure: neighbours close together with no caption or prose between."""
-    out = list(boxes)
-    changed = True
-    while changed:
-        changed = False
-        for i in range(len(out)):
-            for j in range(i + 1, len(out)):
-                a, b = out[i].bbox, out[j].bbox
-                aligned = h_overlap(a, b) >= 0.5 or v_overlap(a, b) >= 0.5
-                if not aligned or not near(a, b, PANEL_GAP):
-                    continue
-                gap = _between(a, b)
-                if any(
-                    (is_caption(t.text) or len(WORD.findall(t.text)) >= PROSE_WORDS)
-                    and intersection(t.bbox, gap) > 0
-                    and not center_in(t.bbox, a, 0)
-                    and not center_in(t.bbox, b, 0)
-                    for t in blocks
-                ):
-                    continue
-                kind = out[i].kind if area(a) >= area(b) else out[j].kind
-                out[i] = FigureBox(union(a, b), kind)
-                del out[j]
-                changed = True
-                break
-            if changed:
-                break
-    return out
+
+    def join(fa: FigureBox, fb: FigureBox) -> FigureBox | None:
+        a, b = fa.bbox, fb.bbox
+        aligned = h_overlap(a, b) >= 0.5 or v_overlap(a, b) >= 0.5
+        if not aligned or not near(a, b, PANEL_GAP):
+            return None
+        gap = _between(a, b)
+        if any(
+            (is_caption(t.text) or len(WORD.findall(t.text)) >= PROSE_WORDS)
+            and intersection(t.bbox, gap) > 0
+            and not center_in(t.bbox, a, 0)
+            and not center_in(t.bbox, b, 0)
+            for t in blocks
+        ):
+            return None
+        kind = fa.kind if area(a) >= area(b) else fb.kind
+        return FigureBox(union(a, b), kind)
+
+    return merge_pairs(boxes, join)
 
 
 def detect_figures(

@@ -12,7 +12,7 @@ import base64
 import pytest
 from llama_index.core.schema import ImageNode, QueryBundle
 from llama_index.retrievers.mm_retriever import MMRetriever
-from tiny_models import tiny_clip, tiny_colpali  # noqa: F401  (session fixtures)
+from tiny_models import tiny_clip, tiny_colpali, visual_legs  # noqa: F401  (session fixtures)
 
 from mm_retriever.config import IndexConfig, IngestConfig, LegSpec
 
@@ -23,20 +23,7 @@ def visual_index(tmp_path_factory, mixed, tiny_colpali, tiny_clip):  # noqa: F81
 
     config = IndexConfig(
         ingest=IngestConfig(ocr="never", dpi=72),
-        legs=[
-            LegSpec(
-                name="page",
-                options={"encoder": {"name": "colpali", "options": {"model": tiny_colpali}}},
-            ),
-            LegSpec(
-                name="figure",
-                options={
-                    "image_encoder": {"name": "clip", "options": {"model": tiny_clip}},
-                    "text_encoder": None,
-                },
-            ),
-            LegSpec(name="bm25"),
-        ],
+        legs=[*visual_legs(tiny_colpali, tiny_clip), LegSpec(name="bm25")],
         device="cpu",
     )
     index = MultimodalIndex.create(tmp_path_factory.mktemp("visual") / "idx", config)

