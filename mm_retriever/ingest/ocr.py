@@ -114,7 +114,8 @@ def _rapidocr_model() -> Any:
         from rapidocr import RapidOCR
     except ImportError as e:
         raise MissingExtraError("rapidocr", purpose="OCR with ocr_engine='rapidocr'") from e
-    params: dict[str, Any] = {"Global.log_level": "warning"}
+    # "error": an empty page is normal here, not worth a warning per page
+    params: dict[str, Any] = {"Global.log_level": "error"}
     models = Path(rapidocr.__file__).parent / "models"
     bundled = {
         "Det.model_path": models / "PP-OCRv6_det_small.onnx",
