@@ -110,7 +110,7 @@ def _results_table(question: str, pages: list[RetrievedPage], legs: list[str]) -
     table.add_column("#", justify="right", no_wrap=True, min_width=1)
     table.add_column("p.", justify="right", no_wrap=True, min_width=2)
     table.add_column("document", no_wrap=True, overflow="ellipsis", max_width=28)
-    table.add_column("fused", justify="right", no_wrap=True, min_width=6)
+    table.add_column("fused", justify="right", no_wrap=True, min_width=7)
     table.add_column("leg: rank (score)", no_wrap=True, min_width=18)
     table.add_column("text", no_wrap=True, overflow="ellipsis", max_width=48)
     for n, page in enumerate(pages, 1):
@@ -124,7 +124,7 @@ def _results_table(question: str, pages: list[RetrievedPage], legs: list[str]) -
             str(n),
             str(page.page_number),
             Path(page.source).name,
-            f"{page.score:.4f}",
+            f"{page.score:.3f}",
             "\n".join(per_leg),
             snippet,
         )
