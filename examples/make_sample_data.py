@@ -13,9 +13,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pymupdf  # noqa: E402
-from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+import matplotlib.pyplot as plt
+import pymupdf
+from PIL import Image, ImageDraw, ImageFont
 
 OUT = Path(__file__).parent / "data"
 A4 = pymupdf.paper_rect("a4")
@@ -31,7 +31,9 @@ def _font(size: int) -> ImageFont.ImageFont:
     return ImageFont.load_default(size)
 
 
-def _text(page: pymupdf.Page, y: float, text: str, size: float = 10.5, height: float = 160) -> float:
+def _text(
+    page: pymupdf.Page, y: float, text: str, size: float = 10.5, height: float = 160
+) -> float:
     rect = pymupdf.Rect(MARGIN, y, A4.width - MARGIN, y + height)
     page.insert_textbox(rect, text, fontsize=size, fontname="helv")
     return y + height
@@ -96,7 +98,9 @@ def solar_report(path: Path) -> None:
         for c, cell in enumerate(row):
             cell_rect = pymupdf.Rect(col[c], top, col[c + 1], top + 24)
             p.draw_rect(cell_rect, color=(0, 0, 0), width=0.6)
-            p.insert_text((cell_rect.x0 + 5, cell_rect.y0 + 16), cell, fontsize=9.5, fontname="helv")
+            p.insert_text(
+                (cell_rect.x0 + 5, cell_rect.y0 + 16), cell, fontsize=9.5, fontname="helv"
+            )
     _text(
         p,
         y + len(rows) * 24 + 20,
@@ -104,7 +108,9 @@ def solar_report(path: Path) -> None:
         "least because of tight supply of tellurium.",
         height=60,
     )
-    doc.set_metadata({"title": "Global Solar Market Outlook 2025", "author": "mm-retriever examples"})
+    doc.set_metadata(
+        {"title": "Global Solar Market Outlook 2025", "author": "mm-retriever examples"}
+    )
     doc.save(path, garbage=4, deflate=True)
 
 
@@ -151,7 +157,9 @@ def water_survey(path: Path) -> None:
         draw.text((110, 200 + i * 44), line, fill="black", font=_font(26))
     chart = _rainfall_chart()
     img.paste(chart, (110, 360))
-    draw.text((110, 380 + chart.height), "Figure 2: Monthly rainfall (mm).", fill="black", font=_font(24))
+    draw.text(
+        (110, 380 + chart.height), "Figure 2: Monthly rainfall (mm).", fill="black", font=_font(24)
+    )
     img = img.rotate(0.6, fillcolor="white")  # a slightly skewed scan
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=80)
