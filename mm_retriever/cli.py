@@ -270,10 +270,8 @@ def demo(
 
 
 def _mount_eval() -> None:
-    try:
-        from mm_retriever.eval.cli import eval_command
-    except ImportError:  # the eval module is optional at import time only while it is built
-        return
+    from mm_retriever.eval.cli import eval_command
+
     app.command(name="eval")(eval_command)
 
 
