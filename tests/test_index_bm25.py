@@ -1,4 +1,4 @@
-"""BM25 leg over LanceDB's native full-text index: units, stemming, freshness after writes."""
+"""BM25 leg (bm25s over the leg table): units, stemming, filters, freshness after writes."""
 
 from __future__ import annotations
 
@@ -84,8 +84,55 @@ def test_statistics_follow_adds_and_deletes(tmp_path) -> None:
     assert scores(leg, store, "running cat") == pytest.approx(
         scores(BM25Retriever(), only_a, "running cat")
     )
-    # another process opening the table trusts an index that covers every row
+    # another process opening the table reads it and never writes to it
     again = BM25Retriever()
     version = store.table(leg.table).version
     assert scores(again, LanceDBStore(tmp_path / "idx"), "revenue")
     assert store.table(leg.table).version == version
+
+
+def test_scores_equal_bm25s_over_the_same_text(tmp_path) -> None:
+    import bm25s
+    import Stemmer
+
+    store = LanceDBStore(tmp_path / "idx")
+    leg = BM25Retriever()
+    write(store, leg, pages())
+    texts = [p.text for p in pages()]
+    stemmer = Stemmer.Stemmer("english")
+    ref = bm25s.BM25()
+    ref.index(bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, show_progress=False))
+    q = bm25s.tokenize(["running revenue"], stopwords="en", stemmer=stemmer, show_progress=False)
+    docs, ref_scores = ref.retrieve(q, k=3, show_progress=False)
+    keys = list(TEXTS)
+    ranked = zip(docs[0], ref_scores[0], strict=True)
+    expected = {keys[int(d)]: float(s) for d, s in ranked if s > 0}
+    assert scores(leg, store, "running revenue") == pytest.approx(expected)
+
+
+def test_accents_folded_filters_and_languages(tmp_path) -> None:
+    store = LanceDBStore(tmp_path / "idx")
+    leg = BM25Retriever(unit="chunk", name="bm25-chunks")
+    cafe = "Le café était fermé."
+    extra = Page("c", 0, 612, 792, text=cafe, chunks=[Chunk(cafe, 0)])
+    write(store, leg, [*pages(), extra])
+    assert set(scores(leg, store, "cafe")) == {("c", 0)}
+    assert set(scores(leg, store, "CAFÉ")) == {("c", 0)}
+    assert set(scores(leg, store, "running", where="doc_id = 'a'")) == {("a", 0)}
+    assert scores(leg, store, "running", where="doc_id = 'zzz'") == {}
+    assert leg.retrieve(store, Query("running"), 0) == []
+    german = BM25Retriever(language="German")
+    assert german.tokenize(["Die Katzen laufen"]) == [["katz", "lauf"]]
+    with pytest.raises(ValueError, match="stemmer"):
+        BM25Retriever(language="Klingon")
+    with pytest.raises(ValueError, match="stop word"):
+        BM25Retriever(language="Finnish")
+    assert BM25Retriever(language="Finnish", remove_stop_words=False).tokenize(["talot"])
+
+
+def test_empty_table_and_unknown_terms(tmp_path) -> None:
+    store = LanceDBStore(tmp_path / "idx")
+    leg = BM25Retriever()
+    assert leg.retrieve(store, Query("anything"), 5) == []  # no table yet
+    write(store, leg, pages())
+    assert leg.retrieve(store, Query("zeppelin"), 5) == []

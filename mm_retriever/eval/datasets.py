@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mm_retriever.errors import MMRetrieverError
+from mm_retriever.ingest.files import document_id
 
 PageRef = tuple[str, int]  # (document file name, 0-based page index)
 
@@ -88,11 +89,10 @@ class EvalDataset:
         return sum(sum(1 for r in rels.values() if r > 0) for rels in self.qrels.values())
 
     def fingerprint(self) -> str:
-        """Content hash of the document files (names, sizes, modification times)."""
+        """Content hash of the document files (names and bytes; copies and touched files match)."""
         h = hashlib.sha256()
         for f in sorted(self.files):
-            st = f.stat()
-            h.update(f"{f.name}\t{st.st_size}\t{int(st.st_mtime)}\n".encode())
+            h.update(f"{f.name}\t{document_id(f)}\n".encode())
         return h.hexdigest()[:16]
 
     def limit(self, n_queries: int | None = None, n_docs: int | None = None) -> EvalDataset:

@@ -1,18 +1,20 @@
-"""BM25 leg: LanceDB's native full-text index over page text (or chunks), English stemming.
+"""BM25 leg: bm25s over page text (or chunks), stop words and Snowball stemming.
 
-The full-text index covers the rows present when it was built. After writes the index calls
-``refresh(store)``, which rebuilds it whenever rows were added or deleted since, so BM25
-statistics (document count, lengths) always describe exactly the rows in the table. A query
-against a stale index (written by another process) rebuilds it first when the store is writable.
+The leg's table holds the text (one row per page or chunk). At query time the rows are held in
+memory as one bm25s index, built on first use and rebuilt only when the table's version changes
+(appends and deletes both change BM25 statistics), so a query costs one tokenisation and one
+sparse scoring pass. Statistics are corpus-wide; filters restrict which rows may be returned.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
+import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import pyarrow as pa
 
 from mm_retriever.protocols import Query
@@ -21,9 +23,9 @@ from mm_retriever.retrievers.text import page_chunks
 from mm_retriever.types import LegHit, Page
 
 if TYPE_CHECKING:
-    from mm_retriever.store import LanceDBStore
+    import bm25s
 
-log = logging.getLogger("mm_retriever")
+    from mm_retriever.store import LanceDBStore
 
 SCHEMA = pa.schema(
     [
@@ -35,11 +37,29 @@ SCHEMA = pa.schema(
 )
 
 
+@dataclass
+class _Corpus:
+    version: int
+    doc_ids: list[str]
+    page_index: np.ndarray
+    chunk_index: np.ndarray
+    texts: list[str]
+    bm25: bm25s.BM25 | None  # None when no row has an indexable token
+    row_of: dict[tuple[str, int, int], int]
+
+
+def fold_ascii(text: str) -> str:
+    """Accents removed (``café`` -> ``cafe``), so either spelling matches."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
 class BM25Retriever(LegBase):
     """Keyword retrieval (BM25) over whole pages (``unit="page"``) or chunks (``"chunk"``).
 
-    With chunks, a page scores its best chunk. Tokenisation: lower case, ASCII folding, stop
-    words removed and Snowball stemming for ``language``.
+    With chunks, a page scores its best chunk. Tokenisation: lower case, accents folded, stop
+    words removed and Snowball stemming for ``language`` (bm25s tokenizer + PyStemmer).
+    ``k1``, ``b`` and ``method`` are bm25s's BM25 parameters (Lucene's variant by default).
     """
 
     kind = "bm25"
@@ -55,6 +75,9 @@ class BM25Retriever(LegBase):
         stem: bool = True,
         remove_stop_words: bool = True,
         candidates_per_page: int = 4,
+        k1: float = 1.5,
+        b: float = 0.75,
+        method: str = "lucene",
     ) -> None:
         super().__init__(name, device)
         if unit not in ("page", "chunk"):
@@ -64,7 +87,12 @@ class BM25Retriever(LegBase):
         self.stem = stem
         self.remove_stop_words = remove_stop_words
         self.candidates_per_page = max(1, int(candidates_per_page))
-        self._checked_version: int | None = None
+        self.k1 = float(k1)
+        self.b = float(b)
+        self.method = method
+        self._stemmer = _stemmer(language) if stem else None
+        self._stopwords: str | list[str] = _stopwords(language) if remove_stop_words else []
+        self._corpus: _Corpus | None = None
         self._lock = threading.Lock()
 
     def schema(self) -> pa.Schema:
@@ -84,95 +112,112 @@ class BM25Retriever(LegBase):
         ]
 
     # ----------------------------------------------------------------- index
-    def _fts_config(self) -> Any:
-        from lancedb.index import FTS
+    def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
+        """The terms BM25 sees for each text (documents and queries alike)."""
+        import bm25s
 
-        return FTS(
-            language=self.language,
-            stem=self.stem,
-            remove_stop_words=self.remove_stop_words,
-            lower_case=True,
-            ascii_folding=True,
+        with self._lock:  # a PyStemmer instance is not thread-safe
+            return bm25s.tokenize(
+                [fold_ascii(t) for t in texts],
+                lower=True,
+                stopwords=self._stopwords,
+                stemmer=self._stemmer,
+                return_ids=False,
+                show_progress=False,
+            )
+
+    def _load(self, store: LanceDBStore) -> _Corpus | None:
+        """The in-memory index of the table's current rows (rebuilt when the table changed)."""
+        tbl = store.table(self.table)
+        if tbl is None:
+            return None
+        version = int(tbl.version)
+        corpus = self._corpus
+        if corpus is not None and corpus.version == version:
+            return corpus
+        import bm25s
+
+        data = tbl.to_arrow().select(["doc_id", "page_index", "chunk_index", "text"])
+        doc_ids = data.column("doc_id").to_pylist()
+        page_index = np.asarray(data.column("page_index").to_pylist(), dtype=np.int64)
+        chunk_index = np.asarray(data.column("chunk_index").to_pylist(), dtype=np.int64)
+        texts = data.column("text").to_pylist()
+        tokens = self.tokenize(texts)
+        model = None
+        if any(tokens):
+            model = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
+            model.index(tokens, show_progress=False)
+        corpus = _Corpus(
+            version=version,
+            doc_ids=doc_ids,
+            page_index=page_index,
+            chunk_index=chunk_index,
+            texts=texts if self.unit == "chunk" else [],
+            bm25=model,
+            row_of={
+                (d, int(p), int(c)): i
+                for i, (d, p, c) in enumerate(zip(doc_ids, page_index, chunk_index, strict=True))
+            },
         )
-
-    def _index_name(self, tbl: Any) -> str | None:
-        found = [i.name for i in tbl.list_indices() if list(i.columns) == ["text"]]
-        return found[0] if found else None
-
-    def _looks_stale(self, tbl: Any) -> bool:
-        """For an index first seen in this process: missing, or rows it does not cover."""
-        name = self._index_name(tbl)
-        if name is None:
-            return True
-        stats = tbl.index_stats(name)
-        return (
-            stats is None
-            or stats.num_unindexed_rows > 0
-            or stats.num_indexed_rows != tbl.count_rows()
-        )
+        self._corpus = corpus
+        return corpus
 
     def refresh(self, store: LanceDBStore) -> None:
-        """Make the full-text index describe exactly the table's current rows.
+        """Bring the in-memory index up to date with the table (called after writes)."""
+        self._load(store)
 
-        Rebuilt when the table changed since this process last built or checked it (appends and
-        deletes both change BM25 statistics), or, for an index first seen here, when it is missing
-        or does not cover every row.
-        """
-        with self._lock:
-            tbl = store.table(self.table)
-            if tbl is None:
-                return
-            version = int(tbl.version)
-            if version == self._checked_version:
-                return
-            first_look = self._checked_version is None
-            if tbl.count_rows() and (not first_look or self._looks_stale(tbl)):
-                tbl.create_index("text", config=self._fts_config(), replace=True)
-            self._checked_version = int(tbl.version)
+    def scores(self, store: LanceDBStore, query: Query) -> tuple[_Corpus, np.ndarray] | None:
+        """BM25 score of ``query`` for every row of the table (0 where no term matches)."""
+        corpus = self._load(store)
+        if corpus is None or corpus.bm25 is None or not query.text:
+            return None
+        terms = [t for t in self.tokenize([query.text])[0] if t in corpus.bm25.vocab_dict]
+        if not terms:
+            return None
+        return corpus, np.asarray(corpus.bm25.get_scores(terms), dtype=np.float32)
 
-    def _ensure_fresh(self, store: LanceDBStore, tbl: Any) -> bool:
-        if self._checked_version == int(tbl.version):
-            return True
-        try:
-            self.refresh(store)
-        except Exception as exc:  # e.g. a read-only object store
-            log.warning("BM25 leg '%s': cannot rebuild the full-text index: %s", self.name, exc)
-            return self._index_name(tbl) is not None
-        return True
+    def _allowed_rows(self, store: LanceDBStore, corpus: _Corpus, where: str) -> np.ndarray:
+        allowed = store.query(self.table, where, ["doc_id", "page_index", "chunk_index"])
+        keys = zip(
+            allowed.column("doc_id").to_pylist(),
+            allowed.column("page_index").to_pylist(),
+            allowed.column("chunk_index").to_pylist(),
+            strict=True,
+        )
+        found = (corpus.row_of.get(key) for key in keys)
+        return np.asarray(sorted(i for i in found if i is not None), dtype=np.int64)
 
     # ---------------------------------------------------------------- search
     def retrieve(
         self, store: LanceDBStore, query: Query, k: int, where: str | None = None
     ) -> list[LegHit]:
-        from lancedb.query import MatchQuery
-
-        tbl = store.table(self.table)
-        if not query.text or tbl is None or k <= 0 or not self._ensure_fresh(store, tbl):
+        if k <= 0:
             return []
+        scored = self.scores(store, query)
+        if scored is None:
+            return []
+        corpus, scores = scored
+        rows = self._allowed_rows(store, corpus, where) if where else np.arange(scores.size)
+        rows = rows[scores[rows] > 0]
+        order = rows[np.argsort(-scores[rows], kind="stable")]
         per_page = 1 if self.unit == "page" else self.candidates_per_page
         limit = k * per_page
         while True:
-            q = tbl.search(MatchQuery(query.text, "text"), query_type="fts")
-            if where:
-                q = q.where(where, prefilter=True)
-            columns = ["doc_id", "page_index", "chunk_index", "_score"]
-            if self.unit == "chunk":
-                columns.append("text")
-            rows = q.select(columns).limit(limit).to_arrow().to_pylist()
+            top = order[:limit]
             hits = rank_pages(
                 (
                     (
-                        r["doc_id"],
-                        r["page_index"],
-                        r["_score"],
-                        r["chunk_index"] if r["chunk_index"] >= 0 else None,
-                        r.get("text", ""),
+                        corpus.doc_ids[i],
+                        int(corpus.page_index[i]),
+                        float(scores[i]),
+                        int(corpus.chunk_index[i]) if corpus.chunk_index[i] >= 0 else None,
+                        corpus.texts[i] if corpus.texts else "",
                     )
-                    for r in rows
+                    for i in top
                 ),
                 k,
             )
-            if len(hits) >= k or len(rows) < limit:
+            if len(hits) >= k or limit >= order.size:
                 return hits
             limit *= 2
 
@@ -183,4 +228,33 @@ class BM25Retriever(LegBase):
             "stem": self.stem,
             "remove_stop_words": self.remove_stop_words,
             "candidates_per_page": self.candidates_per_page,
+            "k1": self.k1,
+            "b": self.b,
+            "method": self.method,
         }
+
+
+def _stemmer(language: str) -> Any:
+    import Stemmer
+
+    name = language.lower()
+    if name not in Stemmer.algorithms():
+        raise ValueError(
+            f"no Snowball stemmer for language {language!r}; use one of "
+            f"{', '.join(Stemmer.algorithms())}, or stem=False"
+        )
+    return Stemmer.Stemmer(name)
+
+
+def _stopwords(language: str) -> str:
+    """``language`` as bm25s names its stop word list (checked now, not at the first query)."""
+    import bm25s
+
+    name = language.lower()
+    try:
+        bm25s.tokenize(["check"], stopwords=name, return_ids=False, show_progress=False)
+    except ValueError as exc:
+        raise ValueError(
+            f"no stop word list for language {language!r} in bm25s; pass remove_stop_words=False"
+        ) from exc
+    return name
