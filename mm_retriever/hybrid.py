@@ -31,6 +31,7 @@ from mm_retriever.filters import (
     where_clause,
 )
 from mm_retriever.protocols import Fusion, Query
+from mm_retriever.query_text import retrieval_text
 from mm_retriever.store import DOCUMENTS, FIGURES, PAGES
 from mm_retriever.types import FusedHit, LegHit, RetrievedFigure, RetrievedPage
 
@@ -58,7 +59,9 @@ class HybridRetriever:
     ``fusion``: a Fusion, a registry name (``"rrf"``, ``"weighted"``) or None (the index's).
     ``legs``: the leg names to use (default all). ``weights``: per-leg fusion weights, over the
     legs' configured ``weight``. ``candidates``: hits asked from each leg before fusion.
-    ``max_figures``: matched figure crops attached per page.
+    ``max_figures``: matched figure crops attached per page. ``clean_query``: drop sentences
+    that only tell the answering LLM how to format its answer ("Round your answer to two
+    decimals.") before the legs see the text (``mm_retriever.query_text``).
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class HybridRetriever:
         max_figures: int = 3,
         include_images: bool = True,
         write_images: bool = True,
+        clean_query: bool = True,
     ) -> None:
         self.index = index
         available = list(index.legs)
@@ -88,6 +92,7 @@ class HybridRetriever:
         self.max_figures = int(max_figures)
         self.include_images = include_images
         self.write_images = write_images
+        self.clean_query = clean_query
         self.fusion = self._make_fusion(fusion, weights)
 
     def _make_fusion(
@@ -105,6 +110,13 @@ class HybridRetriever:
         return registry.fusions.create(name, **options)
 
     # ---------------------------------------------------------------- legs
+    def prepare(self, query: Query) -> Query:
+        """The query the legs see: answer-format instructions removed when ``clean_query``."""
+        if not self.clean_query or not query.text:
+            return query
+        text = retrieval_text(query.text)
+        return query if text == query.text else Query(text=text, image=query.image)
+
     def where(self, filters: Mapping[str, Any] | None) -> str | None:
         """The page-level where-clause for structured ``filters`` (document fields resolved)."""
         page_f, doc_f = split_filters(filters)
@@ -125,7 +137,7 @@ class HybridRetriever:
         filters: Mapping[str, Any] | None = None,
     ) -> dict[str, list[LegHit]]:
         """Each leg's page ranking (best first, at most ``k``) for ``query``."""
-        q = Query.of(query)
+        q = self.prepare(Query.of(query))
         where = self.where(filters)
         if where == MATCH_NOTHING:
             return {name: [] for name in self.leg_names}

@@ -88,6 +88,16 @@ def test_leg_hits_and_k(index) -> None:
     assert index.retriever().retrieve("Saltby", k=0) == []
 
 
+def test_answer_instructions_do_not_reach_the_legs(index) -> None:
+    q = "When did the Harrowgate mill close?"
+    noisy = f"{q} Write the answer in list format. Round your answer to the nearest year."
+    plain = index.retriever().retrieve(q, k=5)
+    cleaned = index.retriever().retrieve(noisy, k=5)
+    assert [(p.key, p.leg_scores) for p in cleaned] == [(p.key, p.leg_scores) for p in plain]
+    raw = index.retriever(clean_query=False).retrieve(noisy, k=5)
+    assert [p.leg_scores for p in raw] != [p.leg_scores for p in plain]
+
+
 def test_filters(index) -> None:
     r = index.retriever()
     q = "Harrowgate mill"

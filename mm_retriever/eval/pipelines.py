@@ -283,6 +283,11 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text.strip("/"))[-60:]
 
 
+#: reference pipelines search with the question as written (no answer-instruction removal),
+#: like the data set's reference figures
+RAW_QUERY = {"clean_query": False}
+
+
 def make_ours(
     name: str,
     *,
@@ -324,7 +329,9 @@ def make_ours(
     if name == "layer-bm25":
         ingest = IngestConfig(ocr="never", figures=False)
         cfg = IndexConfig(ingest=ingest, legs=[LegSpec(name="bm25")], device=device)
-        return OursPipeline(name, cfg, {"legs": ["bm25"]}, "BM25 over the PDF text layer only")
+        return OursPipeline(
+            name, cfg, {"legs": ["bm25"], **RAW_QUERY}, "BM25 over the PDF text layer only"
+        )
     if name in ("ocr-bm25", "ocr-dense"):
         ingest = IngestConfig(ocr="always", page_text="ocr", ocr_engine=engine, figures=False)
         leg = LegSpec(name="bm25") if name == "ocr-bm25" else _default_leg("text", text_model)
@@ -340,7 +347,7 @@ def make_ours(
         return OursPipeline(
             name,
             cfg,
-            {"legs": [leg.leg_name]},
+            {"legs": [leg.leg_name], **RAW_QUERY},
             f"{what} over {engine} OCR of every rendered page (no text layer)",
             ocr_only=True,
         )
