@@ -57,7 +57,9 @@ def grid(legs: list[str]):
     for k, wt, wo in itertools.product((3, 5, 10, 60), (0.5, 0.75, 1.0), (0.0, 0.25, 0.5)):
         w = {"bm25": 1.0, "text": wt, **{leg: wo for leg in other}}
         yield f"rrf k={k} text={wt} other={wo}", RRFFusion(k, w), _used(legs, w)
-    for norm, wt, wo in itertools.product(("minmax", "zscore"), (0.5, 0.75, 1.0), (0.0, 0.25, 0.5)):
+    text_weights = (0.5, 0.6, 0.65, 0.75, 0.85, 1.0)
+    other_weights = (0.0, 0.1, 0.15, 0.2, 0.25, 0.3, 0.5)
+    for norm, wt, wo in itertools.product(("minmax", "zscore"), text_weights, other_weights):
         w = {"bm25": 1.0, "text": wt, **{leg: wo for leg in other}}
         yield f"{norm} text={wt} other={wo}", WeightedFusion(w, norm), _used(legs, w)
 
