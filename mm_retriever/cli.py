@@ -177,6 +177,9 @@ def search(
     fusion: Annotated[str | None, typer.Option(help="rrf | weighted")] = None,
     doc_id: Annotated[list[str] | None, typer.Option(help="only these documents")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps")] = None,
+    raw_query: Annotated[
+        bool, typer.Option("--raw-query", help="keep answer-format instructions in the query")
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Search an index and print the top pages with per-leg ranks and scores."""
@@ -187,7 +190,7 @@ def search(
     if not MultimodalIndex.exists(index):
         raise _fail(f"no index at {index}; build one: mm-retriever index PATH --index {index}")
     idx = MultimodalIndex.open(index, device=device)
-    retriever = idx.retriever(fusion=fusion, legs=leg)
+    retriever = idx.retriever(fusion=fusion, legs=leg, clean_query=not raw_query)
     filters = {"doc_id": doc_id} if doc_id else None
     try:
         pages = retriever.retrieve(question, k=k, filters=filters)

@@ -67,6 +67,15 @@ def test_search_json_finds_the_answer_page(indexed: Path) -> None:
     assert pages[0]["page_index"] == 2 and pages[0]["page_number"] == 3
     assert set(pages[0]["leg_ranks"]) <= {"text", "bm25"} and pages[0]["leg_ranks"]
 
+    def leg_scores(*extra: str) -> list:
+        q = "How many electric ferries are in the fleet? Write the answer in integer format."
+        out = runner.invoke(app, ["search", q, "--index", str(indexed), "--json", *extra])
+        assert out.exit_code == 0, out.output
+        return [p["leg_scores"] for p in json.loads(out.stdout)]
+
+    assert leg_scores()[0] == pages[0]["leg_scores"]  # the instruction is dropped
+    assert leg_scores("--raw-query")[0] != pages[0]["leg_scores"]
+
 
 def test_info_lists_the_documents(indexed: Path) -> None:
     info = runner.invoke(app, ["info", "--index", str(indexed)])
