@@ -433,7 +433,7 @@ class MultimodalIndex:
             )
 
     def _after_write(self) -> None:
-        """Compact tables, bring leg indexes (BM25) up to date, stamp the manifest."""
+        """Compact tables, refresh legs that keep an index (``refresh``), stamp the manifest."""
         self.store.optimize(min_fragments=self.compact_fragments)
         for leg in self.legs.values():
             refresh = getattr(leg, "refresh", None)

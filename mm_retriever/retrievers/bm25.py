@@ -94,6 +94,7 @@ class BM25Retriever(LegBase):
         self._stopwords: str | list[str] = _stopwords(language) if remove_stop_words else []
         self._corpus: _Corpus | None = None
         self._lock = threading.Lock()
+        self._build_lock = threading.Lock()
 
     def schema(self) -> pa.Schema:
         return SCHEMA
@@ -135,6 +136,12 @@ class BM25Retriever(LegBase):
         corpus = self._corpus
         if corpus is not None and corpus.version == version:
             return corpus
+        with self._build_lock:  # concurrent first queries build once
+            if self._corpus is None or self._corpus.version != version:
+                self._corpus = self._build(tbl, version)
+            return self._corpus
+
+    def _build(self, tbl: Any, version: int) -> _Corpus:
         import bm25s
 
         data = tbl.to_arrow().select(["doc_id", "page_index", "chunk_index", "text"])
@@ -147,7 +154,7 @@ class BM25Retriever(LegBase):
         if any(tokens):
             model = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
             model.index(tokens, show_progress=False)
-        corpus = _Corpus(
+        return _Corpus(
             version=version,
             doc_ids=doc_ids,
             page_index=page_index,
@@ -159,12 +166,6 @@ class BM25Retriever(LegBase):
                 for i, (d, p, c) in enumerate(zip(doc_ids, page_index, chunk_index, strict=True))
             },
         )
-        self._corpus = corpus
-        return corpus
-
-    def refresh(self, store: LanceDBStore) -> None:
-        """Bring the in-memory index up to date with the table (called after writes)."""
-        self._load(store)
 
     def scores(self, store: LanceDBStore, query: Query) -> tuple[_Corpus, np.ndarray] | None:
         """BM25 score of ``query`` for every row of the table (0 where no term matches)."""
