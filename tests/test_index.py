@@ -179,10 +179,12 @@ def test_incremental_add_unchanged_and_delete(tmp_path, docs, minilm, minilm_pat
     ]
     hits = index.retriever().retrieve("Quorvane bridge spans", k=5)
     assert all(p.doc_id != more_id for p in hits)
-    # BM25 statistics follow the delete: its index was rebuilt over the remaining rows
+    # BM25 statistics follow the delete: its in-memory index covers exactly the remaining rows
     bm25 = index.legs["bm25"]
     tbl = index.store.table(bm25.table)
-    assert not bm25._looks_stale(tbl)
+    corpus = bm25._load(index.store)
+    assert corpus.version == tbl.version and len(corpus.doc_ids) == tbl.count_rows()
+    assert set(corpus.doc_ids) == {d["doc_id"] for d in index.documents()}
     with pytest.raises(KeyError, match="no document"):
         index.delete(more_id)
     # re-adding a deleted file indexes it again
