@@ -93,6 +93,19 @@ def test_load_local_folder(tiny_set: Path) -> None:
     assert [q.query_id for q in small.queries] == ["q3", "q4"]
 
 
+def test_fingerprint_follows_content_not_file_times(tmp_path: Path, tiny_set: Path) -> None:
+    import os
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_set, copy)
+    os.utime(copy / "pdfs" / "fruit.pdf", (1, 1))  # a fresh copy: other times, same bytes
+    assert load_dataset(copy).fingerprint() == load_dataset(tiny_set).fingerprint()
+    with open(copy / "pdfs" / "fruit.pdf", "ab") as fh:
+        fh.write(b"\n% edited\n")
+    assert load_dataset(copy).fingerprint() != load_dataset(tiny_set).fingerprint()
+
+
 def test_local_folder_errors(tmp_path: Path, tiny_set: Path) -> None:
     with pytest.raises(DatasetError, match="unknown data set"):
         load_dataset(tmp_path / "nope")
