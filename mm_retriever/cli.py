@@ -107,12 +107,17 @@ def _open_or_create(index: Path, config: IndexConfig) -> MultimodalIndex:
 
 def _results_table(question: str, pages: list[RetrievedPage], legs: list[str]) -> Table:
     table = Table(title=f"[bold]{question}[/bold]", title_justify="left")
-    table.add_column("#", justify="right", no_wrap=True, min_width=1)
-    table.add_column("p.", justify="right", no_wrap=True, min_width=2)
-    table.add_column("document", no_wrap=True, overflow="ellipsis", max_width=28)
+    # the number columns keep their width; document and text share what the terminal has left
+    # (6 columns: 19 characters of borders and padding, 32 of numbers and leg ranks)
+    room = max(16, console.width - 51)
+    doc_width = max(8, min(28, room // 3))
+    text_width = max(8, min(48, room - doc_width))
+    table.add_column("#", justify="right", no_wrap=True, min_width=2)
+    table.add_column("p.", justify="right", no_wrap=True, min_width=3)
+    table.add_column("document", no_wrap=True, overflow="ellipsis", width=doc_width)
     table.add_column("fused", justify="right", no_wrap=True, min_width=7)
     table.add_column("leg: rank (score)", no_wrap=True, min_width=18)
-    table.add_column("text", no_wrap=True, overflow="ellipsis", max_width=48)
+    table.add_column("text", no_wrap=True, overflow="ellipsis", width=text_width)
     for n, page in enumerate(pages, 1):
         per_leg = [
             f"{leg}: {page.leg_ranks[leg]} ({page.leg_scores[leg]:.3g})"
