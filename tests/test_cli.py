@@ -77,6 +77,20 @@ def test_search_json_finds_the_answer_page(indexed: Path) -> None:
     assert leg_scores("--raw-query")[0] != pages[0]["leg_scores"]
 
 
+def test_search_table_shows_ranks_and_pages(indexed: Path, monkeypatch) -> None:
+    from mm_retriever import cli
+
+    monkeypatch.setattr(cli.console, "width", 80)  # a narrow terminal
+    q = "How many electric ferries are in the fleet?"
+    result = runner.invoke(app, ["search", q, "--index", str(indexed), "-k", "2"])
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if line.startswith("│")]
+    cells = [[c.strip() for c in row.strip("│").split("│")] for row in rows]
+    ranked = [c for c in cells if c[0]]
+    assert [c[0] for c in ranked] == ["1", "2"] and ranked[0][1] == "3"  # rank, page number
+    assert all(len(line) <= 80 for line in result.output.splitlines())
+
+
 def test_info_lists_the_documents(indexed: Path) -> None:
     info = runner.invoke(app, ["info", "--index", str(indexed)])
     assert info.exit_code == 0, info.output
