@@ -16,7 +16,11 @@ TESTS = Path(__file__).resolve().parents[1] / "tests"
 sys.path.insert(0, str(TESTS))  # pdfgen.py (test documents), shared_fixtures.py, tiny_models.py
 
 import pdfgen  # noqa: E402
-from shared_fixtures import _few_threads, minilm_path_fixture  # noqa: E402, F401  (offline env too)
+from shared_fixtures import (  # noqa: E402, F401  (offline env too)
+    _few_threads,
+    minilm_path_fixture,
+    text_index_config,
+)
 
 FACTS = [
     "The Brindlewick canal opened to barge traffic in 1887 after nine years of digging.",
@@ -43,22 +47,6 @@ def pdf_folder(corpus) -> Path:
 def mixed(corpus) -> pdfgen.MixedPDF:
     """What the mixed PDF holds where (facts, figure boxes and captions)."""
     return corpus[1]
-
-
-def text_index_config(minilm_path: str):
-    """Text (MiniLM) + BM25 + figure (figure text only); no OCR, low dpi: fast and offline."""
-    from mm_retriever.config import IndexConfig, IngestConfig, LegSpec
-
-    text_encoder = {"name": "sentence-transformers", "options": {"model": minilm_path}}
-    return IndexConfig(
-        ingest=IngestConfig(ocr="never", dpi=72),
-        legs=[
-            LegSpec(name="text", options={"encoder": text_encoder}),
-            LegSpec(name="bm25"),
-            LegSpec(name="figure", options={"image_encoder": None, "text_encoder": text_encoder}),
-        ],
-        device="cpu",
-    )
 
 
 @pytest.fixture(scope="session")

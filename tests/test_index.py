@@ -18,6 +18,7 @@ from pdfgen import (
     make_sample_pdf,
     make_unsupported_file,
 )
+from shared_fixtures import minilm_encoder, text_index_config
 
 from mm_retriever import registry
 from mm_retriever.config import IndexConfig, IngestConfig, LegSpec
@@ -39,27 +40,10 @@ MORE_FACTS = [
 ]
 
 
-def text_encoder(minilm_path: str) -> dict:
-    return {"name": "sentence-transformers", "options": {"model": minilm_path}}
-
-
-def text_config(minilm_path: str, *extra: LegSpec) -> IndexConfig:
-    enc = text_encoder(minilm_path)
-    return IndexConfig(
-        ingest=IngestConfig(ocr="never", dpi=72),
-        legs=[
-            LegSpec(name="text", options={"encoder": enc}),
-            LegSpec(name="bm25"),
-            LegSpec(name="figure", options={"image_encoder": None, "text_encoder": enc}),
-            *extra,
-        ],
-    )
-
-
 @pytest.fixture(scope="module")
 def minilm(minilm_path: str):
     """Keeps the MiniLM encoder alive (shared by every index of this module)."""
-    return build_encoder(text_encoder(minilm_path))
+    return build_encoder(minilm_encoder(minilm_path))
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +57,7 @@ def docs(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, docs, minilm, minilm_path):
     uri = tmp_path_factory.mktemp("idx") / "index"
-    index = MultimodalIndex.create(uri, text_config(minilm_path))
+    index = MultimodalIndex.create(uri, text_index_config(minilm_path))
     report = index.add([docs])
     return index, report
 
@@ -153,7 +137,7 @@ def test_create_and_open_errors(tmp_path, built) -> None:
 
 
 def test_incremental_add_unchanged_and_delete(tmp_path, docs, minilm, minilm_path) -> None:
-    index = MultimodalIndex.create(tmp_path / "idx", text_config(minilm_path))
+    index = MultimodalIndex.create(tmp_path / "idx", text_index_config(minilm_path))
     first = index.add([docs / "facts.pdf"])
     assert first.pages == 4
     more = make_sample_pdf(tmp_path / "more.pdf", MORE_FACTS, title="More facts")
@@ -192,7 +176,7 @@ def test_incremental_add_unchanged_and_delete(tmp_path, docs, minilm, minilm_pat
 
 
 def test_bad_files_are_reported_and_the_rest_indexed(tmp_path, minilm, minilm_path) -> None:
-    index = MultimodalIndex.create(tmp_path / "idx", text_config(minilm_path))
+    index = MultimodalIndex.create(tmp_path / "idx", text_index_config(minilm_path))
     good = make_sample_pdf(tmp_path / "in" / "good.pdf", FACTS[:2])
     assert index.add([good]).pages == 2
     before = counts(index)
@@ -226,7 +210,7 @@ class ExplodingBM25(BM25Retriever):
 def test_failure_inside_a_leg_leaves_no_partial_rows(tmp_path, minilm, minilm_path) -> None:
     if "exploding-bm25" not in registry.legs:
         registry.legs.register("exploding-bm25", ExplodingBM25)
-    config = text_config(minilm_path, LegSpec(name="exploding-bm25", alias="boom"))
+    config = text_index_config(minilm_path, LegSpec(name="exploding-bm25", alias="boom"))
     index = MultimodalIndex.create(tmp_path / "idx", config)
     index.batch_size = 1
     index.flush_pages = 1  # pages 0 and 1 reach the tables before page 2 fails
@@ -245,7 +229,7 @@ def test_failure_inside_a_leg_leaves_no_partial_rows(tmp_path, minilm, minilm_pa
 
 
 def test_orphans_of_a_crashed_write_are_removed_on_open(tmp_path, minilm, minilm_path) -> None:
-    index = MultimodalIndex.create(tmp_path / "idx", text_config(minilm_path))
+    index = MultimodalIndex.create(tmp_path / "idx", text_index_config(minilm_path))
     index.add([make_sample_pdf(tmp_path / "ok.pdf", FACTS[:1])])
     page = {"doc_id": "deadbeef00000000", "page_index": 0, "text": "half written"}
     index.store.add(PAGES, [page], None)
@@ -259,7 +243,7 @@ def test_orphans_of_a_crashed_write_are_removed_on_open(tmp_path, minilm, minilm
 
 
 def test_unavailable_models_are_skipped_with_one_line(tmp_path, minilm, minilm_path, caplog):
-    enc = text_encoder(minilm_path)
+    enc = minilm_encoder(minilm_path)
     config = IndexConfig(
         ingest=IngestConfig(ocr="never", dpi=72),
         legs=[

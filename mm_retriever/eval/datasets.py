@@ -22,6 +22,7 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -88,11 +89,16 @@ class EvalDataset:
     def num_relevant(self) -> int:
         return sum(sum(1 for r in rels.values() if r > 0) for rels in self.qrels.values())
 
+    @cached_property
+    def document_ids(self) -> dict[str, str]:
+        """File name -> document id (content hash), computed once per data set."""
+        return {f.name: document_id(f) for f in self.files}
+
     def fingerprint(self) -> str:
         """Content hash of the document files (names and bytes; copies and touched files match)."""
         h = hashlib.sha256()
-        for f in sorted(self.files):
-            h.update(f"{f.name}\t{document_id(f)}\n".encode())
+        for name, doc_id in sorted(self.document_ids.items()):
+            h.update(f"{name}\t{doc_id}\n".encode())
         return h.hexdigest()[:16]
 
     def limit(self, n_queries: int | None = None, n_docs: int | None = None) -> EvalDataset:

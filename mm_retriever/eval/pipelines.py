@@ -207,15 +207,13 @@ class OursPipeline(Pipeline):
 
     def build(self, dataset: EvalDataset, workdir: Path, *, progress: bool = False) -> BuildStats:
         from mm_retriever.index import MultimodalIndex
-        from mm_retriever.ingest import document_id
 
         path = self.index_dir(dataset, workdir)
         self.index_path = path
         stats_file = path / "eval_build.json"
-        for f in dataset.files:
-            doc_id = document_id(f)
-            self._doc_ids[f.name] = doc_id
-            self._names[doc_id] = f.name
+        for name, doc_id in dataset.document_ids.items():
+            self._doc_ids[name] = doc_id
+            self._names[doc_id] = name
         if stats_file.exists():  # built before for the same files and settings: reuse
             saved = json.loads(stats_file.read_text())
             index = MultimodalIndex.open(path)
@@ -393,11 +391,19 @@ class PeerPipeline(Pipeline):
     """Shared plumbing of the peer pipelines: chunks carry (file name, page index)."""
 
     kind: Literal["ours", "peer"] = "peer"
+    framework: str = ""  # the peer framework's package name
     chunk_depth: int = 50  # chunks asked for, then mapped to their pages
 
     def __init__(self, model: str | None = None, device: str = "auto") -> None:
         self.model = model
         self.device = device
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "peer": self.framework,
+            "model": self.model or "all-MiniLM-L6-v2",
+            "top_chunks": self.chunk_depth,
+        }
 
     def _device(self) -> str:
         """The torch device for the peer's embedding model (auto: cuda when available)."""
@@ -454,13 +460,7 @@ class LlamaIndexPipeline(PeerPipeline):
 
     name = "llamaindex"
     description = "peer: LlamaIndex SimpleDirectoryReader + VectorStoreIndex (default settings)"
-
-    def settings(self) -> dict[str, Any]:
-        return {
-            "peer": "llama-index",
-            "model": self.model or "all-MiniLM-L6-v2",
-            "top_chunks": self.chunk_depth,
-        }
+    framework = "llama-index"
 
     def build(self, dataset: EvalDataset, workdir: Path, *, progress: bool = False) -> BuildStats:
         prepare_nltk_data()
@@ -515,13 +515,7 @@ class LangChainPipeline(PeerPipeline):
 
     name = "langchain"
     description = "peer: LangChain EnsembleRetriever (BM25 + dense), PyPDFLoader, 1000/200 splits"
-
-    def settings(self) -> dict[str, Any]:
-        return {
-            "peer": "langchain",
-            "model": self.model or "all-MiniLM-L6-v2",
-            "top_chunks": self.chunk_depth,
-        }
+    framework = "langchain"
 
     def build(self, dataset: EvalDataset, workdir: Path, *, progress: bool = False) -> BuildStats:
         loaders = _need("langchain_community.document_loaders", "langchain-community")
