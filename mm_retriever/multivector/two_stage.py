@@ -1,0 +1,89 @@
+"""Two-stage index: a compact first stage in RAM picks ``candidates`` pages, exact MaxSim reranks.
+
+The rerank reads the candidates' stored vectors by row (``fetch``: for the page leg, a
+``take`` of those offsets from the Lance table), so RAM holds only the first stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from mm_retriever.multivector.base import Key, KeyedRows, top_k
+from mm_retriever.multivector.first_stage import build_first_stage
+from mm_retriever.multivector.kernel import maxsim_scores
+
+#: ``fetch(rows) -> (values [T, D], offsets [len(rows) + 1])``: the rows' exact vectors, in order.
+Fetch = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+class TwoStageIndex:
+    """First stage (``binary`` or ``mean``) over all pages, exact rerank of the top candidates."""
+
+    kind = "two_stage"
+
+    def __init__(
+        self,
+        dim: int,
+        fetch: Fetch,
+        *,
+        first_stage: str = "mean",
+        segments: int = 4,
+        candidates: int = 256,
+    ) -> None:
+        if candidates < 1:
+            raise ValueError(f"candidates must be >= 1, got {candidates}")
+        self.dim = dim
+        self.fetch = fetch
+        self.candidates = candidates
+        self.first = build_first_stage(first_stage, dim, segments)
+        self._rows = KeyedRows()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @property
+    def keys(self) -> list[Key]:
+        return self._rows.keys
+
+    def rows_of(self, keys: Iterable[Key]) -> np.ndarray:
+        return self._rows.rows_of(keys)
+
+    @property
+    def nbytes(self) -> int:
+        return self.first.nbytes + self._rows.nbytes
+
+    def add(self, keys: Sequence[Key], multivectors: Sequence[np.ndarray]) -> None:
+        if len(keys) != len(multivectors):
+            raise ValueError(f"{len(keys)} keys for {len(multivectors)} multivectors")
+        self._rows.append(keys)
+        self.first.add(multivectors)
+
+    def delete(self, keys: Iterable[Key]) -> None:
+        rows = self._rows.rows_of(keys)
+        if rows.size:
+            self.first.delete(rows)
+            self._rows.remove_rows(rows)
+
+    def candidates_for(self, query: Any, allowed_rows: np.ndarray | None = None) -> np.ndarray:
+        """Rows of the first stage's best ``candidates`` pages (among ``allowed_rows``)."""
+        approx = self.first.score(query, allowed_rows)
+        best = top_k(approx, self.candidates)
+        return best if allowed_rows is None else np.asarray(allowed_rows)[best]
+
+    def search(
+        self, query: Any, k: int, allowed_rows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if len(self) == 0 or (allowed_rows is not None and allowed_rows.size == 0):
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        cands = self.candidates_for(query, allowed_rows)
+        fetch_order = np.sort(cands)  # ascending rows read faster
+        values, offsets = self.fetch(fetch_order)
+        exact = maxsim_scores(query, values, offsets)
+        best = top_k(exact, k)
+        return fetch_order[best], exact[best]
+
+    def config(self) -> dict[str, Any]:
+        return {"index": self.kind, "candidates": self.candidates, **self.first.config()}
