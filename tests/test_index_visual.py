@@ -72,18 +72,19 @@ def test_page_leg_query_by_image(visual) -> None:
     assert {h.key: h.score for h in hits} == pytest.approx(expected, rel=1e-3, abs=1e-3)
 
 
-def test_multivector_matrix_is_cached_per_table_version(visual, tmp_path) -> None:
+def test_page_index_is_built_once_and_updated_in_place(visual, tmp_path) -> None:
     index, _, _ = visual
     leg = index.legs["page"]
-    first = leg._pages(index.store)
+    first = leg._index(index.store)
     leg.retrieve(index.store, Query("anything"), 3)
-    assert leg._pages(index.store) is first  # no rebuild on the query path
+    assert leg._index(index.store) is first  # no rebuild on the query path
+    n = len(first)
     extra = make_sample_pdf(tmp_path / "extra.pdf", ["One more page about lighthouses."])
     index.add([extra])
-    rebuilt = leg._pages(index.store)
-    assert rebuilt is not first and len(rebuilt.doc_ids) == 6
+    updated = leg._index(index.store)
+    assert updated is first and len(updated) == n + 1  # the add was applied in place
     hits = leg.retrieve(index.store, Query("lighthouses"), 10)
-    assert len(hits) == 6
+    assert len(hits) == n + 1
 
 
 def test_figure_leg_clip_scores_and_crops(visual) -> None:

@@ -1,16 +1,24 @@
-"""Page-image leg: ColPali-family patch multivectors, exact MaxSim (late interaction).
+"""Page-image leg: ColPali-family patch multivectors, late interaction (MaxSim).
 
-Each page's patch vectors are stored as one row of ``leg_<name>`` (``list<fixed_size_list>``,
-float16 by default). At query time the stored multivectors are held in memory as one padded
-matrix (``scoring.MultiVectorMatrix``), built on first use and rebuilt only when the table's
-version changes, so a query costs one query encoding plus one batched MaxSim.
+Each page's patch vectors are one row of ``leg_<name>`` (``list<fixed_size_list>``; float16 by
+default, int8 codes plus a per-page ``scale`` for ``storage_dtype="int8"``), optionally pooled
+first (``pool_factor``, colpali-engine's hierarchical token pooler). Searching goes through a
+``mm_retriever.multivector`` index, chosen by ``index``:
+
+- ``"exact"``: every stored vector flat in RAM, exact MaxSim over all (or the filtered) pages.
+- ``"two_stage"``: a compact first stage in RAM (``first_stage``: ``"mean"`` segment means or
+  ``"binary"`` sign bits) picks ``candidates`` pages; their stored vectors are read by row from
+  the Lance table and reranked by exact MaxSim.
+
+Nothing is read when an index is opened. The first query builds the in-RAM structures in one
+streaming pass over the table; after that a write (this process's or another's, seen as a new
+table version) costs a read of the key columns plus the added rows only.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -25,26 +33,27 @@ from mm_retriever.retrievers.base import (
     normalize_spec,
     rank_pages,
     resolved_spec,
-    top_indices,
 )
 from mm_retriever.store.arrow import multivector_type, multivectors_from_arrow
 from mm_retriever.types import LegHit, Page
 
 if TYPE_CHECKING:
     import torch
+    from lancedb.table import Table
 
+    from mm_retriever.multivector import ExactIndex, TwoStageIndex
     from mm_retriever.store import LanceDBStore
 
 DEFAULT_PAGE_ENCODER = {"name": "colpali", "options": {"model": DEFAULT_PAGE_MODEL}}
+STORAGE_DTYPES = ("float16", "float32", "int8")
+INDEX_TYPES = ("exact", "two_stage")
+FIRST_STAGES = ("mean", "binary")
+_KEYS = ["doc_id", "page_index"]
+_BUILD_BATCH = 2048
 
 
-@dataclass
-class _Pages:
-    version: int
-    doc_ids: list[str]
-    page_index: np.ndarray
-    matrix: Any  # scoring.MultiVectorMatrix
-    row_of: dict[tuple[str, int], int]
+class StaleRowsError(RuntimeError):
+    """The table changed between choosing candidates and reading them (retry after a sync)."""
 
 
 class PageImageRetriever(LegBase):
@@ -63,76 +72,190 @@ class PageImageRetriever(LegBase):
         *,
         name: str = "page",
         device: str | None = None,
-        storage_dtype: Literal["float16", "float32"] = "float16",
+        storage_dtype: Literal["float16", "float32", "int8"] = "float16",
+        index: Literal["exact", "two_stage"] = "exact",
+        first_stage: Literal["mean", "binary"] = "mean",
+        segments: int = 4,
+        candidates: int = 256,
+        pool_factor: int = 1,
     ) -> None:
         super().__init__(name, device)
-        if storage_dtype not in ("float16", "float32"):
-            raise ValueError(f"storage_dtype must be float16 or float32, got {storage_dtype!r}")
+        if storage_dtype not in STORAGE_DTYPES:
+            raise ValueError(f"storage_dtype must be one of {STORAGE_DTYPES}, got {storage_dtype!r}")
+        if index not in INDEX_TYPES:
+            raise ValueError(f"index must be one of {INDEX_TYPES}, got {index!r}")
+        if first_stage not in FIRST_STAGES:
+            raise ValueError(f"first_stage must be one of {FIRST_STAGES}, got {first_stage!r}")
+        for label, value in (("segments", segments), ("candidates", candidates)):
+            if int(value) < 1:
+                raise ValueError(f"{label} must be >= 1, got {value!r}")
+        if int(pool_factor) < 1:
+            raise ValueError(f"pool_factor must be >= 1, got {pool_factor!r}")
         self.encoder_spec = normalize_spec(encoder, DEFAULT_PAGE_ENCODER)
         self.encoder = build_encoder(self.encoder_spec, device)
         self.storage_dtype = storage_dtype
-        self._cache: _Pages | None = None
-        self._lock = threading.Lock()
+        self.index_type = index
+        self.first_stage = first_stage
+        self.segments = int(segments)
+        self.candidates = int(candidates)
+        self.pool_factor = int(pool_factor)
+        self._mv: ExactIndex | TwoStageIndex | None = None
+        self._version: int | None = None
+        self._table: Table | None = None
+        self._lock = threading.RLock()
 
+    # ---------------------------------------------------------------- writing
     def schema(self) -> pa.Schema:
-        return pa.schema(
-            [
-                ("doc_id", pa.string()),
-                ("page_index", pa.int32()),
-                ("vectors", multivector_type(self.encoder.dim, self.storage_dtype)),
-            ]
-        )
+        fields = [
+            ("doc_id", pa.string()),
+            ("page_index", pa.int32()),
+            ("vectors", multivector_type(self.encoder.dim, self.storage_dtype)),
+        ]
+        if self.storage_dtype == "int8":
+            fields.append(("scale", pa.float32()))
+        return pa.schema(fields)
 
     def rows(self, pages: Sequence[Page]) -> list[dict[str, Any]]:
+        from mm_retriever.multivector import pool_tokens, quantize_int8
+
         pages = [p for p in pages if p.image is not None]
         if not pages:
             return []
-        vectors = self.encoder.encode_document([p.image for p in pages])
-        return [
-            {"doc_id": p.doc_id, "page_index": p.page_index, "vectors": v}
-            for p, v in zip(pages, vectors, strict=True)
-        ]
+        encoded = self.encoder.encode_document([p.image for p in pages])
+        mats = [v.detach().float().cpu().numpy() if hasattr(v, "detach") else v for v in encoded]
+        mats = pool_tokens(mats, self.pool_factor)
+        out = []
+        for p, m in zip(pages, mats, strict=True):
+            row: dict[str, Any] = {"doc_id": p.doc_id, "page_index": p.page_index}
+            if self.storage_dtype == "int8":
+                row["vectors"], row["scale"] = quantize_int8(m)
+            else:
+                row["vectors"] = m
+            out.append(row)
+        return out
 
-    # ---------------------------------------------------------------- search
+    # ---------------------------------------------------------------- reading
     def stored_vectors(self, store: LanceDBStore) -> tuple[list[tuple[str, int]], list[np.ndarray]]:
-        """Every stored page key and its multivector (as stored), in table order."""
+        """Every stored page key and its multivector (dequantised float32 for int8), table order."""
         tbl = store.table(self.table)
         if tbl is None:
             return [], []
         data = tbl.search().limit(None).to_arrow()
-        keys = list(
-            zip(
-                data.column("doc_id").to_pylist(),
-                data.column("page_index").to_pylist(),
-                strict=True,
-            )
-        )
-        return keys, multivectors_from_arrow(data.column("vectors"))
+        keys = list(zip(*(data.column(c).to_pylist() for c in _KEYS), strict=True))
+        mats = multivectors_from_arrow(data.column("vectors"))
+        if "scale" in data.schema.names:
+            scales = data.column("scale").to_numpy()
+            mats = [m.astype(np.float32) * s for m, s in zip(mats, scales, strict=True)]
+        return keys, mats
 
-    def _pages(self, store: LanceDBStore) -> _Pages | None:
+    def _vector_columns(self, tbl: Table) -> list[str]:
+        names = tbl.schema.names
+        return [*_KEYS, "vectors", *(["scale"] if "scale" in names else [])]
+
+    @staticmethod
+    def _flat(data: pa.Table) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int]]]:
+        """``(values float16/32, offsets, keys)`` of Arrow rows (int8 rows dequantised)."""
+        col = data.column("vectors")
+        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+        dim = col.type.value_type.list_size
+        offsets = col.offsets.to_numpy().astype(np.int64)
+        flat = col.flatten().flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+        values = flat[offsets[0] : offsets[-1]]
+        offsets = offsets - offsets[0]
+        if "scale" in data.schema.names:
+            scale = np.repeat(data.column("scale").to_numpy(), np.diff(offsets))
+            values = (values.astype(np.float32) * scale[:, None]).astype(np.float16)
+        keys = list(zip(*(data.column(c).to_pylist() for c in _KEYS), strict=True))
+        return values, offsets, keys
+
+    def _fetch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Stored vectors of ``rows`` (table offsets, ascending), checked against the keys held."""
+        tbl = self._table
+        assert tbl is not None and self._mv is not None
+        data = tbl.take_offsets([int(r) for r in rows]).select(self._vector_columns(tbl)).to_arrow()
+        values, offsets, keys = self._flat(data)
+        held = self._mv.keys
+        if keys != [held[int(r)] for r in rows]:
+            raise StaleRowsError("the page table changed while searching")
+        return values, offsets
+
+    def _new_index(self, dim: int) -> ExactIndex | TwoStageIndex:
+        from mm_retriever.multivector import ExactIndex, TwoStageIndex
+
+        if self.index_type == "exact":
+            return ExactIndex(dim, "float32" if self.storage_dtype == "float32" else "float16")
+        return TwoStageIndex(
+            dim,
+            self._fetch,
+            first_stage=self.first_stage,
+            segments=self.segments,
+            candidates=self.candidates,
+        )
+
+    def _add_from(self, mv: ExactIndex | TwoStageIndex, batches: Any) -> None:
+        for batch in batches:
+            data = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+            if data.num_rows == 0:
+                continue
+            values, offsets, keys = self._flat(data)
+            mv.add(keys, [values[s:e] for s, e in zip(offsets[:-1], offsets[1:], strict=True)])
+
+    def _build(self, tbl: Table) -> ExactIndex | TwoStageIndex:
+        """One streaming pass over the table (batches of rows; the table is never held whole)."""
+        mv = self._new_index(tbl.schema.field("vectors").type.value_type.list_size)
+        query = tbl.search().select(self._vector_columns(tbl)).limit(None)
+        self._add_from(mv, query.to_batches(_BUILD_BATCH))
+        return mv
+
+    def _sync(self, tbl: Table) -> None:
+        """Bring the index to the table's rows: deletes and appends applied in place."""
+        self._table = tbl
+        if self._mv is None:
+            self._mv = self._build(tbl)
+            return
+        keys_now = self._table_keys(tbl)
+        present = set(keys_now)
+        held = self._mv.keys
+        gone = [k for k in held if k not in present]
+        survivors = len(held) - len(gone)
+        kept = [k for k in held if k in present] if gone else held
+        if keys_now[:survivors] != kept:  # rows reordered or rewritten: start over
+            self._mv = self._build(tbl)
+            return
+        if gone:
+            self._mv.delete(gone)
+        if len(keys_now) > survivors:
+            added = list(range(survivors, len(keys_now)))
+            for i in range(0, len(added), _BUILD_BATCH):
+                part = added[i : i + _BUILD_BATCH]
+                data = tbl.take_offsets(part).select(self._vector_columns(tbl)).to_arrow()
+                self._add_from(self._mv, [data])
+
+    @staticmethod
+    def _table_keys(tbl: Table) -> list[tuple[str, int]]:
+        data = tbl.search().select(_KEYS).limit(None).to_arrow()
+        return list(zip(*(data.column(c).to_pylist() for c in _KEYS), strict=True))
+
+    def _index(self, store: LanceDBStore) -> ExactIndex | TwoStageIndex | None:
+        """The multivector index, synced to the table's current version (None: no table)."""
         tbl = store.table(self.table)
         if tbl is None:
             return None
-        version = int(tbl.version)
         with self._lock:
-            if self._cache is None or self._cache.version != version:
-                from mm_retriever.scoring import MultiVectorMatrix
+            version = int(tbl.version)
+            if self._mv is None or self._version != version:
+                self._sync(tbl)
+                self._version = version
+            return self._mv
 
-                keys, mats = self.stored_vectors(store)
-                device = getattr(self.encoder, "device", None) or "cpu"
-                matrix = (
-                    MultiVectorMatrix(mats, dtype=self.storage_dtype, device=device)
-                    if mats
-                    else None
-                )
-                self._cache = _Pages(
-                    version=version,
-                    doc_ids=[k[0] for k in keys],
-                    page_index=np.asarray([k[1] for k in keys], dtype=np.int64),
-                    matrix=matrix,
-                    row_of={k: i for i, k in enumerate(keys)},
-                )
-            return self._cache
+    def refresh(self, store: LanceDBStore) -> None:
+        """Apply this process's writes to an index already built (a no-op before first use)."""
+        if self._mv is not None:
+            self._index(store)
+
+    def memory_bytes(self) -> int:
+        """Bytes the in-RAM index holds (0 before the first query)."""
+        return 0 if self._mv is None else int(self._mv.nbytes)
 
     def encode_query(self, query: Query) -> torch.Tensor | None:
         """The query's multivector: text via the query side, an image via the document side."""
@@ -142,66 +265,48 @@ class PageImageRetriever(LegBase):
             return self.encoder.encode_document([query.image])[0]
         return None
 
-    def scores(
-        self, store: LanceDBStore, query: Query, rows: np.ndarray | None = None
-    ) -> tuple[_Pages, np.ndarray] | None:
-        """MaxSim of ``query`` against every stored page, or the pages at ``rows``."""
-        pages = self._pages(store)
-        if pages is None or pages.matrix is None:
-            return None
-        scores = self._score(pages, query, rows)
-        return None if scores is None else (pages, scores)
-
-    def _score(self, pages: _Pages, query: Query, rows: np.ndarray | None) -> np.ndarray | None:
-        qvec = self.encode_query(query)
-        if qvec is None:
-            return None
-        return pages.matrix.score(qvec, rows=rows).float().cpu().numpy()
-
-    def _allowed_rows(self, store: LanceDBStore, pages: _Pages, where: str) -> np.ndarray:
-        allowed = store.query(self.table, where, ["doc_id", "page_index"])
-        found = (
-            pages.row_of.get(key)
-            for key in zip(
-                allowed.column("doc_id").to_pylist(),
-                allowed.column("page_index").to_pylist(),
-                strict=True,
-            )
-        )
-        return np.asarray(sorted(i for i in found if i is not None), dtype=np.int64)
+    def _allowed_rows(self, store: LanceDBStore, mv: Any, where: str) -> np.ndarray:
+        allowed = store.query(self.table, where, _KEYS)
+        return mv.rows_of(zip(*(allowed.column(c).to_pylist() for c in _KEYS), strict=True))
 
     def retrieve(
         self, store: LanceDBStore, query: Query, k: int, where: str | None = None
     ) -> list[LegHit]:
         if k <= 0:
             return []
-        pages = self._pages(store)
-        if pages is None or pages.matrix is None:
-            return []
-        rows = self._allowed_rows(store, pages, where) if where else None
-        if rows is not None and rows.size == 0:
-            return []
-        scores = self._score(pages, query, rows)
-        if scores is None:
-            return []
-        index = rows if rows is not None else np.arange(len(scores))
-        best = top_indices(scores, k)
+        qvec = None
+        for attempt in range(2):
+            with self._lock:
+                mv = self._index(store)
+                if mv is None or len(mv) == 0:
+                    return []
+                rows = self._allowed_rows(store, mv, where) if where else None
+                if rows is not None and rows.size == 0:
+                    return []
+                if qvec is None:
+                    qvec = self.encode_query(query)
+                    if qvec is None:
+                        return []
+                try:
+                    found, scores = mv.search(qvec, k, rows)
+                except StaleRowsError:
+                    if attempt:
+                        raise
+                    self._version = None  # re-sync with the table, then search again
+                    continue
+                keys = mv.keys
+                break
         return rank_pages(
-            (
-                (
-                    pages.doc_ids[index[i]],
-                    int(pages.page_index[index[i]]),
-                    float(scores[i]),
-                    None,
-                    "",
-                )
-                for i in best
-            ),
-            k,
+            ((*keys[int(r)], float(s), None, "") for r, s in zip(found, scores, strict=True)), k
         )
 
     def config(self) -> dict[str, Any]:
         return {
             "encoder": resolved_spec(self.encoder_spec["name"], self.encoder),
             "storage_dtype": self.storage_dtype,
+            "index": self.index_type,
+            "first_stage": self.first_stage,
+            "segments": self.segments,
+            "candidates": self.candidates,
+            "pool_factor": self.pool_factor,
         }
