@@ -74,7 +74,7 @@ class BinaryFirstStage:
 class MeanFirstStage:
     kind = "mean"
 
-    def __init__(self, dim: int, segments: int = 4) -> None:
+    def __init__(self, dim: int, segments: int = 8) -> None:
         if segments < 1:
             raise ValueError(f"segments must be >= 1, got {segments}")
         self.segments = segments
@@ -103,7 +103,9 @@ class MeanFirstStage:
 FIRST_STAGES = {"binary": BinaryFirstStage, "mean": MeanFirstStage}
 
 
-def build_first_stage(kind: str, dim: int, segments: int = 4) -> BinaryFirstStage | MeanFirstStage:
+def build_first_stage(
+    kind: str, dim: int, segments: int = 8
+) -> BinaryFirstStage | MeanFirstStage:
     if kind == "binary":
         return BinaryFirstStage(dim)
     if kind == "mean":

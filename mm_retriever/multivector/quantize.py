@@ -27,7 +27,9 @@ def pool_tokens(mats: Sequence[np.ndarray], pool_factor: int) -> list[np.ndarray
         if arr.shape[0] <= 1:
             out.append(arr)
             continue
-        pooled = pooler.pool_embeddings([torch.from_numpy(arr.astype(np.float32))], pool_factor)
+        pooled = pooler.pool_embeddings(
+            [torch.from_numpy(arr.astype(np.float32))], pool_factor=pool_factor
+        )
         out.append(pooled[0].numpy().astype(arr.dtype, copy=False))
     return out
 
@@ -46,9 +48,7 @@ def sign_bits(values: np.ndarray) -> np.ndarray:
 
 
 # 256 x 8 table: the +-1 pattern of every byte, for unpacking sign bits in one gather.
-_SIGN_TABLE = (np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1) * 2 - 1).astype(
-    np.float32
-)
+_SIGN_TABLE = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float32) * 2 - 1
 
 
 def unpack_signs(bits: np.ndarray, dtype: str = "float32") -> np.ndarray:

@@ -30,8 +30,8 @@ class TwoStageIndex:
         fetch: Fetch,
         *,
         first_stage: str = "mean",
-        segments: int = 4,
-        candidates: int = 256,
+        segments: int = 8,
+        candidates: int = 300,
     ) -> None:
         if candidates < 1:
             raise ValueError(f"candidates must be >= 1, got {candidates}")

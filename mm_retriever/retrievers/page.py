@@ -75,8 +75,8 @@ class PageImageRetriever(LegBase):
         storage_dtype: Literal["float16", "float32", "int8"] = "float16",
         index: Literal["exact", "two_stage"] = "exact",
         first_stage: Literal["mean", "binary"] = "mean",
-        segments: int = 4,
-        candidates: int = 256,
+        segments: int = 8,
+        candidates: int = 300,
         pool_factor: int = 1,
     ) -> None:
         super().__init__(name, device)

@@ -1,0 +1,277 @@
+"""Multivector indexes: flat storage, exact and two-stage search, representations on a real index.
+
+Exactness is checked against colpali-engine's ``score_multi_vector``; two-stage recall against
+exact MaxSim on a clustered synthetic corpus (the threshold fails if the first stage is poor).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from colpali_engine.compression.token_pooling import HierarchicalTokenPooler
+from colpali_engine.utils.processing_utils import BaseVisualRetrieverProcessor
+from pdfgen import make_mixed_pdf, make_sample_pdf
+from tiny_models import tiny_colpali  # noqa: F401  (session fixture)
+
+from mm_retriever.config import IndexConfig, IngestConfig, LegSpec
+from mm_retriever.index import MultimodalIndex
+from mm_retriever.multivector import (
+    ExactIndex,
+    FlatMultiVectors,
+    MultiVectorIndex,
+    TwoStageIndex,
+    pool_tokens,
+    quantize_int8,
+    segment_means,
+    sign_bits,
+    unpack_signs,
+)
+from mm_retriever.protocols import Query
+
+score_multi_vector = BaseVisualRetrieverProcessor.score_multi_vector
+
+
+# ------------------------------------------------------------------ synthetic pages
+def clustered_pages(
+    n_pages: int, dim: int = 64, tokens: int = 24, topics: int = 40, seed: int = 0
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Pages drawn around topic centres (with near-duplicates), and queries from pages' tokens."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((topics, 8, dim)).astype(np.float32)
+    pages = []
+    for i in range(n_pages):
+        if i and rng.random() < 0.2:  # a near-duplicate of an earlier page
+            base = pages[rng.integers(i)].astype(np.float32)
+            page = base + 0.05 * rng.standard_normal(base.shape)
+        else:
+            topic = centres[rng.integers(topics)]
+            page = topic[rng.integers(8, size=tokens)] + 0.6 * rng.standard_normal((tokens, dim))
+        pages.append(page / np.linalg.norm(page, axis=1, keepdims=True))
+    queries = []
+    for _ in range(20):
+        src = pages[rng.integers(n_pages)]
+        q = src[rng.choice(src.shape[0], 6, replace=False)] + 0.3 * rng.standard_normal((6, dim))
+        queries.append((q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32))
+    return [p.astype(np.float16) for p in pages], queries
+
+
+def keys_for(n: int, start: int = 0) -> list[tuple[str, int]]:
+    return [(f"doc{i // 10}", i % 10) for i in range(start, start + n)]
+
+
+def in_memory_two_stage(pages, **options) -> tuple[TwoStageIndex, FlatMultiVectors]:
+    store = FlatMultiVectors(pages[0].shape[1])
+    store.append(pages)
+    index = TwoStageIndex(pages[0].shape[1], store.take, **options)
+    index.add(keys_for(len(pages)), pages)
+    return index, store
+
+
+# ------------------------------------------------------------------ units
+def test_flat_store_appends_deletes_and_takes() -> None:
+    rng = np.random.default_rng(1)
+    mats = [rng.standard_normal((n, 8)).astype(np.float16) for n in (3, 0, 5, 2, 7)]
+    flat = FlatMultiVectors(8)
+    flat.append(mats[:2])
+    flat.append(mats[2:])
+    assert len(flat) == 5 and flat.offsets.tolist() == [0, 3, 3, 8, 10, 17]
+    values, offsets = flat.take([3, 0])
+    assert offsets.tolist() == [0, 2, 5]
+    np.testing.assert_array_equal(values, np.concatenate([mats[3], mats[0]]))
+    flat.delete(np.array([0, 2]))
+    assert len(flat) == 3 and flat.lengths().tolist() == [0, 2, 7]
+    np.testing.assert_array_equal(flat.row(2), mats[4])
+    with pytest.raises(ValueError, match=r"\[n, 8\]"):
+        flat.append([np.zeros((2, 4), np.float16)])
+
+
+def test_codes_round_trip() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((11, 64)).astype(np.float32)
+    signs = unpack_signs(sign_bits(x))
+    np.testing.assert_array_equal(signs, np.where(x > 0, 1.0, -1.0))
+    codes, scale = quantize_int8(x)
+    assert codes.dtype == np.int8 and np.abs(codes.astype(np.float32) * scale - x).max() <= scale
+    means = segment_means(x, 3)
+    assert means.shape == (3, 64) and np.allclose(np.linalg.norm(means, axis=1), 1.0)
+    assert segment_means(x[:2], 4).shape == (2, 64)
+
+
+def test_pool_tokens_is_colpali_engines_pooler() -> None:
+    rng = np.random.default_rng(3)
+    mats = [rng.standard_normal((n, 32)).astype(np.float32) for n in (12, 30)]
+    ours = pool_tokens(mats, 3)
+    ref = HierarchicalTokenPooler().pool_embeddings(
+        [torch.from_numpy(m) for m in mats], pool_factor=3
+    )
+    for a, b in zip(ours, ref, strict=True):
+        np.testing.assert_allclose(a, b.numpy(), rtol=1e-6)
+    assert [a.shape[0] for a in ours] == [4, 10]
+    with pytest.raises(ValueError, match="pool_factor"):
+        pool_tokens(mats, 0)
+
+
+@pytest.mark.parametrize("first_stage", ["mean", "binary"])
+def test_indexes_equal_score_multi_vector(first_stage: str) -> None:
+    pages, queries = clustered_pages(60, tokens=10)
+    exact = ExactIndex(64)
+    exact.add(keys_for(60), pages)
+    # with candidates >= pages the two-stage result is the exact one
+    two, _ = in_memory_two_stage(pages, first_stage=first_stage, candidates=60)
+    assert isinstance(exact, MultiVectorIndex) and isinstance(two, MultiVectorIndex)
+    ref = score_multi_vector(
+        [torch.from_numpy(q) for q in queries], [torch.from_numpy(p).float() for p in pages]
+    )
+    for qi, q in enumerate(queries):
+        for index in (exact, two):
+            rows, scores = index.search(torch.from_numpy(q), 10)
+            expect = ref[qi].numpy()
+            assert rows.tolist() == np.argsort(-expect, kind="stable")[:10].tolist()
+            np.testing.assert_allclose(scores, expect[rows], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("first_stage", "options", "threshold"),
+    [("binary", {}, 0.95), ("mean", {"segments": 8}, 0.93)],
+)
+def test_two_stage_recall_at_10_against_exact(first_stage, options, threshold) -> None:
+    pages, queries = clustered_pages(3000)
+    exact = ExactIndex(64)
+    exact.add(keys_for(3000), pages)
+    two, _ = in_memory_two_stage(pages, first_stage=first_stage, candidates=300, **options)
+    recalls = []
+    for q in queries:
+        truth, _ = exact.search(torch.from_numpy(q), 10)
+        got, _ = two.search(torch.from_numpy(q), 10)
+        recalls.append(len(set(truth.tolist()) & set(got.tolist())) / 10)
+    assert np.mean(recalls) >= threshold, f"{first_stage} recall@10 {np.mean(recalls):.3f}"
+
+
+def test_two_stage_add_delete_and_allowed_rows() -> None:
+    pages, queries = clustered_pages(200)
+    two, store = in_memory_two_stage(pages, first_stage="binary", candidates=20)
+    q = torch.from_numpy(queries[0])
+    allowed = np.arange(50, 80)
+    rows, _ = two.search(q, 5, allowed)
+    assert len(rows) == 5 and set(rows.tolist()) <= set(allowed.tolist())
+    assert two.search(q, 5, np.zeros(0, np.int64))[0].size == 0
+    # delete: rows close up in the first stage and the fetched store alike
+    gone = keys_for(10, start=20)
+    two.delete(gone)
+    store.delete(np.arange(20, 30))
+    assert len(two) == len(two.first) == 190 and not set(gone) & set(two.keys)
+    extra, _ = clustered_pages(5, seed=9)
+    two.add(keys_for(5, start=1000), extra)
+    store.append(extra)
+    assert len(two.first) == 195
+    rows, _ = two.search(torch.from_numpy(extra[0][:6].astype(np.float32)), 1)
+    assert two.keys[rows[0]] == keys_for(1, start=1000)[0]
+    with pytest.raises(ValueError, match="already in the index"):
+        two.add(keys_for(1, start=1000), extra[:1])
+
+
+# ------------------------------------------------------------------ on a real index
+REPRESENTATIONS = {
+    "exact-f16": {},
+    "exact-int8": {"storage_dtype": "int8"},
+    "two-stage-mean": {"index": "two_stage", "first_stage": "mean", "segments": 2, "candidates": 3},
+    "two-stage-binary": {"index": "two_stage", "first_stage": "binary", "candidates": 3},
+    "pooled-binary-int8": {
+        "index": "two_stage",
+        "first_stage": "binary",
+        "candidates": 4,
+        "pool_factor": 2,
+        "storage_dtype": "int8",
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def pdfs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mv-docs")
+    mixed = make_mixed_pdf(root / "mixed.pdf")
+    extra = make_sample_pdf(root / "extra.pdf", ["Lighthouse keepers log.", "Tide tables."])
+    return mixed.path, extra
+
+
+def make_index(path, colpali: str, options: dict) -> MultimodalIndex:
+    spec = LegSpec(
+        name="page",
+        options={"encoder": {"name": "colpali", "options": {"model": colpali}}, **options},
+    )
+    config = IndexConfig(ingest=IngestConfig(ocr="never", dpi=72), legs=[spec])
+    return MultimodalIndex.create(path, config)
+
+
+def leg_scores(index: MultimodalIndex, question: str, k: int = 10, **kw) -> dict:
+    hits = index.retriever(legs=["page"]).leg_hits(question, k=k, **kw)["page"]
+    return {h.key: h.score for h in hits}
+
+
+@pytest.mark.parametrize("name", list(REPRESENTATIONS))
+def test_representation_exact_round_trip_and_filters(name, tmp_path, pdfs, tiny_colpali) -> None:  # noqa: F811
+    options = REPRESENTATIONS[name]
+    index = make_index(tmp_path / "index", tiny_colpali, options)
+    assert not index.add([pdfs[0]]).failed
+    leg = index.legs["page"]
+    keys, mats = leg.stored_vectors(index.store)
+    if options.get("pool_factor"):  # stored vectors are the pooled ones (~half the patches)
+        raw = leg.encoder.encode_query(["x"])  # noqa: F841  (model loaded)
+        assert all(m.shape[0] <= 8 for m in mats)
+    question = "annual rainfall in Quillon province"
+    q = leg.encoder.encode_query([question])[0].float()
+    ref = score_multi_vector([q], [torch.from_numpy(np.asarray(m, np.float32)) for m in mats])[0]
+    expected = {key: float(s) for key, s in zip(keys, ref, strict=True)}
+    got = leg_scores(index, question)
+    assert got == pytest.approx({k: expected[k] for k in got}, rel=1e-3, abs=1e-3)
+    k_expected = leg.candidates if options.get("index") == "two_stage" else len(keys)
+    assert len(got) == min(k_expected, len(keys))
+    if "candidates" not in options:  # exact: the full ranking
+        assert list(got) == sorted(expected, key=lambda k: (-expected[k], k))
+
+    # filters: only allowed pages, same scores
+    some = leg_scores(index, question, filters={"page_index": {"gte": 1, "lte": 2}})
+    assert sorted(p for _, p in some) == [1, 2]
+    assert some == pytest.approx({k: expected[k] for k in some}, rel=1e-3, abs=1e-3)
+
+    # the manifest keeps the representation; the reopened index ranks the same
+    reopened = MultimodalIndex.open(index.uri)
+    assert reopened.legs["page"].config() == leg.config()
+    for key, value in options.items():
+        assert reopened.legs["page"].config()[key] == value
+    assert leg_scores(reopened, question) == pytest.approx(got, rel=1e-5)
+
+
+def test_two_stage_follows_adds_deletes_and_image_queries(tmp_path, pdfs, tiny_colpali) -> None:  # noqa: F811
+    options = {"index": "two_stage", "first_stage": "binary", "candidates": 4}
+    index = make_index(tmp_path / "index", tiny_colpali, options)
+    index.add([pdfs[0]])
+    leg = index.legs["page"]
+    assert leg.memory_bytes() == 0  # nothing built until the first query
+    before = leg_scores(index, "rainfall")
+    mv = leg._index(index.store)
+    assert len(mv) == len(mv.first) == 5 and leg.memory_bytes() > 0
+
+    report = index.add([pdfs[1]])
+    assert leg._index(index.store) is mv and len(mv.first) == 7  # updated in place
+    new_doc = report.added[0] if hasattr(report, "added") else None
+    new_ids = {d["doc_id"] for d in index.documents()} - {k[0] for k in before}
+    assert len(new_ids) == 1
+    (new_id,) = new_ids
+    assert new_doc is None or new_doc
+    found = leg_scores(index, "lighthouse", k=10, filters={"doc_id": new_id})
+    assert {p for _, p in found} == {0, 1}
+
+    # a query image finds its own page through the first stage
+    page = index.retriever(legs=["page"]).retrieve("tide", k=7, filters={"doc_id": new_id})[0]
+    by_image = leg.retrieve(index.store, Query(image=page.image().convert("RGB")), k=1)
+    assert by_image[0].key[0] == new_id
+
+    old_id = next(iter(before))[0]
+    index.delete(old_id)
+    assert leg._index(index.store) is mv and len(mv) == len(mv.first) == 2
+    assert {k[0] for k in leg_scores(index, "rainfall")} == {new_id}
+
+    reopened = MultimodalIndex.open(index.uri)
+    assert leg_scores(reopened, "tide") == pytest.approx(leg_scores(index, "tide"), rel=1e-5)
