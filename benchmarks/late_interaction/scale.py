@@ -1,0 +1,201 @@
+"""Scale benchmark of the page-leg representations on a synthetic corpus stored in LanceDB.
+
+What is synthetic (all of it, since no ColPali weights are here): pages are ``tokens`` unit
+vectors of 128-d drawn around ``topics`` topic centres, each topic a set of 32 prototype vectors
+(a page samples prototypes of one main topic and a few of a second topic, plus Gaussian noise);
+25 % of pages are near-duplicates (an earlier page plus small noise), like templated slides or
+repeated report pages. Queries are 20 vectors: noisy copies of tokens of one page. Ground truth
+is exact MaxSim over the stored (float16) vectors, computed in one streaming pass.
+
+Per size and representation: p50/p95 latency of one query (after the index is built), recall@10
+against exact, RAM bytes a page of the in-RAM structures, disk bytes a page of the Lance table,
+build time (first stage from a streaming read of the table).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from mm_retriever.multivector import ExactIndex, TwoStageIndex, top_k
+from mm_retriever.multivector.kernel import maxsim_scores_batch
+from mm_retriever.retrievers.page import PageImageRetriever
+from mm_retriever.store.arrow import multivector_array, multivector_type
+
+DIM = 128
+QUERY_TOKENS = 20
+TOPICS = 2000
+PROTOTYPES = 32
+BATCH = 2000
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+class Corpus:
+    """Deterministic clustered, near-duplicate-rich pages, generated batch by batch."""
+
+    def __init__(self, tokens: int, seed: int = 0) -> None:
+        self.tokens = tokens
+        rng = np.random.default_rng(seed)
+        self.protos = _unit(rng.standard_normal((TOPICS, PROTOTYPES, DIM)).astype(np.float32))
+        self.seed = seed
+
+    def batch(self, start: int, n: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, start])
+        main = rng.integers(TOPICS, size=n)
+        second = rng.integers(TOPICS, size=n)
+        pick = rng.integers(PROTOTYPES, size=(n, self.tokens))
+        topic = np.where(rng.random((n, self.tokens)) < 0.8, main[:, None], second[:, None])
+        pages = self.protos[topic, pick] + 0.35 * rng.standard_normal(
+            (n, self.tokens, DIM), dtype=np.float32
+        )
+        dup = np.flatnonzero(rng.random(n) < 0.25)
+        dup = dup[dup > 0]
+        src = (rng.random(dup.size) * dup).astype(np.int64)  # an earlier page of the batch
+        pages[dup] = pages[src] + 0.05 * rng.standard_normal(
+            (dup.size, self.tokens, DIM), dtype=np.float32
+        )
+        return _unit(pages).astype(np.float16)
+
+    def queries(self, n_pages: int, n: int, seed: int = 1) -> list[torch.Tensor]:
+        rng = np.random.default_rng(seed)
+        out = []
+        for _ in range(n):
+            i = int(rng.integers(n_pages))
+            page = self.batch((i // BATCH) * BATCH, BATCH)[i % BATCH].astype(np.float32)
+            take = page[rng.choice(self.tokens, QUERY_TOKENS, replace=self.tokens < QUERY_TOKENS)]
+            out.append(torch.from_numpy(_unit(take + 0.5 * rng.standard_normal(take.shape)).astype(np.float32)))
+        return out
+
+
+def write_table(root: Path, corpus: Corpus, n_pages: int) -> tuple[Any, float]:
+    import lancedb
+
+    if root.exists():
+        shutil.rmtree(root)
+    db = lancedb.connect(str(root))
+    vtype = multivector_type(DIM, "float16")
+    schema = pa.schema([("doc_id", pa.string()), ("page_index", pa.int32()), ("vectors", vtype)])
+    t0 = time.perf_counter()
+    tbl = None
+    for start in range(0, n_pages, BATCH):
+        n = min(BATCH, n_pages - start)
+        pages = corpus.batch(start, n)
+        ids = np.arange(start, start + n)
+        data = pa.Table.from_arrays(
+            [
+                pa.array([f"doc{i // 20:07d}" for i in ids]),
+                pa.array((ids % 20).astype(np.int32)),
+                multivector_array(list(pages), vtype),
+            ],
+            schema=schema,
+        )
+        if tbl is None:
+            tbl = db.create_table("leg_page", data, schema=schema)
+        else:
+            tbl.add(data)
+    if tbl.stats()["fragment_stats"]["num_fragments"] > 1:
+        tbl.optimize()
+    return tbl, time.perf_counter() - t0
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def exact_truth(tbl: Any, queries: list[torch.Tensor], k: int = 10) -> tuple[np.ndarray, float]:
+    """Top-k rows of exact MaxSim for every query: one streaming pass, all queries at once."""
+    t0 = time.perf_counter()
+    scores = []
+    for batch in tbl.search().select(["doc_id", "page_index", "vectors"]).limit(None).to_batches(BATCH):
+        values, offsets, _ = PageImageRetriever._flat(pa.Table.from_batches([batch]))
+        scores.append(maxsim_scores_batch(queries, values, offsets))
+    allscores = np.concatenate(scores, axis=1)
+    truth = np.stack([top_k(s, k) for s in allscores])
+    return truth, time.perf_counter() - t0
+
+
+def fetcher(tbl: Any):
+    def fetch(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        data = tbl.take_offsets([int(r) for r in rows]).select(["doc_id", "page_index", "vectors"]).to_arrow()
+        values, offsets, _ = PageImageRetriever._flat(data)
+        return values, offsets
+
+    return fetch
+
+
+def build(tbl: Any, index: Any) -> float:
+    t0 = time.perf_counter()
+    for batch in tbl.search().select(["doc_id", "page_index", "vectors"]).limit(None).to_batches(BATCH):
+        values, offsets, keys = PageImageRetriever._flat(pa.Table.from_batches([batch]))
+        index.add(keys, [values[s:e] for s, e in zip(offsets[:-1], offsets[1:], strict=True)])
+    return time.perf_counter() - t0
+
+
+def measure(index: Any, queries: list[torch.Tensor], truth: np.ndarray) -> dict[str, float]:
+    index.search(queries[0], 10)  # warm up
+    lat, recalls = [], []
+    for q, t in zip(queries, truth, strict=True):
+        t0 = time.perf_counter()
+        rows, _ = index.search(q, 10)
+        lat.append((time.perf_counter() - t0) * 1000)
+        recalls.append(len(set(rows.tolist()) & set(t.tolist())) / 10)
+    return {
+        "p50_ms": round(float(np.percentile(lat, 50)), 2),
+        "p95_ms": round(float(np.percentile(lat, 95)), 2),
+        "recall_at_10": round(float(np.mean(recalls)), 4),
+    }
+
+
+REPRESENTATIONS: dict[str, dict[str, Any]] = {
+    "exact-f16": {"index": "exact"},
+    "two_stage-binary-C300": {"index": "two_stage", "first_stage": "binary", "candidates": 300},
+    "two_stage-mean8-C300": {"index": "two_stage", "first_stage": "mean", "segments": 8, "candidates": 300},
+    "two_stage-mean8-C1000": {"index": "two_stage", "first_stage": "mean", "segments": 8, "candidates": 1000},
+    "two_stage-mean1-C1000": {"index": "two_stage", "first_stage": "mean", "segments": 1, "candidates": 1000},
+}
+
+
+def run_size(
+    root: Path, n_pages: int, tokens: int, n_queries: int, exact_ram_limit: int, log: Any
+) -> list[dict[str, Any]]:
+    corpus = Corpus(tokens)
+    tbl, write_s = write_table(root / f"pages-{n_pages}", corpus, n_pages)
+    disk = folder_bytes(root / f"pages-{n_pages}" / "leg_page.lance")
+    log(f"{n_pages} pages x {tokens} tokens written in {write_s:.1f}s, {disk / n_pages:.0f} B/page")
+    queries = corpus.queries(n_pages, n_queries)
+    truth, truth_s = exact_truth(tbl, queries)
+    log(f"exact truth (streaming, {n_queries} queries batched) {truth_s:.1f}s")
+    rows = []
+    for name, rep in REPRESENTATIONS.items():
+        if rep["index"] == "exact":
+            if n_pages * tokens * DIM * 2 > exact_ram_limit:
+                log(f"{name}: skipped (would hold {n_pages * tokens * DIM * 2 / 2**30:.1f} GiB)")
+                continue
+            index = ExactIndex(DIM)
+        else:
+            opts = {k: v for k, v in rep.items() if k != "index"}
+            index = TwoStageIndex(DIM, fetcher(tbl), **opts)
+        build_s = build(tbl, index)
+        row = {
+            "pages": n_pages,
+            "tokens_per_page": tokens,
+            "representation": name,
+            **measure(index, queries, truth),
+            "ram_bytes_per_page": round(index.nbytes / n_pages, 1),
+            "disk_bytes_per_page": round(disk / n_pages, 1),
+            "build_s": round(build_s, 2),
+            "options": rep,
+        }
+        log(str(row))
+        rows.append(row)
+        del index
+    return rows
