@@ -183,7 +183,7 @@ def _maxsim_amx(
     lib = maxsim_native.load()
     assert lib is not None
     n_q_tokens, dim = q_all.shape
-    groups = max(1, math.ceil(n_q_tokens / 16))
+    groups = 2 * max(1, math.ceil(n_q_tokens / 32))  # the kernel takes groups in pairs
     padded = torch.zeros(groups * 16, dim, dtype=torch.float32)
     padded[:n_q_tokens] = q_all
     hi = padded.to(torch.bfloat16)
