@@ -1,22 +1,47 @@
 """Exact MaxSim of queries against variable-length pages stored flat (values + offsets).
 
-``score(q, page) = sum_i max_j <q_i, page_j>``; a page with no vectors scores 0. Pages are
-rows of one flat ``values [T_total, D]`` matrix, page ``i`` being
-``values[offsets[i]:offsets[i + 1]]`` (the layout Arrow list columns already have), so nothing is
-padded to the longest page.
+``score(q, page) = sum_i max_j <q_i, page_j>``; a page with no vectors scores 0. Pages are rows
+of one flat ``values [T_total, D]`` matrix, page ``i`` being ``values[offsets[i]:offsets[i + 1]]``
+(the layout Arrow list columns already have), so nothing is padded to the longest page.
+
+Two exact backends, chosen per call (``backend=``) or by ``MM_RETRIEVER_MAXSIM``
+(``auto`` default, ``amx``, ``torch``):
+
+- ``amx``: a fused C kernel on Intel AMX (:mod:`mm_retriever.maxsim_native`): 16 page vectors x
+  16 query tokens per tile, running max kept in registers/L1, float32 accumulation of exact bf16
+  products (float16 pages and float32 queries are split into bf16 hi + lo parts, so no input
+  precision is lost). Pages are split over ``torch.get_num_threads()`` threads.
+- ``torch``: blocked float32 matmul + per-page max, a block of pages at a time so the similarity
+  block stays small; runs anywhere torch does (any CPU, GPU tensors).
+
+``auto`` uses ``amx`` for bfloat16/float16 values when the kernel loads here and ``torch``
+otherwise. Both agree with colpali-engine's ``score_multi_vector`` within float tolerance.
 """
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+from mm_retriever import maxsim_native
 
-# Page vectors one reference step scores at once.
-_REF_STEP_TOKENS = 1 << 16
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+BACKENDS = ("auto", "amx", "torch")
+
+Rows = torch.Tensor | np.ndarray | Sequence[int] | None
+
+# float32 similarities one torch step may hold (kept cache-sized).
+_TORCH_STEP_BYTES = 2 * 1024 * 1024
+# Pages one AMX call scores (threads take calls in turn, so a loaded core does fewer).
+_AMX_CHUNK_PAGES = 64
+
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
 
 
 def _check_inputs(
@@ -29,6 +54,8 @@ def _check_inputs(
         raise ValueError(f"values must be [T_total, D], got shape {tuple(values.shape)}")
     if values.dtype not in _FLOAT_DTYPES:
         raise TypeError(f"values dtype {values.dtype} not supported (float16, bfloat16, float32)")
+    if not queries:
+        raise ValueError("no queries given")
     for q in queries:
         if not isinstance(q, torch.Tensor) or q.ndim != 2:
             raise ValueError("each query must be a [Q, D] torch tensor")
@@ -36,10 +63,10 @@ def _check_inputs(
             raise ValueError(f"query dim {q.shape[1]} != page dim {values.shape[1]}")
         if not q.dtype.is_floating_point:
             raise TypeError(f"query dtype {q.dtype} is not a float type")
-    offs = torch.as_tensor(offsets)
-    if offs.ndim != 1 or offs.numel() < 1:
-        raise ValueError("offsets must be a 1-d int64 array of N + 1 entries")
-    offs = offs.to(torch.int64)
+    offs = torch.as_tensor(offsets).cpu()
+    if offs.ndim != 1 or offs.numel() < 1 or offs.dtype.is_floating_point:
+        raise ValueError("offsets must be a 1-d integer array of N + 1 entries")
+    offs = offs.to(torch.int64).contiguous()
     if int(offs[0]) != 0 or int(offs[-1]) > values.shape[0] or bool((offs[1:] < offs[:-1]).any()):
         raise ValueError(
             f"offsets must start at 0, be non-decreasing and end <= {values.shape[0]} (T_total)"
@@ -47,58 +74,178 @@ def _check_inputs(
     return offs
 
 
-def _check_rows(rows: torch.Tensor | np.ndarray | Sequence[int] | None, n: int) -> torch.Tensor:
+def _check_rows(rows: Rows, n: int) -> torch.Tensor:
     if rows is None:
         return torch.arange(n, dtype=torch.int64)
-    r = torch.as_tensor(rows).to(torch.int64).reshape(-1)
+    r = torch.as_tensor(rows).cpu()
+    if r.dtype.is_floating_point or r.dtype == torch.bool:
+        raise TypeError(f"rows must be integer page indices, got {r.dtype}")
+    r = r.to(torch.int64).reshape(-1).contiguous()
     if r.numel() and (int(r.min()) < 0 or int(r.max()) >= n):
         raise IndexError(f"rows must lie in [0, {n}), got min {int(r.min())}, max {int(r.max())}")
     return r
 
 
-def maxsim_flat_reference(
+def _resolve_backend(backend: str | None, values: torch.Tensor) -> str:
+    name = (backend or os.environ.get("MM_RETRIEVER_MAXSIM") or "auto").lower()
+    if name not in BACKENDS:
+        raise ValueError(f"MaxSim backend must be one of {BACKENDS}, got {name!r}")
+    amx_ok = (
+        values.device.type == "cpu"
+        and values.dtype in (torch.bfloat16, torch.float16)
+        and values.shape[1] % 32 == 0
+        and values.stride(1) == 1
+        and values.stride(0) == values.shape[1]
+    )
+    if name == "torch" or (name == "auto" and not amx_ok):
+        return "torch"
+    if not amx_ok:
+        raise ValueError(
+            "the amx backend needs row-contiguous bfloat16/float16 CPU values with D a "
+            f"multiple of 32; got {values.dtype} {tuple(values.shape)} on {values.device}"
+        )
+    if maxsim_native.load() is None:
+        if name == "amx":
+            raise RuntimeError(
+                f"AMX MaxSim kernel unavailable: {maxsim_native.unavailable_reason()}"
+            )
+        return "torch"
+    return "amx"
+
+
+def amx_available() -> bool:
+    """Whether the compiled AMX kernel runs on this machine (builds it on first call)."""
+    return maxsim_native.load() is not None
+
+
+def _per_query_sums(best: torch.Tensor, q_split: list[int]) -> torch.Tensor:
+    """``[n_queries, n_pages]`` sums of ``best [n_pages, sum Q]`` over each query's columns."""
+    return torch.stack([part.sum(dim=1) for part in best.split(q_split, dim=1)])
+
+
+def _maxsim_torch(
+    q_all: torch.Tensor,
+    q_split: list[int],
+    values: torch.Tensor,
+    offs: torch.Tensor,
+    r: torch.Tensor,
+) -> torch.Tensor:
+    """Exact float32 MaxSim, a cache-sized block of pages at a time."""
+    dev = values.device
+    out = torch.zeros(len(q_split), r.numel(), dtype=torch.float32)
+    q_t = q_all.to(dev).T.contiguous()
+    starts, lengths = offs[r], offs[r + 1] - offs[r]
+    step_tokens = max(1024, _TORCH_STEP_BYTES // (4 * q_all.shape[0]))
+    cum = torch.cumsum(lengths, 0)
+    i = 0
+    while i < r.numel():
+        base = int(cum[i - 1]) if i else 0
+        j = max(i + 1, int(torch.searchsorted(cum, base + step_tokens, right=True)))
+        lens, rr = lengths[i:j], r[i:j]
+        total = int(lens.sum())
+        if total:
+            if bool((rr[1:] - rr[:-1] == 1).all()):  # consecutive pages: one slice, no copy
+                blk = values[int(offs[rr[0]]) : int(offs[rr[-1] + 1])]
+            else:
+                first = torch.repeat_interleave(starts[i:j] - (cum[i:j] - lens - base), lens)
+                blk = values[(first + torch.arange(total)).to(dev)]
+            sims = blk.float() @ q_t  # [tokens, sum Q]
+            n_l = int(lens[0])
+            if bool((lens == n_l).all()):
+                best = sims.view(j - i, n_l, -1).amax(dim=1)
+            else:
+                best = torch.segment_reduce(sims, "max", lengths=lens.to(dev), axis=0, unsafe=True)
+                best = best.masked_fill((lens == 0).to(dev)[:, None], 0.0)
+            out[:, i:j] = _per_query_sums(best, q_split).cpu()
+        i = j
+    return out
+
+
+def _executor(threads: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    if _pool is None or _pool_size != threads:
+        _pool, _pool_size = ThreadPoolExecutor(threads, thread_name_prefix="maxsim"), threads
+    return _pool
+
+
+def _pack_b(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """[G*16, D] bf16 -> AMX B-tile (VNNI) layout [G, D/32, 16, 16, 2]."""
+    return x.view(groups, 16, x.shape[1] // 32, 16, 2).permute(0, 2, 3, 1, 4).contiguous()
+
+
+def _maxsim_amx(
+    q_all: torch.Tensor,
+    q_split: list[int],
+    values: torch.Tensor,
+    offs: torch.Tensor,
+    r: torch.Tensor,
+) -> torch.Tensor:
+    lib = maxsim_native.load()
+    assert lib is not None
+    n_q_tokens, dim = q_all.shape
+    groups = 2 * max(1, math.ceil(n_q_tokens / 32))  # the kernel takes groups in pairs
+    padded = torch.zeros(groups * 16, dim, dtype=torch.float32)
+    padded[:n_q_tokens] = q_all
+    hi = padded.to(torch.bfloat16)
+    lo = (padded - hi.float()).to(torch.bfloat16)
+    use_lo = int(bool(lo.any()))
+    b_hi, b_lo = _pack_b(hi, groups), _pack_b(lo, groups)
+    qoff = torch.tensor([0, *np.cumsum(q_split)], dtype=torch.int64)
+    n = r.numel()
+    out = torch.empty(len(q_split), n, dtype=torch.float32)
+    is_fp16 = int(values.dtype == torch.float16)
+
+    def run(start: int, stop: int) -> int:
+        return lib.mm_maxsim_amx(
+            values.data_ptr(), is_fp16, dim, offs.data_ptr(), r.data_ptr() + 8 * start,
+            stop - start, b_hi.data_ptr(), b_lo.data_ptr(), groups, use_lo, qoff.data_ptr(),
+            len(q_split), out.data_ptr() + 4 * start, n,
+        )  # fmt: skip
+
+    threads = max(1, torch.get_num_threads())
+    if threads == 1 or n <= _AMX_CHUNK_PAGES:
+        codes = [run(0, n)] if n else []
+    else:
+        chunk = max(8, min(_AMX_CHUNK_PAGES, math.ceil(n / threads)))
+        bounds = [(s, min(n, s + chunk)) for s in range(0, n, chunk)]
+        codes = list(_executor(threads).map(lambda b: run(*b), bounds))
+    if any(codes):
+        raise MemoryError("AMX MaxSim kernel could not allocate its scratch memory")
+    return out
+
+
+def maxsim_flat_batch(
     queries: Sequence[torch.Tensor],
     values: torch.Tensor,
     offsets: torch.Tensor | np.ndarray,
-    rows: torch.Tensor | np.ndarray | Sequence[int] | None = None,
+    rows: Rows = None,
+    *,
+    backend: str | None = None,
 ) -> torch.Tensor:
-    """Plain float32 MaxSim ``[n_queries, len(rows)]``: the exact fallback and test oracle."""
+    """Exact MaxSim of several queries: float32 ``[n_queries, N]`` (``[n_queries, len(rows)]``).
+
+    Arguments as :func:`maxsim_flat`; all queries are scored in one pass over the pages (each
+    page is read once for the whole batch).
+    """
+    queries = list(queries)
     offs = _check_inputs(queries, values, offsets)
     r = _check_rows(rows, offs.numel() - 1)
-    out = torch.zeros(len(queries), r.numel(), dtype=torch.float32)
-    if r.numel() == 0 or not queries:
-        return out
-    starts, ends = offs[r], offs[r + 1]
-    lengths = ends - starts
-    q_all = torch.cat([q.float() for q in queries])  # [sum Q, D]
     q_split = [q.shape[0] for q in queries]
-    i = 0
-    while i < r.numel():
-        # Pages [i, j) with about _REF_STEP_TOKENS vectors (at least one page).
-        cum = torch.cumsum(lengths[i:], 0)
-        j = i + max(1, int(torch.searchsorted(cum, _REF_STEP_TOKENS, right=True)))
-        lens = lengths[i:j]
-        total = int(lens.sum())
-        if total:
-            idx = torch.repeat_interleave(starts[i:j], lens) + (
-                torch.arange(total) - torch.repeat_interleave(torch.cumsum(lens, 0) - lens, lens)
-            )
-            sims = values[idx].float() @ q_all.T  # [tokens, sum Q]
-            seg = torch.repeat_interleave(torch.arange(j - i), lens)
-            best = torch.zeros(j - i, q_all.shape[0]).scatter_reduce_(
-                0, seg[:, None].expand_as(sims), sims, "amax", include_self=False
-            )
-            for k, part in enumerate(best.split(q_split, dim=1)):
-                out[k, i:j] = part.sum(dim=1)
-        i = j
-    return out
+    if r.numel() == 0 or sum(q_split) == 0:
+        return torch.zeros(len(queries), r.numel(), dtype=torch.float32)
+    q_all = torch.cat([q.detach().float().cpu() for q in queries])
+    if _resolve_backend(backend, values) == "amx":
+        return _maxsim_amx(q_all, q_split, values, offs, r)
+    return _maxsim_torch(q_all, q_split, values, offs, r)
 
 
 def maxsim_flat(
     query: torch.Tensor,
     values: torch.Tensor,
     offsets: torch.Tensor | np.ndarray,
-    rows: torch.Tensor | np.ndarray | Sequence[int] | None = None,
+    rows: Rows = None,
+    *,
+    backend: str | None = None,
 ) -> torch.Tensor:
     """Exact MaxSim of one query ``[Q, D]`` against pages stored flat.
 
@@ -106,15 +253,16 @@ def maxsim_flat(
     buffer), ``offsets`` int64 ``[N + 1]`` (page ``i`` is ``values[offsets[i]:offsets[i+1]]``),
     ``rows``: optional page indices to score, in that order. Returns float32 ``[N]`` (or
     ``[len(rows)]``); an empty page scores 0. Matches colpali-engine's ``score_multi_vector``.
+    ``backend``: ``"auto"`` (default, or ``$MM_RETRIEVER_MAXSIM``), ``"amx"`` or ``"torch"``.
     """
-    return maxsim_flat_batch([query], values, offsets, rows)[0]
+    return maxsim_flat_batch([query], values, offsets, rows, backend=backend)[0]
 
 
-def maxsim_flat_batch(
+def maxsim_flat_reference(
     queries: Sequence[torch.Tensor],
     values: torch.Tensor,
     offsets: torch.Tensor | np.ndarray,
-    rows: torch.Tensor | np.ndarray | Sequence[int] | None = None,
+    rows: Rows = None,
 ) -> torch.Tensor:
-    """Exact MaxSim of several queries: float32 ``[n_queries, N]`` (``[n_queries, len(rows)]``)."""
-    return maxsim_flat_reference(list(queries), values, offsets, rows)
+    """The exact float32 torch path (runs anywhere): ``maxsim_flat_batch(..., backend="torch")``."""
+    return maxsim_flat_batch(queries, values, offsets, rows, backend="torch")
