@@ -2,9 +2,9 @@
 
 What is synthetic (all of it, since no ColPali weights are here): pages are ``tokens`` unit
 vectors of 128-d drawn around ``topics`` topic centres, each topic a set of 32 prototype vectors
-(a page samples prototypes of one main topic and a few of a second topic, plus Gaussian noise);
-25 % of pages are near-duplicates (an earlier page plus small noise), like templated slides or
-repeated report pages. Queries are 20 vectors: noisy copies of tokens of one page. Ground truth
+(a page samples prototypes of one main topic, 20 % of a second topic, plus Gaussian noise of norm
+0.6); 25 % of pages are near-duplicates (an earlier page plus small noise), like templated slides or
+repeated report pages. Queries are 20 vectors: copies of tokens of one page plus noise of norm 0.8. Ground truth
 is exact MaxSim over the stored (float16) vectors, computed in one streaming pass.
 
 Per size and representation: p50/p95 latency of one query (after the index is built), recall@10
@@ -33,6 +33,8 @@ QUERY_TOKENS = 20
 TOPICS = 2000
 PROTOTYPES = 32
 BATCH = 2000
+# Noise norms (relative to unit prototypes): page tokens, near-duplicate copies, query tokens.
+PAGE_NOISE, DUP_NOISE, QUERY_NOISE = 0.6, 0.15, 0.8
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -54,25 +56,29 @@ class Corpus:
         second = rng.integers(TOPICS, size=n)
         pick = rng.integers(PROTOTYPES, size=(n, self.tokens))
         topic = np.where(rng.random((n, self.tokens)) < 0.8, main[:, None], second[:, None])
-        pages = self.protos[topic, pick] + 0.35 * rng.standard_normal(
+        pages = self.protos[topic, pick] + (PAGE_NOISE / DIM**0.5) * rng.standard_normal(
             (n, self.tokens, DIM), dtype=np.float32
         )
         dup = np.flatnonzero(rng.random(n) < 0.25)
         dup = dup[dup > 0]
         src = (rng.random(dup.size) * dup).astype(np.int64)  # an earlier page of the batch
-        pages[dup] = pages[src] + 0.05 * rng.standard_normal(
+        pages[dup] = pages[src] + (DUP_NOISE / DIM**0.5) * rng.standard_normal(
             (dup.size, self.tokens, DIM), dtype=np.float32
         )
         return _unit(pages).astype(np.float16)
 
     def queries(self, n_pages: int, n: int, seed: int = 1) -> list[torch.Tensor]:
+        """``n`` queries: noisy copies of ``QUERY_TOKENS`` vectors of random pages."""
         rng = np.random.default_rng(seed)
+        sources = np.sort(rng.integers(n_pages, size=n))
         out = []
-        for _ in range(n):
-            i = int(rng.integers(n_pages))
-            page = self.batch((i // BATCH) * BATCH, BATCH)[i % BATCH].astype(np.float32)
-            take = page[rng.choice(self.tokens, QUERY_TOKENS, replace=self.tokens < QUERY_TOKENS)]
-            out.append(torch.from_numpy(_unit(take + 0.5 * rng.standard_normal(take.shape)).astype(np.float32)))
+        for start in np.unique((sources // BATCH) * BATCH):
+            pages = self.batch(int(start), min(BATCH, n_pages - int(start)))
+            for i in sources[(sources >= start) & (sources < start + BATCH)]:
+                page = pages[int(i) - int(start)].astype(np.float32)
+                pick = rng.choice(self.tokens, QUERY_TOKENS, replace=self.tokens < QUERY_TOKENS)
+                noise = (QUERY_NOISE / DIM**0.5) * rng.standard_normal((QUERY_TOKENS, DIM))
+                out.append(torch.from_numpy(_unit(page[pick] + noise).astype(np.float32)))
         return out
 
 
