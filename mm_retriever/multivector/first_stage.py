@@ -6,6 +6,11 @@
 - ``mean``: ``segments`` L2-normalised means of contiguous runs of each page's vectors
   (``segments`` 1 is mean pooling: one vector a page), float16, scored by MaxSim over those few
   vectors. Cost per query grows with ``segments`` instead of with patches a page.
+- ``ann``: the same segment means, also in an HNSW graph (usearch, int8 vectors); each query
+  vector fetches its ``probe`` nearest segment vectors, their pages are the candidates, ranked by
+  MaxSim over their segment means. Cost per query barely grows with the corpus.
+
+Every first stage offers ``candidates(query, n, allowed_rows)``: rows of its ``n`` best pages.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from mm_retriever.errors import MissingExtraError
+from mm_retriever.multivector.base import top_k
 from mm_retriever.multivector.flat import FlatMultiVectors
 from mm_retriever.multivector.kernel import maxsim_scores
 from mm_retriever.multivector.quantize import segment_means, sign_bits, unpack_signs
@@ -23,7 +30,18 @@ from mm_retriever.multivector.quantize import segment_means, sign_bits, unpack_s
 _BINARY_STEP_TOKENS = 1 << 16
 
 
-class BinaryFirstStage:
+class _ScanFirstStage:
+    """A first stage that scores every (allowed) page and keeps the best."""
+
+    def score(self, query: Any, rows: np.ndarray | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def candidates(self, query: Any, n: int, allowed_rows: np.ndarray | None = None) -> np.ndarray:
+        best = top_k(self.score(query, allowed_rows), n)
+        return best if allowed_rows is None else np.asarray(allowed_rows)[best]
+
+
+class BinaryFirstStage(_ScanFirstStage):
     kind = "binary"
 
     def __init__(self, dim: int) -> None:
@@ -71,7 +89,7 @@ class BinaryFirstStage:
         return {"first_stage": self.kind}
 
 
-class MeanFirstStage:
+class MeanFirstStage(_ScanFirstStage):
     kind = "mean"
 
     def __init__(self, dim: int, segments: int = 8) -> None:
@@ -100,14 +118,93 @@ class MeanFirstStage:
         return {"first_stage": self.kind, "segments": self.segments}
 
 
-FIRST_STAGES = {"binary": BinaryFirstStage, "mean": MeanFirstStage}
+class AnnFirstStage(MeanFirstStage):
+    """Segment means in an HNSW graph: candidates from each query vector's nearest neighbours.
+
+    Graph keys are stable page ids times ``segments`` plus the segment, so deletes remove
+    exactly a page's vectors and rows can shift without touching the graph. A filtered search
+    (``allowed_rows``) scans the allowed pages' segment means instead, so a narrow filter never
+    comes back short.
+    """
+
+    kind = "ann"
+
+    def __init__(self, dim: int, segments: int = 8, probe: int = 64) -> None:
+        super().__init__(dim, segments)
+        try:
+            from usearch.index import Index
+        except ImportError as exc:  # pragma: no cover - the dev group installs it
+            raise MissingExtraError("usearch", "scale", "the 'ann' first stage") from exc
+        self.probe = probe
+        self.graph = Index(ndim=dim, metric="cos", dtype="i8", connectivity=16)
+        self._ids = np.zeros(0, dtype=np.int64)  # page id of each row
+        self._row_of_id = np.zeros(0, dtype=np.int64)  # row of each page id (-1: deleted)
+        self._next_id = 0
+
+    @property
+    def nbytes(self) -> int:
+        return int(
+            super().nbytes
+            + self.graph.memory_usage
+            + self._ids.nbytes
+            + self._row_of_id.nbytes
+        )
+
+    def add(self, multivectors: Sequence[np.ndarray]) -> None:
+        means = [segment_means(m, self.segments) for m in multivectors]
+        self.means.append(means)
+        ids = np.arange(self._next_id, self._next_id + len(means), dtype=np.int64)
+        self._next_id += len(means)
+        rows = np.arange(self._ids.size, self._ids.size + len(means), dtype=np.int64)
+        self._ids = np.concatenate([self._ids, ids])
+        self._row_of_id = np.concatenate([self._row_of_id, rows])
+        keys = np.concatenate(
+            [pid * self.segments + np.arange(m.shape[0]) for pid, m in zip(ids, means, strict=True)]
+        ).astype(np.uint64)
+        if keys.size:
+            self.graph.add(keys, np.concatenate(means).astype(np.float32), threads=0)
+
+    def delete(self, rows: np.ndarray) -> None:
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        if rows.size == 0:
+            return
+        gone = self._ids[rows]
+        keys = (gone[:, None] * self.segments + np.arange(self.segments)).reshape(-1)
+        present = [int(k) for k in keys if k in self.graph]
+        if present:
+            self.graph.remove(np.asarray(present, dtype=np.uint64))
+        super().delete(rows)
+        self._ids = np.delete(self._ids, rows)
+        self._row_of_id[gone] = -1
+        self._row_of_id[self._ids] = np.arange(self._ids.size)
+
+    def candidates(self, query: Any, n: int, allowed_rows: np.ndarray | None = None) -> np.ndarray:
+        if allowed_rows is not None:
+            return super().candidates(query, n, allowed_rows)
+        q = np.asarray(query.float().cpu().numpy() if hasattr(query, "detach") else query)
+        found = self.graph.search(q.astype(np.float32), self.probe, threads=0)
+        keys = np.asarray(found.keys).reshape(-1)
+        keys = keys[keys != np.iinfo(np.uint64).max]  # usearch pads short results
+        rows = self._row_of_id[np.unique(keys.astype(np.int64) // self.segments)]
+        rows = rows[rows >= 0]
+        if rows.size <= n:
+            return rows
+        return rows[top_k(self.score(query, rows), n)]
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "probe": self.probe}
+
+
+FIRST_STAGES = {"binary": BinaryFirstStage, "mean": MeanFirstStage, "ann": AnnFirstStage}
 
 
 def build_first_stage(
-    kind: str, dim: int, segments: int = 8
-) -> BinaryFirstStage | MeanFirstStage:
+    kind: str, dim: int, segments: int = 8, probe: int = 64
+) -> BinaryFirstStage | MeanFirstStage | AnnFirstStage:
     if kind == "binary":
         return BinaryFirstStage(dim)
     if kind == "mean":
         return MeanFirstStage(dim, segments)
+    if kind == "ann":
+        return AnnFirstStage(dim, segments, probe)
     raise ValueError(f"unknown first stage {kind!r}; choose one of {sorted(FIRST_STAGES)}")

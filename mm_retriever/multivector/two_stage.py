@@ -20,7 +20,7 @@ Fetch = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 class TwoStageIndex:
-    """First stage (``binary`` or ``mean``) over all pages, exact rerank of the top candidates."""
+    """First stage (``binary``, ``mean`` or ``ann``) over all pages, exact rerank of the top candidates."""
 
     kind = "two_stage"
 
@@ -32,13 +32,14 @@ class TwoStageIndex:
         first_stage: str = "mean",
         segments: int = 8,
         candidates: int = 300,
+        probe: int = 64,
     ) -> None:
         if candidates < 1:
             raise ValueError(f"candidates must be >= 1, got {candidates}")
         self.dim = dim
         self.fetch = fetch
         self.candidates = candidates
-        self.first = build_first_stage(first_stage, dim, segments)
+        self.first = build_first_stage(first_stage, dim, segments, probe)
         self._rows = KeyedRows()
 
     def __len__(self) -> int:
@@ -69,9 +70,7 @@ class TwoStageIndex:
 
     def candidates_for(self, query: Any, allowed_rows: np.ndarray | None = None) -> np.ndarray:
         """Rows of the first stage's best ``candidates`` pages (among ``allowed_rows``)."""
-        approx = self.first.score(query, allowed_rows)
-        best = top_k(approx, self.candidates)
-        return best if allowed_rows is None else np.asarray(allowed_rows)[best]
+        return self.first.candidates(query, self.candidates, allowed_rows)
 
     def search(
         self, query: Any, k: int, allowed_rows: np.ndarray | None = None

@@ -6,8 +6,8 @@ first (``pool_factor``, colpali-engine's hierarchical token pooler). Searching g
 ``mm_retriever.multivector`` index, chosen by ``index``:
 
 - ``"exact"``: every stored vector flat in RAM, exact MaxSim over all (or the filtered) pages.
-- ``"two_stage"``: a compact first stage in RAM (``first_stage``: ``"mean"`` segment means or
-  ``"binary"`` sign bits) picks ``candidates`` pages; their stored vectors are read by row from
+- ``"two_stage"``: a compact first stage in RAM (``first_stage``: ``"mean"`` segment means,
+  ``"binary"`` sign bits, or ``"ann"``: an HNSW graph over the segment means) picks ``candidates`` pages; their stored vectors are read by row from
   the Lance table and reranked by exact MaxSim.
 
 Nothing is read when an index is opened. The first query builds the in-RAM structures in one
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 DEFAULT_PAGE_ENCODER = {"name": "colpali", "options": {"model": DEFAULT_PAGE_MODEL}}
 STORAGE_DTYPES = ("float16", "float32", "int8")
 INDEX_TYPES = ("exact", "two_stage")
-FIRST_STAGES = ("mean", "binary")
+FIRST_STAGES = ("mean", "binary", "ann")
 _KEYS = ["doc_id", "page_index"]
 _BUILD_BATCH = 2048
 
@@ -74,9 +74,10 @@ class PageImageRetriever(LegBase):
         device: str | None = None,
         storage_dtype: Literal["float16", "float32", "int8"] = "float16",
         index: Literal["exact", "two_stage"] = "exact",
-        first_stage: Literal["mean", "binary"] = "mean",
+        first_stage: Literal["mean", "binary", "ann"] = "mean",
         segments: int = 8,
         candidates: int = 300,
+        probe: int = 64,
         pool_factor: int = 1,
     ) -> None:
         super().__init__(name, device)
@@ -86,7 +87,7 @@ class PageImageRetriever(LegBase):
             raise ValueError(f"index must be one of {INDEX_TYPES}, got {index!r}")
         if first_stage not in FIRST_STAGES:
             raise ValueError(f"first_stage must be one of {FIRST_STAGES}, got {first_stage!r}")
-        for label, value in (("segments", segments), ("candidates", candidates)):
+        for label, value in (("segments", segments), ("candidates", candidates), ("probe", probe)):
             if int(value) < 1:
                 raise ValueError(f"{label} must be >= 1, got {value!r}")
         if int(pool_factor) < 1:
@@ -98,6 +99,7 @@ class PageImageRetriever(LegBase):
         self.first_stage = first_stage
         self.segments = int(segments)
         self.candidates = int(candidates)
+        self.probe = int(probe)
         self.pool_factor = int(pool_factor)
         self._mv: ExactIndex | TwoStageIndex | None = None
         self._version: int | None = None
@@ -190,6 +192,7 @@ class PageImageRetriever(LegBase):
             first_stage=self.first_stage,
             segments=self.segments,
             candidates=self.candidates,
+            probe=self.probe,
         )
 
     def _add_from(self, mv: ExactIndex | TwoStageIndex, batches: Any) -> None:
@@ -308,5 +311,6 @@ class PageImageRetriever(LegBase):
             "first_stage": self.first_stage,
             "segments": self.segments,
             "candidates": self.candidates,
+            "probe": self.probe,
             "pool_factor": self.pool_factor,
         }
