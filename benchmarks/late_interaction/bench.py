@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="kernel table + 10k pages only")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     ap.add_argument("--sizes", default=None, help="comma-separated page counts (default by mode)")
-    ap.add_argument("--tokens", type=int, default=256, help="synthetic vectors per page")
+    ap.add_argument("--tokens", type=int, default=128, help="synthetic vectors per page")
     ap.add_argument("--queries", type=int, default=20)
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "mm-li-bench")
     ap.add_argument("--skip-kernel", action="store_true")
@@ -94,7 +94,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     for n in sizes:
         result["scale"].extend(
-            scale.run_size(args.work, n, args.tokens, args.queries, 4 * 2**30, log)
+            scale.run_size(args.work, n, args.tokens, args.queries, 2 * 2**30, log)
         )
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))

@@ -167,8 +167,7 @@ REPRESENTATIONS: dict[str, dict[str, Any]] = {
     "two_stage-mean8-C300": {"index": "two_stage", "first_stage": "mean", "segments": 8, "candidates": 300},
     "two_stage-mean8-C1000": {"index": "two_stage", "first_stage": "mean", "segments": 8, "candidates": 1000},
     "two_stage-mean1-C1000": {"index": "two_stage", "first_stage": "mean", "segments": 1, "candidates": 1000},
-    "two_stage-ann8-p64-C300": {"index": "two_stage", "first_stage": "ann", "segments": 8, "probe": 64, "candidates": 300},
-    "two_stage-ann8-p256-C300": {"index": "two_stage", "first_stage": "ann", "segments": 8, "probe": 256, "candidates": 300},
+    "two_stage-ann8-p64-C1000": {"index": "two_stage", "first_stage": "ann", "segments": 8, "probe": 64, "candidates": 1000},
 }
 
 
