@@ -78,6 +78,8 @@ def _check_rows(rows: Rows, n: int) -> torch.Tensor:
     if rows is None:
         return torch.arange(n, dtype=torch.int64)
     r = torch.as_tensor(rows).cpu()
+    if r.numel() == 0:
+        return torch.zeros(0, dtype=torch.int64)
     if r.dtype.is_floating_point or r.dtype == torch.bool:
         raise TypeError(f"rows must be integer page indices, got {r.dtype}")
     r = r.to(torch.int64).reshape(-1).contiguous()
