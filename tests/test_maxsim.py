@@ -130,6 +130,31 @@ def test_many_pages_and_query_groups(backend):
     assert ((got.double() - exact).abs() / scale).max() < 1e-6
 
 
+@pytest.mark.parametrize("backend", _backends())
+def test_int8_codes_with_page_and_dim_scales(backend):
+    """int8 pages (codes * dim_scale * page_scale) score as their dequantised float values."""
+    gen = torch.Generator().manual_seed(12)
+    codes = [torch.randint(-127, 128, (n, 128), generator=gen, dtype=torch.int8) for n in LENGTHS]
+    values, offsets = _flat(codes)
+    page_scale = torch.rand(len(LENGTHS), generator=gen) / 100
+    dim_scale = torch.rand(128, generator=gen) + 0.5
+    queries = [torch.randn(n, 128, generator=gen) for n in (20, 7)]
+    got = maxsim_flat_batch(
+        queries, values, offsets, page_scale=page_scale, dim_scale=dim_scale, backend=backend
+    )
+    pages = [c.double() * dim_scale.double() * s for c, s in zip(codes, page_scale, strict=True)]
+    exact = _exact(queries, pages)
+    scale = _exact(queries, pages, absolute=True).clamp(min=1.0)
+    assert ((got.double() - exact).abs() / scale).max() < 1e-5
+    one = maxsim_flat(queries[0], values, offsets, rows=[2], page_scale=page_scale, backend=backend)
+    plain = maxsim_flat(queries[0], values, offsets, rows=[2], backend=backend)
+    torch.testing.assert_close(one, plain * page_scale[2])
+    with pytest.raises(ValueError, match="page_scale must be >= 0"):
+        maxsim_flat(queries[0], values, offsets, page_scale=-page_scale, backend=backend)
+    with pytest.raises(ValueError, match=r"dim_scale must be \[D=128\]"):
+        maxsim_flat(queries[0], values, offsets, dim_scale=dim_scale[:5], backend=backend)
+
+
 def test_matches_full_score_multi_vector_for_real_embeddings(tmp_path_factory):
     """Tiny real ColPali outputs stored flat in float16: equal to score_multi_vector on them."""
     from mm_retriever.encoders.colpali import ColPaliEncoder
