@@ -1,7 +1,8 @@
 /* Exact MaxSim on Intel AMX (bf16 tiles, float32 accumulation), built on first use by
  * mm_retriever/maxsim_native.py with the system C compiler and loaded through ctypes.
  *
- * Pages are rows of one flat [T_total, D] bfloat16 or float16 matrix; page i is
+ * Pages are rows of one flat [T_total, D] bfloat16, float16 or int8 matrix (`kind` 0, 1, 2;
+ * int8 codes are converted to bf16 exactly, any scale is applied by the caller); page i is
  * values[offsets[i]:offsets[i+1]]. Query tokens of all queries are concatenated, padded to
  * G groups of 16 (G even) and pre-packed by the caller in AMX's VNNI layout for B tiles:
  * B[g][s][kk][n][p] = q[16g + n][32s + 2kk + p] (g < G, s < D/32, kk < 16, n < 16, p < 2).
@@ -24,6 +25,10 @@
 
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
+
+enum { KIND_BF16 = 0, KIND_FP16 = 1, KIND_INT8 = 2 };
+
+static inline int64_t elem_bytes(int kind) { return kind == KIND_INT8 ? 1 : 2; }
 
 typedef struct {
     uint8_t palette_id;
@@ -65,6 +70,19 @@ static void split_fp16(const uint16_t *src, int rows, int64_t D, uint16_t *hi, u
     }
 }
 
+/* int8 codes -> bf16 (exact: |code| <= 128 fits a bf16 significand) of a [16, D] block. */
+static void int8_to_bf16(const int8_t *src, int rows, int64_t D, uint16_t *hi) {
+    for (int r = 0; r < 16; r++) {
+        for (int64_t d = 0; d < D; d += 16) {
+            __m512 x = _mm512_setzero_ps();
+            if (r < rows)
+                x = _mm512_cvtepi32_ps(
+                    _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(src + r * D + d))));
+            _mm256_storeu_si256((__m256i *)(hi + r * D + d), (__m256i)_mm512_cvtneps_pbh(x));
+        }
+    }
+}
+
 static inline void fold_max(const float *cbuf, int rows, float *m) {
     /* max over `rows` rows of a 16 x 16 tile, four independent chains */
     __m512 a = _mm512_loadu_ps(m), b = a, c = a, d = a;
@@ -85,7 +103,7 @@ typedef struct {
     int rows;
 } block;
 
-static block make_block(const uint16_t *v, int64_t t, int64_t L, int64_t D, int is_fp16,
+static block make_block(const char *v, int64_t t, int64_t L, int64_t D, int kind,
                         uint16_t *hi_buf, uint16_t *lo_buf) {
     block b = {hi_buf, lo_buf, 0};
     if (t >= L) {
@@ -94,14 +112,15 @@ static block make_block(const uint16_t *v, int64_t t, int64_t L, int64_t D, int 
         return b;
     }
     b.rows = L - t < 16 ? (int)(L - t) : 16;
-    const uint16_t *a = v + t * D;
-    if (is_fp16) {
-        split_fp16(a, b.rows, D, hi_buf, lo_buf);
+    if (kind == KIND_FP16) {
+        split_fp16((const uint16_t *)v + t * D, b.rows, D, hi_buf, lo_buf);
+    } else if (kind == KIND_INT8) {
+        int8_to_bf16((const int8_t *)v + t * D, b.rows, D, hi_buf);
     } else if (b.rows < 16) {
         memset(hi_buf, 0, 16 * D * 2);
-        memcpy(hi_buf, a, b.rows * D * 2);
+        memcpy(hi_buf, (const uint16_t *)v + t * D, b.rows * D * 2);
     } else {
-        b.hi = a; /* full block: tiles load straight from the page */
+        b.hi = (const uint16_t *)v + t * D; /* full bf16 block: tiles load straight from the page */
     }
     return b;
 }
@@ -116,18 +135,18 @@ static block make_block(const uint16_t *v, int64_t t, int64_t L, int64_t D, int 
     } while (0)
 
 /* Running max over one page's vectors for every padded query token (m[G*16], G even). */
-static void page_max(const uint16_t *v, int64_t L, int64_t D, int is_fp16, const uint16_t *Bh,
+static void page_max(const char *v, int64_t L, int64_t D, int kind, const uint16_t *Bh,
                      const uint16_t *Bl, int G, int use_lo, float *m, uint16_t *bufs, float *cbuf) {
     const int64_t S = D / 32, stride = D * 2;
     for (int i = 0; i < G * 16; i++) m[i] = -INFINITY;
     for (int64_t t = 0; t < L; t += 32) {
         /* prefetch the page 64 vectors ahead */
-        const char *ahead = (const char *)(v + (t + 64) * D);
-        const char *page_end = (const char *)(v + L * D);
-        for (int64_t off = 0; off < 32 * stride && ahead + off < page_end; off += 64)
+        const int64_t row_bytes = D * elem_bytes(kind);
+        const char *ahead = v + (t + 64) * row_bytes, *page_end = v + L * row_bytes;
+        for (int64_t off = 0; off < 32 * row_bytes && ahead + off < page_end; off += 64)
             _mm_prefetch(ahead + off, _MM_HINT_T0);
-        block b0 = make_block(v, t, L, D, is_fp16, bufs, bufs + 16 * D);
-        block b1 = make_block(v, t + 16, L, D, is_fp16, bufs + 32 * D, bufs + 48 * D);
+        block b0 = make_block(v, t, L, D, kind, bufs, bufs + 16 * D);
+        block b1 = make_block(v, t + 16, L, D, kind, bufs + 32 * D, bufs + 48 * D);
         for (int g = 0; g < G; g += 2) {
             const uint16_t *bh0 = Bh + (int64_t)g * S * 512, *bh1 = bh0 + S * 512;
             const uint16_t *bl0 = Bl + (int64_t)g * S * 512, *bl1 = bl0 + S * 512;
@@ -146,7 +165,7 @@ static void page_max(const uint16_t *v, int64_t L, int64_t D, int is_fp16, const
                     _tile_loadd(7, bl1 + s * 512, 64);
                     TDP4();
                 }
-                if (is_fp16) {
+                if (kind == KIND_FP16) {
                     _tile_loadd(4, b0.lo + 32 * s, stride);
                     _tile_loadd(5, b1.lo + 32 * s, stride);
                     TDP4(); /* lo . Bl when use_lo (tiles 6, 7 hold Bl) */
@@ -172,7 +191,7 @@ static void page_max(const uint16_t *v, int64_t L, int64_t D, int is_fp16, const
 /* Scores of n_queries queries against pages rows[0..n_rows):
  * out[j * out_stride + r] = sum_{k in [qoff[j], qoff[j+1])} max_t <q_k, page_t>  (0 if empty).
  * Returns 0, or -1 when scratch memory cannot be had. */
-int mm_maxsim_amx(const uint16_t *values, int is_fp16, int64_t D, const int64_t *offsets,
+int mm_maxsim_amx(const void *values, int kind, int64_t D, const int64_t *offsets,
                   const int64_t *rows, int64_t n_rows, const uint16_t *Bh, const uint16_t *Bl,
                   int G, int use_lo, const int64_t *qoff, int n_queries, float *out,
                   int64_t out_stride) {
@@ -193,7 +212,8 @@ int mm_maxsim_amx(const uint16_t *values, int is_fp16, int64_t D, const int64_t 
             for (int j = 0; j < n_queries; j++) out[j * out_stride + r] = 0.0f;
             continue;
         }
-        page_max(values + start * D, L, D, is_fp16, Bh, Bl, G, use_lo, m, buf, cbuf);
+        const char *page = (const char *)values + start * D * elem_bytes(kind);
+        page_max(page, L, D, kind, Bh, Bl, G, use_lo, m, buf, cbuf);
         for (int j = 0; j < n_queries; j++) {
             float s = 0.0f;
             for (int64_t k = qoff[j]; k < qoff[j + 1]; k++) s += m[k];

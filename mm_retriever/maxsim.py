@@ -9,13 +9,15 @@ Two exact backends, chosen per call (``backend=``) or by ``MM_RETRIEVER_MAXSIM``
 
 - ``amx``: a fused C kernel on Intel AMX (:mod:`mm_retriever.maxsim_native`): 16 page vectors x
   16 query tokens per tile, running max kept in registers/L1, float32 accumulation of exact bf16
-  products (float16 pages and float32 queries are split into bf16 hi + lo parts, so no input
-  precision is lost). Pages are split over ``torch.get_num_threads()`` threads.
+  products (float16 pages and float32 queries are split into bf16 hi + lo parts, int8 codes
+  convert to bf16 exactly, so no input precision is lost). Pages are split over
+  ``torch.get_num_threads()`` threads.
 - ``torch``: blocked float32 matmul + per-page max, a block of pages at a time so the similarity
   block stays small; runs anywhere torch does (any CPU, GPU tensors).
 
-``auto`` uses ``amx`` for bfloat16/float16 values when the kernel loads here and ``torch``
-otherwise. Both agree with colpali-engine's ``score_multi_vector`` within float tolerance.
+``auto`` uses ``amx`` for bfloat16/float16/int8 values when the kernel loads here and ``torch``
+otherwise (float32 values, other CPUs, GPU tensors, non-contiguous views). Both agree with
+colpali-engine's ``score_multi_vector`` within float tolerance.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ import torch
 
 from mm_retriever import maxsim_native
 
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+_VALUE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.int8)
+_AMX_KINDS = {torch.bfloat16: 0, torch.float16: 1, torch.int8: 2}
 BACKENDS = ("auto", "amx", "torch")
 
 Rows = torch.Tensor | np.ndarray | Sequence[int] | None
@@ -52,8 +55,10 @@ def _check_inputs(
         raise TypeError(f"values must be a torch tensor, got {type(values).__name__}")
     if values.ndim != 2:
         raise ValueError(f"values must be [T_total, D], got shape {tuple(values.shape)}")
-    if values.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"values dtype {values.dtype} not supported (float16, bfloat16, float32)")
+    if values.dtype not in _VALUE_DTYPES:
+        raise TypeError(
+            f"values dtype {values.dtype} not supported (float16, bfloat16, float32, int8)"
+        )
     if not queries:
         raise ValueError("no queries given")
     for q in queries:
@@ -78,6 +83,8 @@ def _check_rows(rows: Rows, n: int) -> torch.Tensor:
     if rows is None:
         return torch.arange(n, dtype=torch.int64)
     r = torch.as_tensor(rows).cpu()
+    if r.numel() == 0:
+        return torch.zeros(0, dtype=torch.int64)
     if r.dtype.is_floating_point or r.dtype == torch.bool:
         raise TypeError(f"rows must be integer page indices, got {r.dtype}")
     r = r.to(torch.int64).reshape(-1).contiguous()
@@ -92,7 +99,7 @@ def _resolve_backend(backend: str | None, values: torch.Tensor) -> str:
         raise ValueError(f"MaxSim backend must be one of {BACKENDS}, got {name!r}")
     amx_ok = (
         values.device.type == "cpu"
-        and values.dtype in (torch.bfloat16, torch.float16)
+        and values.dtype in _AMX_KINDS
         and values.shape[1] % 32 == 0
         and values.stride(1) == 1
         and values.stride(0) == values.shape[1]
@@ -101,7 +108,7 @@ def _resolve_backend(backend: str | None, values: torch.Tensor) -> str:
         return "torch"
     if not amx_ok:
         raise ValueError(
-            "the amx backend needs row-contiguous bfloat16/float16 CPU values with D a "
+            "the amx backend needs row-contiguous bfloat16/float16/int8 CPU values with D a "
             f"multiple of 32; got {values.dtype} {tuple(values.shape)} on {values.device}"
         )
     if maxsim_native.load() is None:
@@ -193,11 +200,11 @@ def _maxsim_amx(
     qoff = torch.tensor([0, *np.cumsum(q_split)], dtype=torch.int64)
     n = r.numel()
     out = torch.empty(len(q_split), n, dtype=torch.float32)
-    is_fp16 = int(values.dtype == torch.float16)
+    kind = _AMX_KINDS[values.dtype]
 
     def run(start: int, stop: int) -> int:
         return lib.mm_maxsim_amx(
-            values.data_ptr(), is_fp16, dim, offs.data_ptr(), r.data_ptr() + 8 * start,
+            values.data_ptr(), kind, dim, offs.data_ptr(), r.data_ptr() + 8 * start,
             stop - start, b_hi.data_ptr(), b_lo.data_ptr(), groups, use_lo, qoff.data_ptr(),
             len(q_split), out.data_ptr() + 4 * start, n,
         )  # fmt: skip
@@ -214,12 +221,36 @@ def _maxsim_amx(
     return out
 
 
+def _check_scales(
+    page_scale: torch.Tensor | np.ndarray | float | None,
+    dim_scale: torch.Tensor | np.ndarray | None,
+    n_pages: int,
+    dim: int,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    ps = ds = None
+    if page_scale is not None:
+        ps = torch.as_tensor(page_scale, dtype=torch.float32).cpu().reshape(-1)
+        if ps.numel() == 1:
+            ps = ps.expand(n_pages)
+        if ps.numel() != n_pages:
+            raise ValueError(f"page_scale must be a scalar or [N={n_pages}], got {ps.numel()}")
+        if bool((ps < 0).any()):
+            raise ValueError("page_scale must be >= 0 (a negative scale would turn max into min)")
+    if dim_scale is not None:
+        ds = torch.as_tensor(dim_scale, dtype=torch.float32).cpu().reshape(-1)
+        if ds.numel() != dim:
+            raise ValueError(f"dim_scale must be [D={dim}], got {ds.numel()}")
+    return ps, ds
+
+
 def maxsim_flat_batch(
     queries: Sequence[torch.Tensor],
     values: torch.Tensor,
     offsets: torch.Tensor | np.ndarray,
     rows: Rows = None,
     *,
+    page_scale: torch.Tensor | np.ndarray | float | None = None,
+    dim_scale: torch.Tensor | np.ndarray | None = None,
     backend: str | None = None,
 ) -> torch.Tensor:
     """Exact MaxSim of several queries: float32 ``[n_queries, N]`` (``[n_queries, len(rows)]``).
@@ -230,13 +261,20 @@ def maxsim_flat_batch(
     queries = list(queries)
     offs = _check_inputs(queries, values, offsets)
     r = _check_rows(rows, offs.numel() - 1)
+    ps, ds = _check_scales(page_scale, dim_scale, offs.numel() - 1, values.shape[1])
     q_split = [q.shape[0] for q in queries]
     if r.numel() == 0 or sum(q_split) == 0:
         return torch.zeros(len(queries), r.numel(), dtype=torch.float32)
     q_all = torch.cat([q.detach().float().cpu() for q in queries])
+    if ds is not None:  # <q, diag(s) v> = <q * s, v>
+        q_all = q_all * ds
     if _resolve_backend(backend, values) == "amx":
-        return _maxsim_amx(q_all, q_split, values, offs, r)
-    return _maxsim_torch(q_all, q_split, values, offs, r)
+        out = _maxsim_amx(q_all, q_split, values, offs, r)
+    else:
+        out = _maxsim_torch(q_all, q_split, values, offs, r)
+    if ps is not None:  # max_j <q, s v_j> = s max_j <q, v_j> for s >= 0
+        out *= ps[r]
+    return out
 
 
 def maxsim_flat(
@@ -245,17 +283,26 @@ def maxsim_flat(
     offsets: torch.Tensor | np.ndarray,
     rows: Rows = None,
     *,
+    page_scale: torch.Tensor | np.ndarray | float | None = None,
+    dim_scale: torch.Tensor | np.ndarray | None = None,
     backend: str | None = None,
 ) -> torch.Tensor:
     """Exact MaxSim of one query ``[Q, D]`` against pages stored flat.
 
-    ``values [T_total, D]`` (float16/bfloat16/float32; may be a view over a memmap or Arrow
-    buffer), ``offsets`` int64 ``[N + 1]`` (page ``i`` is ``values[offsets[i]:offsets[i+1]]``),
-    ``rows``: optional page indices to score, in that order. Returns float32 ``[N]`` (or
-    ``[len(rows)]``); an empty page scores 0. Matches colpali-engine's ``score_multi_vector``.
+    ``values [T_total, D]`` (float16/bfloat16/float32, or int8 codes; may be a view over a
+    memmap or Arrow buffer), ``offsets`` int64 ``[N + 1]`` (page ``i`` is
+    ``values[offsets[i]:offsets[i+1]]``), ``rows``: optional page indices to score, in that
+    order. Returns float32 ``[N]`` (or ``[len(rows)]``); an empty page scores 0. Matches
+    colpali-engine's ``score_multi_vector`` on the same tensors.
+
+    Quantised pages: page ``i``'s vectors are taken as ``values * dim_scale * page_scale[i]``
+    (``page_scale``: scalar or ``[N]``, >= 0; ``dim_scale``: ``[D]``), e.g. int8 codes with one
+    scale a page; the scales are applied exactly (outside the max / folded into the query).
     ``backend``: ``"auto"`` (default, or ``$MM_RETRIEVER_MAXSIM``), ``"amx"`` or ``"torch"``.
     """
-    return maxsim_flat_batch([query], values, offsets, rows, backend=backend)[0]
+    return maxsim_flat_batch(
+        [query], values, offsets, rows, page_scale=page_scale, dim_scale=dim_scale, backend=backend
+    )[0]
 
 
 def maxsim_flat_reference(
