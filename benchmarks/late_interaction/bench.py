@@ -27,7 +27,11 @@ def log(msg: str) -> None:
 
 
 def machine() -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()}
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
         for line in out.splitlines():
@@ -35,7 +39,9 @@ def machine() -> dict:
                 key, _, val = line.partition(":")
                 val = val.strip()
                 if key == "Flags":
-                    val = " ".join(f for f in val.split() if f.startswith(("avx512f", "amx", "avx2")))
+                    val = " ".join(
+                        f for f in val.split() if f.startswith(("avx512f", "amx", "avx2"))
+                    )
                 info[key.strip().lower().replace(" ", "_")] = val
     except OSError:
         pass
@@ -78,8 +84,10 @@ def main() -> None:
     ap.add_argument("--skip-kernel", action="store_true")
     ap.add_argument("--skip-quality", action="store_true")
     args = ap.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else (
-        [10_000] if args.quick else [10_000, 100_000]
+    sizes = (
+        [int(s) for s in args.sizes.split(",")]
+        if args.sizes
+        else ([10_000] if args.quick else [10_000, 100_000])
     )
     import scale
 

@@ -105,13 +105,48 @@ def evaluate(proxy: dict[str, Any], log: Any) -> list[dict[str, Any]]:
         ("exact unpooled int8", 1, "int8", None),
         ("exact pool2 f16", 2, "float16", None),
         ("exact pool3 f16", 3, "float16", None),
-        ("two_stage binary C300 unpooled", 1, "float16", {"first_stage": "binary", "candidates": 300}),
-        ("two_stage binary C50 unpooled", 1, "float16", {"first_stage": "binary", "candidates": 50}),
-        ("two_stage mean8 C300 unpooled", 1, "float16", {"first_stage": "mean", "segments": 8, "candidates": 300}),
-        ("two_stage mean8 C50 unpooled", 1, "float16", {"first_stage": "mean", "segments": 8, "candidates": 50}),
-        ("two_stage mean1 C300 unpooled", 1, "float16", {"first_stage": "mean", "segments": 1, "candidates": 300}),
-        ("two_stage binary C300 pool3 int8", 3, "int8", {"first_stage": "binary", "candidates": 300}),
-        ("two_stage mean8 C300 pool3 int8", 3, "int8", {"first_stage": "mean", "segments": 8, "candidates": 300}),
+        (
+            "two_stage binary C300 unpooled",
+            1,
+            "float16",
+            {"first_stage": "binary", "candidates": 300},
+        ),
+        (
+            "two_stage binary C50 unpooled",
+            1,
+            "float16",
+            {"first_stage": "binary", "candidates": 50},
+        ),
+        (
+            "two_stage mean8 C300 unpooled",
+            1,
+            "float16",
+            {"first_stage": "mean", "segments": 8, "candidates": 300},
+        ),
+        (
+            "two_stage mean8 C50 unpooled",
+            1,
+            "float16",
+            {"first_stage": "mean", "segments": 8, "candidates": 50},
+        ),
+        (
+            "two_stage mean1 C300 unpooled",
+            1,
+            "float16",
+            {"first_stage": "mean", "segments": 1, "candidates": 300},
+        ),
+        (
+            "two_stage binary C300 pool3 int8",
+            3,
+            "int8",
+            {"first_stage": "binary", "candidates": 300},
+        ),
+        (
+            "two_stage mean8 C300 pool3 int8",
+            3,
+            "int8",
+            {"first_stage": "mean", "segments": 8, "candidates": 300},
+        ),
     ]
     rows, ref = [], None
     for name, pool, dtype, two in reps:

@@ -4,7 +4,8 @@ What is synthetic (all of it, since no ColPali weights are here): pages are ``to
 vectors of 128-d drawn around ``topics`` topic centres, each topic a set of 32 prototype vectors
 (a page samples prototypes of one main topic, 20 % of a second topic, plus Gaussian noise of norm
 0.6); 25 % of pages are near-duplicates (an earlier page plus small noise), like templated slides or
-repeated report pages. Queries are 20 vectors: copies of tokens of one page plus noise of norm 0.8. Ground truth
+repeated report pages. Queries are 20 vectors: copies of tokens of one page plus noise of norm 0.8.
+Ground truth
 is exact MaxSim over the stored (float16) vectors, computed in one streaming pass.
 
 Per size and representation: p50/p95 latency of one query (after the index is built), recall@10
@@ -14,6 +15,7 @@ build time (first stage from a streaming read of the table).
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import time
 from pathlib import Path
@@ -121,7 +123,9 @@ def exact_truth(tbl: Any, queries: list[torch.Tensor], k: int = 10) -> tuple[np.
     """Top-k rows of exact MaxSim for every query: one streaming pass, all queries at once."""
     t0 = time.perf_counter()
     scores = []
-    for batch in tbl.search().select(["doc_id", "page_index", "vectors"]).limit(None).to_batches(BATCH):
+    for batch in (
+        tbl.search().select(["doc_id", "page_index", "vectors"]).limit(None).to_batches(BATCH)
+    ):
         values, offsets, _ = PageImageRetriever._flat(pa.Table.from_batches([batch]))
         scores.append(maxsim_scores_batch(queries, values, offsets))
     allscores = np.concatenate(scores, axis=1)
@@ -131,7 +135,11 @@ def exact_truth(tbl: Any, queries: list[torch.Tensor], k: int = 10) -> tuple[np.
 
 def fetcher(tbl: Any):
     def fetch(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        data = tbl.take_offsets([int(r) for r in rows]).select(["doc_id", "page_index", "vectors"]).to_arrow()
+        data = (
+            tbl.take_offsets([int(r) for r in rows])
+            .select(["doc_id", "page_index", "vectors"])
+            .to_arrow()
+        )
         values, offsets, _ = PageImageRetriever._flat(data)
         return values, offsets
 
@@ -140,9 +148,11 @@ def fetcher(tbl: Any):
 
 def build(tbl: Any, index: Any) -> float:
     t0 = time.perf_counter()
-    for batch in tbl.search().select(["doc_id", "page_index", "vectors"]).limit(None).to_batches(BATCH):
+    for batch in (
+        tbl.search().select(["doc_id", "page_index", "vectors"]).limit(None).to_batches(BATCH)
+    ):
         values, offsets, keys = PageImageRetriever._flat(pa.Table.from_batches([batch]))
-        index.add(keys, [values[s:e] for s, e in zip(offsets[:-1], offsets[1:], strict=True)])
+        index.add(keys, [values[s:e] for s, e in itertools.pairwise(offsets)])
     return time.perf_counter() - t0
 
 
@@ -164,10 +174,31 @@ def measure(index: Any, queries: list[torch.Tensor], truth: np.ndarray) -> dict[
 REPRESENTATIONS: dict[str, dict[str, Any]] = {
     "exact-f16": {"index": "exact"},
     "two_stage-binary-C300": {"index": "two_stage", "first_stage": "binary", "candidates": 300},
-    "two_stage-mean8-C300": {"index": "two_stage", "first_stage": "mean", "segments": 8, "candidates": 300},
-    "two_stage-mean8-C1000": {"index": "two_stage", "first_stage": "mean", "segments": 8, "candidates": 1000},
-    "two_stage-mean1-C1000": {"index": "two_stage", "first_stage": "mean", "segments": 1, "candidates": 1000},
-    "two_stage-ann8-p64-C1000": {"index": "two_stage", "first_stage": "ann", "segments": 8, "probe": 64, "candidates": 1000},
+    "two_stage-mean8-C300": {
+        "index": "two_stage",
+        "first_stage": "mean",
+        "segments": 8,
+        "candidates": 300,
+    },
+    "two_stage-mean8-C1000": {
+        "index": "two_stage",
+        "first_stage": "mean",
+        "segments": 8,
+        "candidates": 1000,
+    },
+    "two_stage-mean1-C1000": {
+        "index": "two_stage",
+        "first_stage": "mean",
+        "segments": 1,
+        "candidates": 1000,
+    },
+    "two_stage-ann8-p64-C1000": {
+        "index": "two_stage",
+        "first_stage": "ann",
+        "segments": 8,
+        "probe": 64,
+        "candidates": 1000,
+    },
 }
 
 

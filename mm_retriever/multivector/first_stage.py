@@ -78,7 +78,10 @@ class BinaryFirstStage(_ScanFirstStage):
             block = order[i:j]
             if rows is None:  # contiguous: slice, no copy of the codes
                 start, stop = offsets[block[0]], offsets[block[-1] + 1]
-                bits, offs = self.codes.values[start:stop], offsets[block[0] : block[-1] + 2] - start
+                bits, offs = (
+                    self.codes.values[start:stop],
+                    offsets[block[0] : block[-1] + 2] - start,
+                )
             else:
                 bits, offs = self.codes.take(block)
             out[i:j] = maxsim_scores(q, unpack_signs(bits), offs)
@@ -144,10 +147,7 @@ class AnnFirstStage(MeanFirstStage):
     @property
     def nbytes(self) -> int:
         return int(
-            super().nbytes
-            + self.graph.memory_usage
-            + self._ids.nbytes
-            + self._row_of_id.nbytes
+            super().nbytes + self.graph.memory_usage + self._ids.nbytes + self._row_of_id.nbytes
         )
 
     def add(self, multivectors: Sequence[np.ndarray]) -> None:

@@ -7,6 +7,7 @@ Page ``i`` owns ``values[offsets[i]:offsets[i + 1]]`` — the layout Arrow alrea
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -69,7 +70,7 @@ class FlatMultiVectors:
     def append_flat(self, values: np.ndarray, lengths: np.ndarray) -> None:
         """Append rows given already flat (``values [sum(lengths), D]``)."""
         starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        self.append([values[s:e] for s, e in zip(starts[:-1], starts[1:], strict=True)])
+        self.append([values[s:e] for s, e in itertools.pairwise(starts)])
 
     def delete(self, rows: np.ndarray) -> None:
         """Remove the rows at positions ``rows`` (later rows move up; one compaction pass)."""

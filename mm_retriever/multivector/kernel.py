@@ -20,13 +20,21 @@ def as_torch(x: Any) -> Any:
 
 
 def maxsim_scores(
-    query: Any, values: Any, offsets: np.ndarray, rows: np.ndarray | None = None
+    query: Any,
+    values: Any,
+    offsets: np.ndarray,
+    rows: np.ndarray | None = None,
+    page_scale: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Exact MaxSim of ``query [Q, D]`` against flat pages (all, or ``rows``): float32 numpy."""
+    """Exact MaxSim of ``query [Q, D]`` against flat pages (all, or ``rows``): float32 numpy.
+
+    int8 ``values`` are codes, page ``i`` being ``values * page_scale[i]``.
+    """
     from mm_retriever.maxsim import maxsim_flat
 
     r = None if rows is None else as_torch(np.asarray(rows, dtype=np.int64))
-    scores = maxsim_flat(as_torch(query), as_torch(values), as_torch(offsets), r)
+    scale = None if page_scale is None else as_torch(np.asarray(page_scale, np.float32))
+    scores = maxsim_flat(as_torch(query), as_torch(values), as_torch(offsets), r, page_scale=scale)
     return scores.float().cpu().numpy()
 
 

@@ -20,7 +20,7 @@ Fetch = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 class TwoStageIndex:
-    """First stage (``binary``, ``mean`` or ``ann``) over all pages, exact rerank of the top candidates."""
+    """First stage (``binary``, ``mean`` or ``ann``) over all pages, exact rerank of the best."""
 
     kind = "two_stage"
 

@@ -7,7 +7,8 @@ first (``pool_factor``, colpali-engine's hierarchical token pooler). Searching g
 
 - ``"exact"``: every stored vector flat in RAM, exact MaxSim over all (or the filtered) pages.
 - ``"two_stage"``: a compact first stage in RAM (``first_stage``: ``"mean"`` segment means,
-  ``"binary"`` sign bits, or ``"ann"``: an HNSW graph over the segment means) picks ``candidates`` pages; their stored vectors are read by row from
+  ``"binary"`` sign bits, or ``"ann"``: an HNSW graph over the segment means) picks
+  ``candidates`` pages; their stored vectors are read by row from
   the Lance table and reranked by exact MaxSim.
 
 Nothing is read when an index is opened. The first query builds the in-RAM structures in one
@@ -17,6 +18,7 @@ table version) costs a read of the key columns plus the added rows only.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -82,7 +84,9 @@ class PageImageRetriever(LegBase):
     ) -> None:
         super().__init__(name, device)
         if storage_dtype not in STORAGE_DTYPES:
-            raise ValueError(f"storage_dtype must be one of {STORAGE_DTYPES}, got {storage_dtype!r}")
+            raise ValueError(
+                f"storage_dtype must be one of {STORAGE_DTYPES}, got {storage_dtype!r}"
+            )
         if index not in INDEX_TYPES:
             raise ValueError(f"index must be one of {INDEX_TYPES}, got {index!r}")
         if first_stage not in FIRST_STAGES:
@@ -155,8 +159,13 @@ class PageImageRetriever(LegBase):
         return [*_KEYS, "vectors", *(["scale"] if "scale" in names else [])]
 
     @staticmethod
-    def _flat(data: pa.Table) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int]]]:
-        """``(values float16/32, offsets, keys)`` of Arrow rows (int8 rows dequantised)."""
+    def _flat(
+        data: pa.Table, dequantize: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int]]]:
+        """``(values, offsets, keys)`` of Arrow rows; int8 rows dequantised to float16.
+
+        With ``dequantize=False`` int8 rows stay codes (their scales: ``_scales(data)``).
+        """
         col = data.column("vectors")
         col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
         dim = col.type.value_type.list_size
@@ -164,7 +173,7 @@ class PageImageRetriever(LegBase):
         flat = col.flatten().flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
         values = flat[offsets[0] : offsets[-1]]
         offsets = offsets - offsets[0]
-        if "scale" in data.schema.names:
+        if dequantize and "scale" in data.schema.names:
             scale = np.repeat(data.column("scale").to_numpy(), np.diff(offsets))
             values = (values.astype(np.float32) * scale[:, None]).astype(np.float16)
         keys = list(zip(*(data.column(c).to_pylist() for c in _KEYS), strict=True))
@@ -185,7 +194,7 @@ class PageImageRetriever(LegBase):
         from mm_retriever.multivector import ExactIndex, TwoStageIndex
 
         if self.index_type == "exact":
-            return ExactIndex(dim, "float32" if self.storage_dtype == "float32" else "float16")
+            return ExactIndex(dim, self.storage_dtype)
         return TwoStageIndex(
             dim,
             self._fetch,
@@ -200,8 +209,13 @@ class PageImageRetriever(LegBase):
             data = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
             if data.num_rows == 0:
                 continue
-            values, offsets, keys = self._flat(data)
-            mv.add(keys, [values[s:e] for s, e in zip(offsets[:-1], offsets[1:], strict=True)])
+            codes = mv.kind == "exact" and "scale" in data.schema.names
+            values, offsets, keys = self._flat(data, dequantize=not codes)
+            mats = [values[s:e] for s, e in itertools.pairwise(offsets)]
+            if codes:  # an int8 exact index keeps the stored codes and scales as they are
+                mv.add(keys, mats, data.column("scale").to_numpy())
+            else:
+                mv.add(keys, mats)
 
     def _build(self, tbl: Table) -> ExactIndex | TwoStageIndex:
         """One streaming pass over the table (batches of rows; the table is never held whole)."""
