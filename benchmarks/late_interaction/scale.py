@@ -15,9 +15,11 @@ build time (first stage from a streaming read of the table).
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +113,9 @@ def write_table(root: Path, corpus: Corpus, n_pages: int) -> tuple[Any, float]:
         else:
             tbl.add(data)
     if tbl.stats()["fragment_stats"]["num_fragments"] > 1:
-        tbl.optimize()
+        with warnings.catch_warnings():  # one writer, no readers: drop the pre-compaction files
+            warnings.filterwarnings("ignore", message=".*removes every version.*")
+            tbl.optimize(cleanup_older_than=dt.timedelta(0))
     return tbl, time.perf_counter() - t0
 
 
