@@ -20,7 +20,7 @@ Fetch = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 class TwoStageIndex:
-    """First stage (``binary``, ``mean`` or ``ann``) over all pages, exact rerank of the best."""
+    """A first stage (``binary``, ``mean``, ``ann``, ``cascade``), exact rerank of its best."""
 
     kind = "two_stage"
 
@@ -33,13 +33,14 @@ class TwoStageIndex:
         segments: int = 8,
         candidates: int = 300,
         probe: int = 64,
+        prefilter: int = 3000,
     ) -> None:
         if candidates < 1:
             raise ValueError(f"candidates must be >= 1, got {candidates}")
         self.dim = dim
         self.fetch = fetch
         self.candidates = candidates
-        self.first = build_first_stage(first_stage, dim, segments, probe)
+        self.first = build_first_stage(first_stage, dim, segments, probe, prefilter)
         self._rows = KeyedRows()
 
     def __len__(self) -> int:

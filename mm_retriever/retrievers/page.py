@@ -7,7 +7,8 @@ first (``pool_factor``, colpali-engine's hierarchical token pooler). Searching g
 
 - ``"exact"``: every stored vector flat in RAM, exact MaxSim over all (or the filtered) pages.
 - ``"two_stage"``: a compact first stage in RAM (``first_stage``: ``"mean"`` segment means,
-  ``"binary"`` sign bits, or ``"ann"``: an HNSW graph over the segment means) picks
+  ``"binary"`` sign bits, ``"cascade"``: means then sign bits, or ``"ann"``: an HNSW graph
+  over the segment means) picks
   ``candidates`` pages; their stored vectors are read by row from
   the Lance table and reranked by exact MaxSim.
 
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 DEFAULT_PAGE_ENCODER = {"name": "colpali", "options": {"model": DEFAULT_PAGE_MODEL}}
 STORAGE_DTYPES = ("float16", "float32", "int8")
 INDEX_TYPES = ("exact", "two_stage")
-FIRST_STAGES = ("mean", "binary", "ann")
+FIRST_STAGES = ("mean", "binary", "ann", "cascade")
 _KEYS = ["doc_id", "page_index"]
 _BUILD_BATCH = 2048
 
@@ -76,10 +77,11 @@ class PageImageRetriever(LegBase):
         device: str | None = None,
         storage_dtype: Literal["float16", "float32", "int8"] = "float16",
         index: Literal["exact", "two_stage"] = "exact",
-        first_stage: Literal["mean", "binary", "ann"] = "mean",
+        first_stage: Literal["mean", "binary", "ann", "cascade"] = "cascade",
         segments: int = 8,
         candidates: int = 300,
         probe: int = 64,
+        prefilter: int = 3000,
         pool_factor: int = 1,
     ) -> None:
         super().__init__(name, device)
@@ -91,7 +93,12 @@ class PageImageRetriever(LegBase):
             raise ValueError(f"index must be one of {INDEX_TYPES}, got {index!r}")
         if first_stage not in FIRST_STAGES:
             raise ValueError(f"first_stage must be one of {FIRST_STAGES}, got {first_stage!r}")
-        for label, value in (("segments", segments), ("candidates", candidates), ("probe", probe)):
+        for label, value in (
+            ("segments", segments),
+            ("candidates", candidates),
+            ("probe", probe),
+            ("prefilter", prefilter),
+        ):
             if int(value) < 1:
                 raise ValueError(f"{label} must be >= 1, got {value!r}")
         if int(pool_factor) < 1:
@@ -104,6 +111,7 @@ class PageImageRetriever(LegBase):
         self.segments = int(segments)
         self.candidates = int(candidates)
         self.probe = int(probe)
+        self.prefilter = int(prefilter)
         self.pool_factor = int(pool_factor)
         self._mv: ExactIndex | TwoStageIndex | None = None
         self._version: int | None = None
@@ -202,6 +210,7 @@ class PageImageRetriever(LegBase):
             segments=self.segments,
             candidates=self.candidates,
             probe=self.probe,
+            prefilter=self.prefilter,
         )
 
     def _add_from(self, mv: ExactIndex | TwoStageIndex, batches: Any) -> None:
@@ -326,5 +335,6 @@ class PageImageRetriever(LegBase):
             "segments": self.segments,
             "candidates": self.candidates,
             "probe": self.probe,
+            "prefilter": self.prefilter,
             "pool_factor": self.pool_factor,
         }
