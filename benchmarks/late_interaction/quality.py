@@ -136,6 +136,18 @@ def evaluate(proxy: dict[str, Any], log: Any) -> list[dict[str, Any]]:
             {"first_stage": "mean", "segments": 1, "candidates": 300},
         ),
         (
+            "two_stage cascade P300 C50 unpooled",
+            1,
+            "float16",
+            {"first_stage": "cascade", "prefilter": 300, "candidates": 50},
+        ),
+        (
+            "two_stage cascade P300 C50 pool3 int8",
+            3,
+            "int8",
+            {"first_stage": "cascade", "prefilter": 300, "candidates": 50},
+        ),
+        (
             "two_stage binary C300 pool3 int8",
             3,
             "int8",
