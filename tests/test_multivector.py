@@ -112,13 +112,14 @@ def test_pool_tokens_is_colpali_engines_pooler() -> None:
         pool_tokens(mats, 0)
 
 
-@pytest.mark.parametrize("first_stage", ["mean", "binary"])
+@pytest.mark.parametrize("first_stage", ["mean", "binary", "cascade", "ann"])
 def test_indexes_equal_score_multi_vector(first_stage: str) -> None:
     pages, queries = clustered_pages(60, tokens=10)
     exact = ExactIndex(64)
     exact.add(keys_for(60), pages)
     # with candidates >= pages the two-stage result is the exact one
-    two, _ = in_memory_two_stage(pages, first_stage=first_stage, candidates=60)
+    wide = {"probe": 512} if first_stage == "ann" else {}  # the graph must reach every page
+    two, _ = in_memory_two_stage(pages, first_stage=first_stage, candidates=60, **wide)
     assert isinstance(exact, MultiVectorIndex) and isinstance(two, MultiVectorIndex)
     ref = score_multi_vector(
         [torch.from_numpy(q) for q in queries], [torch.from_numpy(p).float() for p in pages]
@@ -133,7 +134,12 @@ def test_indexes_equal_score_multi_vector(first_stage: str) -> None:
 
 @pytest.mark.parametrize(
     ("first_stage", "options", "threshold"),
-    [("binary", {}, 0.95), ("mean", {"segments": 8}, 0.93)],
+    [
+        ("binary", {}, 0.95),
+        ("mean", {"segments": 8}, 0.93),
+        ("cascade", {"segments": 8, "prefilter": 1000}, 0.95),
+        ("ann", {"segments": 8, "probe": 64}, 0.9),
+    ],
 )
 def test_two_stage_recall_at_10_against_exact(first_stage, options, threshold) -> None:
     pages, queries = clustered_pages(3000)
@@ -177,6 +183,13 @@ REPRESENTATIONS = {
     "exact-int8": {"storage_dtype": "int8"},
     "two-stage-mean": {"index": "two_stage", "first_stage": "mean", "segments": 2, "candidates": 3},
     "two-stage-binary": {"index": "two_stage", "first_stage": "binary", "candidates": 3},
+    "two-stage-cascade": {
+        "index": "two_stage",
+        "first_stage": "cascade",
+        "prefilter": 4,
+        "candidates": 3,
+    },
+    "two-stage-ann": {"index": "two_stage", "first_stage": "ann", "probe": 4, "candidates": 3},
     "pooled-binary-int8": {
         "index": "two_stage",
         "first_stage": "binary",
