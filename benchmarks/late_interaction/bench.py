@@ -82,6 +82,9 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=20)
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "mm-li-bench")
     ap.add_argument("--skip-kernel", action="store_true")
+    ap.add_argument(
+        "--kernel-from", type=Path, help="take the kernel table from an earlier result JSON"
+    )
     ap.add_argument("--skip-quality", action="store_true")
     args = ap.parse_args()
     sizes = (
@@ -95,10 +98,14 @@ def main() -> None:
         "command": "bash benchmarks/late_interaction/run.sh " + " ".join(sys.argv[1:]),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "kernel": {} if args.skip_kernel else kernel_table(args.quick),
+        "kernel": {} if args.skip_kernel or args.kernel_from else kernel_table(args.quick),
         "scale_corpus": scale.__doc__.strip(),
         "scale": [],
     }
+    if args.kernel_from:
+        earlier = json.loads(args.kernel_from.read_text())
+        result["kernel"] = earlier["kernel"]
+        result["kernel_from"] = {"command": earlier["command"], "date": earlier["date"]}
     args.work.mkdir(parents=True, exist_ok=True)
     for n in sizes:
         result["scale"].extend(
