@@ -77,7 +77,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="kernel table + 10k pages only")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
-    ap.add_argument("--sizes", default=None, help="comma-separated page counts (default by mode)")
+    ap.add_argument(
+        "--sizes", default=None, help="comma-separated page counts (default by mode), or none"
+    )
     ap.add_argument("--tokens", type=int, default=128, help="synthetic vectors per page")
     ap.add_argument("--queries", type=int, default=20)
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "mm-li-bench")
@@ -87,11 +89,12 @@ def main() -> None:
     )
     ap.add_argument("--skip-quality", action="store_true")
     args = ap.parse_args()
-    sizes = (
-        [int(s) for s in args.sizes.split(",")]
-        if args.sizes
-        else ([10_000] if args.quick else [10_000, 100_000])
-    )
+    if args.sizes == "none":  # kernel and/or quality only
+        sizes = []
+    elif args.sizes:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    else:
+        sizes = [10_000] if args.quick else [10_000, 100_000]
     import scale
 
     result: dict = {
