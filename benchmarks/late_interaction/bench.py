@@ -88,6 +88,7 @@ def main() -> None:
         "--kernel-from", type=Path, help="take the kernel table from an earlier result JSON"
     )
     ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--reps", default=None, help="comma-separated representation names to run")
     args = ap.parse_args()
     if args.sizes == "none":  # kernel and/or quality only
         sizes = []
@@ -96,6 +97,13 @@ def main() -> None:
     else:
         sizes = [10_000] if args.quick else [10_000, 100_000]
     import scale
+
+    if args.reps:
+        keep = args.reps.split(",")
+        unknown = set(keep) - set(scale.REPRESENTATIONS)
+        if unknown:
+            ap.error(f"unknown representations {sorted(unknown)}; see scale.REPRESENTATIONS")
+        scale.REPRESENTATIONS = {k: v for k, v in scale.REPRESENTATIONS.items() if k in keep}
 
     result: dict = {
         "command": "bash benchmarks/late_interaction/run.sh " + " ".join(sys.argv[1:]),
