@@ -171,8 +171,20 @@ def _maxsim_torch(
 def _executor(threads: int) -> ThreadPoolExecutor:
     global _pool, _pool_size
     if _pool is None or _pool_size != threads:
+        if _pool is not None:
+            _pool.shutdown(wait=False)
         _pool, _pool_size = ThreadPoolExecutor(threads, thread_name_prefix="maxsim"), threads
     return _pool
+
+
+def _forget_pool_after_fork() -> None:
+    """A forked child has none of the parent's threads: start a fresh pool there."""
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 
 def _pack_b(x: torch.Tensor, groups: int) -> torch.Tensor:

@@ -216,6 +216,29 @@ def test_kernel_builds_into_a_fresh_cache(monkeypatch, tmp_path):
     assert len(list(tmp_path.glob("maxsim_amx_*.so"))) == 1
 
 
+def _score_in_child(conn, args) -> None:
+    conn.send(maxsim_flat(*args).tolist())
+    conn.close()
+
+
+def test_works_in_a_forked_child():
+    """The thread pool is per process: a fork after use must not hang."""
+    import multiprocessing as mp
+
+    pages = _pages([100] * 200, 128, torch.bfloat16, seed=13)
+    values, offsets = _flat(pages)
+    query = torch.randn(20, 128).bfloat16()
+    parent = maxsim_flat(query, values, offsets)
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_score_in_child, args=(send, (query, values, offsets)))
+    proc.start()
+    assert recv.poll(60), "child did not answer"
+    child = torch.tensor(recv.recv())
+    proc.join(10)
+    torch.testing.assert_close(child, parent)
+
+
 def test_backend_from_environment(monkeypatch):
     pages = _pages([4, 20], 128, torch.bfloat16, seed=11)
     values, offsets = _flat(pages)

@@ -179,6 +179,11 @@ def run(args: argparse.Namespace) -> dict:
     flat32 = values.view(-1).view(torch.uint8)[: (values.numel() * values.element_size()) // 4 * 4]
     flat32 = flat32.view(torch.float32)
     copy_dst = torch.empty_like(values)
+    # The same pages stored as float16 and as int8 codes (one scale for all pages).
+    values_fp16 = values.to(torch.float16)
+    codes = torch.empty(values.shape, dtype=torch.int8)
+    for i in range(0, values.shape[0], 1 << 18):
+        codes[i : i + (1 << 18)] = (values[i : i + (1 << 18)].float() * 127).round().to(torch.int8)
     fallback = (query, values, offsets, torch.arange(args.fallback_pages))
     rounds = Rounds()
     cp = args.colpali_pages
@@ -189,6 +194,8 @@ def run(args: argparse.Namespace) -> dict:
         rounds.time("ours", lambda: maxsim_flat(query, values, offsets))
         rounds.time("plain_torch", lambda: plain_torch([query], values, nv))
         rounds.time("colpali_engine", lambda: colpali_engine([query], values, nv, cp))
+        rounds.time("ours_float16", lambda: maxsim_flat(query, values_fp16, offsets))
+        rounds.time("ours_int8", lambda: maxsim_flat(query, codes, offsets, page_scale=1 / 127))
         rounds.time("ours_batch", lambda: maxsim_flat_batch(batch, values, offsets))
         rounds.time("plain_torch_batch", lambda: plain_torch(batch, values, nv))
         rounds.time("colpali_engine_batch", lambda: colpali_engine(batch, values, nv, cpb))
@@ -254,6 +261,16 @@ def run(args: argparse.Namespace) -> dict:
             / (rounds.rate("colpali_engine_batch", cpb) * nb),
         },
         "exactness": check,
+        "variants": {
+            name: {
+                "page_bytes": nv * dim * size,
+                "ours_pages_per_s": rounds.rate(f"ours_{name}", n),
+                "bandwidth_bound_pages_per_s": read_gbs * 1e9 / (nv * dim * size),
+                "fraction_of_roofline": rounds.rate(f"ours_{name}", n)
+                / min(read_gbs * 1e9 / (nv * dim * size), gemm_bound),
+            }
+            for name, size in (("float16", 2), ("int8", 1))
+        },
     }
     return {
         "command": " ".join(["uv run --frozen python", *sys.argv]),
