@@ -222,7 +222,7 @@ def _maxsim_amx(
         )  # fmt: skip
 
     threads = max(1, torch.get_num_threads())
-    if threads == 1 or n <= _AMX_CHUNK_PAGES:
+    if threads == 1 or n < 16:  # a rerank of a few pages: not worth a thread hand-off
         codes = [run(0, n)] if n else []
     else:
         chunk = max(8, min(_AMX_CHUNK_PAGES, math.ceil(n / threads)))

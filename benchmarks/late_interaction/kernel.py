@@ -292,26 +292,31 @@ def run(args: argparse.Namespace) -> dict:
             for name, size in (("float16", 2), ("int8", 1))
         },
     }
+    setup = {
+        "pages": n,
+        "page_vectors": nv,
+        "dim": dim,
+        "dtype": args.dtype,
+        "page_bytes": page_bytes,
+        "query_tokens": qt,
+        "query_dtype": args.dtype,
+        "batch_queries": nb,
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "colpali_engine_pages": cp,
+        "colpali_engine_batch_pages": cpb,
+        "rates": "best of the rounds (median under 'median'); all sides interleaved per round",
+        "data": "synthetic L2-normalised Gaussian vectors (speed does not depend on values)",
+    }
+    # setup and machine also inside "kernel": run.sh merges only that object into its file
+    kernel["setup"] = setup
+    kernel["machine"] = {k: machine[k] for k in ("cpu_model", "cores", "cpu_flags", "torch")}
+    kernel["machine"]["loadavg"] = [machine["loadavg_start"], machine["loadavg_end"]]
     return {
         "command": " ".join(["uv run --frozen python", *sys.argv]),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine,
-        "setup": {
-            "pages": n,
-            "page_vectors": nv,
-            "dim": dim,
-            "dtype": args.dtype,
-            "page_bytes": page_bytes,
-            "query_tokens": qt,
-            "query_dtype": args.dtype,
-            "batch_queries": nb,
-            "threads": args.threads,
-            "rounds": args.rounds,
-            "colpali_engine_pages": cp,
-            "colpali_engine_batch_pages": cpb,
-            "rates": "best of the rounds (median under 'median'); all sides interleaved per round",
-            "data": "synthetic L2-normalised Gaussian vectors (speed does not depend on values)",
-        },
+        "setup": setup,
         "kernel": kernel,
     }
 
