@@ -34,7 +34,7 @@ from mm_retriever import maxsim_native
 
 _VALUE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.int8)
 _AMX_KINDS = {torch.bfloat16: 0, torch.float16: 1, torch.int8: 2}
-BACKENDS = ("auto", "amx", "torch")
+BACKENDS = ("auto", "amx", "cpu", "torch")
 
 Rows = torch.Tensor | np.ndarray | Sequence[int] | None
 
@@ -97,27 +97,40 @@ def _resolve_backend(backend: str | None, values: torch.Tensor) -> str:
     name = (backend or os.environ.get("MM_RETRIEVER_MAXSIM") or "auto").lower()
     if name not in BACKENDS:
         raise ValueError(f"MaxSim backend must be one of {BACKENDS}, got {name!r}")
-    amx_ok = (
+    if name == "torch":
+        return name
+    native_ok = (
         values.device.type == "cpu"
         and values.dtype in _AMX_KINDS
-        and values.shape[1] % 32 == 0
         and values.stride(1) == 1
         and values.stride(0) == values.shape[1]
     )
-    if name == "torch" or (name == "auto" and not amx_ok):
-        return "torch"
-    if not amx_ok:
+    amx_ok = native_ok and values.shape[1] % 32 == 0
+    if name == "amx" and not amx_ok:
         raise ValueError(
             "the amx backend needs row-contiguous bfloat16/float16/int8 CPU values with D a "
             f"multiple of 32; got {values.dtype} {tuple(values.shape)} on {values.device}"
         )
-    if maxsim_native.load() is None:
+    if name == "cpu" and not native_ok:
+        raise ValueError(
+            "the cpu backend needs row-contiguous bfloat16/float16/int8 CPU values; "
+            f"got {values.dtype} {tuple(values.shape)} on {values.device}"
+        )
+    if name in ("auto", "amx") and amx_ok:
+        if maxsim_native.load() is not None:
+            return "amx"
         if name == "amx":
             raise RuntimeError(
-                f"AMX MaxSim kernel unavailable: {maxsim_native.unavailable_reason()}"
+                f"AMX MaxSim kernel unavailable: {maxsim_native.unavailable_reason('amx')}"
             )
-        return "torch"
-    return "amx"
+    if native_ok:
+        if maxsim_native.load_generic() is not None:
+            return "cpu"
+        if name == "cpu":
+            raise RuntimeError(
+                f"cpu MaxSim kernel unavailable: {maxsim_native.unavailable_reason('cpu')}"
+            )
+    return "torch"
 
 
 def amx_available() -> bool:
@@ -192,6 +205,19 @@ def _pack_b(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.view(groups, 16, x.shape[1] // 32, 16, 2).permute(0, 2, 3, 1, 4).contiguous()
 
 
+def _run_chunks(run, n: int) -> None:
+    """``run(start, stop)`` over pages ``[0, n)`` on ``torch.get_num_threads()`` threads."""
+    threads = max(1, torch.get_num_threads())
+    if threads == 1 or n < 16:  # a rerank of a few pages: not worth a thread hand-off
+        codes = [run(0, n)] if n else []
+    else:
+        chunk = max(8, min(_AMX_CHUNK_PAGES, math.ceil(n / threads)))
+        bounds = [(s, min(n, s + chunk)) for s in range(0, n, chunk)]
+        codes = list(_executor(threads).map(lambda b: run(*b), bounds))
+    if any(codes):
+        raise MemoryError("MaxSim kernel could not allocate its scratch memory")
+
+
 def _maxsim_amx(
     q_all: torch.Tensor,
     q_split: list[int],
@@ -221,15 +247,38 @@ def _maxsim_amx(
             len(q_split), out.data_ptr() + 4 * start, n,
         )  # fmt: skip
 
-    threads = max(1, torch.get_num_threads())
-    if threads == 1 or n < 16:  # a rerank of a few pages: not worth a thread hand-off
-        codes = [run(0, n)] if n else []
-    else:
-        chunk = max(8, min(_AMX_CHUNK_PAGES, math.ceil(n / threads)))
-        bounds = [(s, min(n, s + chunk)) for s in range(0, n, chunk)]
-        codes = list(_executor(threads).map(lambda b: run(*b), bounds))
-    if any(codes):
-        raise MemoryError("AMX MaxSim kernel could not allocate its scratch memory")
+    _run_chunks(run, n)
+    return out
+
+
+def _maxsim_cpu(
+    q_all: torch.Tensor,
+    q_split: list[int],
+    values: torch.Tensor,
+    offs: torch.Tensor,
+    r: torch.Tensor,
+) -> torch.Tensor:
+    """The portable compiled float32 kernel (``_maxsim_generic.c``)."""
+    lib = maxsim_native.load_generic()
+    assert lib is not None
+    n_q_tokens, dim = q_all.shape
+    groups = max(1, math.ceil(n_q_tokens / 16))
+    padded = torch.zeros(groups * 16, dim, dtype=torch.float32)
+    padded[:n_q_tokens] = q_all
+    q_t = padded.view(groups, 16, dim).permute(2, 0, 1).contiguous()  # [D, G, 16]
+    qoff = torch.tensor([0, *np.cumsum(q_split)], dtype=torch.int64)
+    n = r.numel()
+    out = torch.empty(len(q_split), n, dtype=torch.float32)
+    kind = _AMX_KINDS[values.dtype]
+
+    def run(start: int, stop: int) -> int:
+        return lib.mm_maxsim_generic(
+            values.data_ptr(), kind, dim, offs.data_ptr(), r.data_ptr() + 8 * start,
+            stop - start, q_t.data_ptr(), groups, qoff.data_ptr(), len(q_split),
+            out.data_ptr() + 4 * start, n,
+        )  # fmt: skip
+
+    _run_chunks(run, n)
     return out
 
 
@@ -280,10 +329,8 @@ def maxsim_flat_batch(
     q_all = torch.cat([q.detach().float().cpu() for q in queries])
     if ds is not None:  # <q, diag(s) v> = <q * s, v>
         q_all = q_all * ds
-    if _resolve_backend(backend, values) == "amx":
-        out = _maxsim_amx(q_all, q_split, values, offs, r)
-    else:
-        out = _maxsim_torch(q_all, q_split, values, offs, r)
+    run = {"amx": _maxsim_amx, "cpu": _maxsim_cpu, "torch": _maxsim_torch}
+    out = run[_resolve_backend(backend, values)](q_all, q_split, values, offs, r)
     if ps is not None:  # max_j <q, s v_j> = s max_j <q, v_j> for s >= 0
         out *= ps[r]
     return out
