@@ -213,6 +213,8 @@ def run(args: argparse.Namespace) -> dict:
         rounds.time("colpali_engine_batch", lambda: colpali_engine(batch, values, nv, cpb))
         if r == 0 or not args.quick:
             rounds.time("ours_torch_fallback", lambda: maxsim_flat(*fallback, backend="torch"))
+            if maxsim_native.load_generic() is not None:
+                rounds.time("ours_cpu_kernel", lambda: maxsim_flat(*fallback, backend="cpu"))
         print(
             f"round {r + 1}/{args.rounds}: ours {rounds.rate('ours', n):,.0f} pages/s", flush=True
         )
@@ -246,6 +248,9 @@ def run(args: argparse.Namespace) -> dict:
         "speedup_vs_colpali_engine_float32": ours_rate / rounds.rate("colpali_engine_float32", cp),
         "plain_torch_pages_per_s": rounds.rate("plain_torch", n),
         "ours_torch_fallback_pages_per_s": rounds.rate("ours_torch_fallback", args.fallback_pages),
+        "ours_cpu_kernel_pages_per_s": rounds.rate("ours_cpu_kernel", args.fallback_pages)
+        if "ours_cpu_kernel" in rounds.times
+        else None,
         "bandwidth_bound_pages_per_s": bw_bound,
         "gemm_bound_pages_per_s": gemm_bound,
         "gemm_bound_fp32_pages_per_s": fp32_tflops * 1e12 / flops_page,
