@@ -4,20 +4,22 @@
 of one flat ``values [T_total, D]`` matrix, page ``i`` being ``values[offsets[i]:offsets[i + 1]]``
 (the layout Arrow list columns already have), so nothing is padded to the longest page.
 
-Two exact backends, chosen per call (``backend=``) or by ``MM_RETRIEVER_MAXSIM``
-(``auto`` default, ``amx``, ``torch``):
+Three exact backends, chosen per call (``backend=``) or by ``MM_RETRIEVER_MAXSIM``
+(``auto`` default, ``amx``, ``cpu``, ``torch``):
 
 - ``amx``: a fused C kernel on Intel AMX (:mod:`mm_retriever.maxsim_native`): 16 page vectors x
   16 query tokens per tile, running max kept in registers/L1, float32 accumulation of exact bf16
   products (float16 pages and float32 queries are split into bf16 hi + lo parts, int8 codes
   convert to bf16 exactly, so no input precision is lost). Pages are split over
   ``torch.get_num_threads()`` threads.
+- ``cpu``: the same blocking in portable float32 SIMD C (any CPU: AMD, ARM), same threads.
 - ``torch``: blocked float32 matmul + per-page max, a block of pages at a time so the similarity
   block stays small; runs anywhere torch does (any CPU, GPU tensors).
 
-``auto`` uses ``amx`` for bfloat16/float16/int8 values when the kernel loads here and ``torch``
-otherwise (float32 values, other CPUs, GPU tensors, non-contiguous views). Both agree with
-colpali-engine's ``score_multi_vector`` within float tolerance.
+``auto`` uses ``amx`` for bfloat16/float16/int8 values when that kernel loads here, else ``cpu``
+when a C compiler built it, else ``torch`` (also for float32 values, GPU tensors and
+non-contiguous views). All agree with colpali-engine's ``score_multi_vector`` within float
+tolerance.
 """
 
 from __future__ import annotations
