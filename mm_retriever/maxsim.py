@@ -354,12 +354,15 @@ def maxsim_flat(
     memmap or Arrow buffer), ``offsets`` int64 ``[N + 1]`` (page ``i`` is
     ``values[offsets[i]:offsets[i+1]]``), ``rows``: optional page indices to score, in that
     order. Returns float32 ``[N]`` (or ``[len(rows)]``); an empty page scores 0. Matches
-    colpali-engine's ``score_multi_vector`` on the same tensors.
+    colpali-engine's ``score_multi_vector`` on the same tensors (it zero-pads a batch of pages,
+    so a query token whose similarities to a shorter page are all negative gets 0 there; here the
+    true max is kept, as in :mod:`mm_retriever.scoring`; real ColPali embeddings never differ).
 
     Quantised pages: page ``i``'s vectors are taken as ``values * dim_scale * page_scale[i]``
     (``page_scale``: scalar or ``[N]``, >= 0; ``dim_scale``: ``[D]``), e.g. int8 codes with one
     scale a page; the scales are applied exactly (outside the max / folded into the query).
-    ``backend``: ``"auto"`` (default, or ``$MM_RETRIEVER_MAXSIM``), ``"amx"`` or ``"torch"``.
+    ``backend``: ``"auto"`` (default, or ``$MM_RETRIEVER_MAXSIM``), ``"amx"``, ``"cpu"``,
+    ``"torch"``.
     """
     return maxsim_flat_batch(
         [query], values, offsets, rows, page_scale=page_scale, dim_scale=dim_scale, backend=backend
