@@ -55,32 +55,42 @@ static void load_config(void) {
     _tile_loadconfig(&cfg);
 }
 
-/* float16 -> exact bf16 hi + lo split of a [16, D] block (rows beyond `rows` are zero). */
+/* float16 -> exact bf16 hi + lo split of a [16, D] block (rows beyond `rows` are zero).
+ * hi = x with the low 16 bits of its float32 form cleared (8 significant bits), lo = x - hi
+ * (at most 3 more bits): both are exact bf16 values, packed 32 at a time. */
 static void split_fp16(const uint16_t *src, int rows, int64_t D, uint16_t *hi, uint16_t *lo) {
-    for (int r = 0; r < 16; r++) {
-        for (int64_t d = 0; d < D; d += 16) {
-            __m512 x = _mm512_setzero_ps();
-            if (r < rows) x = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + r * D + d)));
-            __m256bh h = _mm512_cvtneps_pbh(x);
-            __m512 hf = _mm512_cvtpbh_ps(h);
-            __m256bh l = _mm512_cvtneps_pbh(_mm512_sub_ps(x, hf));
-            _mm256_storeu_si256((__m256i *)(hi + r * D + d), (__m256i)h);
-            _mm256_storeu_si256((__m256i *)(lo + r * D + d), (__m256i)l);
+    const __m512i mask = _mm512_set1_epi32((int)0xFFFF0000u);
+    for (int r = 0; r < rows; r++) {
+        for (int64_t d = 0; d < D; d += 32) {
+            const uint16_t *p = src + r * D + d;
+            __m512 x0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+            __m512 x1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 16)));
+            __m512 h0 = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x0), mask));
+            __m512 h1 = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x1), mask));
+            __m512bh h = _mm512_cvtne2ps_pbh(h1, h0);
+            __m512bh l = _mm512_cvtne2ps_pbh(_mm512_sub_ps(x1, h1), _mm512_sub_ps(x0, h0));
+            _mm512_storeu_si512((void *)(hi + r * D + d), (__m512i)h);
+            _mm512_storeu_si512((void *)(lo + r * D + d), (__m512i)l);
         }
+    }
+    if (rows < 16) {
+        memset(hi + rows * D, 0, (16 - rows) * D * 2);
+        memset(lo + rows * D, 0, (16 - rows) * D * 2);
     }
 }
 
 /* int8 codes -> bf16 (exact: |code| <= 128 fits a bf16 significand) of a [16, D] block. */
 static void int8_to_bf16(const int8_t *src, int rows, int64_t D, uint16_t *hi) {
-    for (int r = 0; r < 16; r++) {
-        for (int64_t d = 0; d < D; d += 16) {
-            __m512 x = _mm512_setzero_ps();
-            if (r < rows)
-                x = _mm512_cvtepi32_ps(
-                    _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(src + r * D + d))));
-            _mm256_storeu_si256((__m256i *)(hi + r * D + d), (__m256i)_mm512_cvtneps_pbh(x));
+    for (int r = 0; r < rows; r++) {
+        for (int64_t d = 0; d < D; d += 32) {
+            const int8_t *p = src + r * D + d;
+            __m512 x0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
+            __m512 x1 =
+                _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 16))));
+            _mm512_storeu_si512((void *)(hi + r * D + d), (__m512i)_mm512_cvtne2ps_pbh(x1, x0));
         }
     }
+    if (rows < 16) memset(hi + rows * D, 0, (16 - rows) * D * 2);
 }
 
 static inline void fold_max(const float *cbuf, int rows, float *m) {

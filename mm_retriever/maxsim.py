@@ -4,20 +4,22 @@
 of one flat ``values [T_total, D]`` matrix, page ``i`` being ``values[offsets[i]:offsets[i + 1]]``
 (the layout Arrow list columns already have), so nothing is padded to the longest page.
 
-Two exact backends, chosen per call (``backend=``) or by ``MM_RETRIEVER_MAXSIM``
-(``auto`` default, ``amx``, ``torch``):
+Three exact backends, chosen per call (``backend=``) or by ``MM_RETRIEVER_MAXSIM``
+(``auto`` default, ``amx``, ``cpu``, ``torch``):
 
 - ``amx``: a fused C kernel on Intel AMX (:mod:`mm_retriever.maxsim_native`): 16 page vectors x
   16 query tokens per tile, running max kept in registers/L1, float32 accumulation of exact bf16
   products (float16 pages and float32 queries are split into bf16 hi + lo parts, int8 codes
   convert to bf16 exactly, so no input precision is lost). Pages are split over
   ``torch.get_num_threads()`` threads.
+- ``cpu``: the same blocking in portable float32 SIMD C (any CPU: AMD, ARM), same threads.
 - ``torch``: blocked float32 matmul + per-page max, a block of pages at a time so the similarity
   block stays small; runs anywhere torch does (any CPU, GPU tensors).
 
-``auto`` uses ``amx`` for bfloat16/float16/int8 values when the kernel loads here and ``torch``
-otherwise (float32 values, other CPUs, GPU tensors, non-contiguous views). Both agree with
-colpali-engine's ``score_multi_vector`` within float tolerance.
+``auto`` uses ``amx`` for bfloat16/float16/int8 values when that kernel loads here, else ``cpu``
+when a C compiler built it, else ``torch`` (also for float32 values, GPU tensors and
+non-contiguous views). All agree with colpali-engine's ``score_multi_vector`` within float
+tolerance.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from mm_retriever import maxsim_native
 
 _VALUE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.int8)
 _AMX_KINDS = {torch.bfloat16: 0, torch.float16: 1, torch.int8: 2}
-BACKENDS = ("auto", "amx", "torch")
+BACKENDS = ("auto", "amx", "cpu", "torch")
 
 Rows = torch.Tensor | np.ndarray | Sequence[int] | None
 
@@ -97,27 +99,40 @@ def _resolve_backend(backend: str | None, values: torch.Tensor) -> str:
     name = (backend or os.environ.get("MM_RETRIEVER_MAXSIM") or "auto").lower()
     if name not in BACKENDS:
         raise ValueError(f"MaxSim backend must be one of {BACKENDS}, got {name!r}")
-    amx_ok = (
+    if name == "torch":
+        return name
+    native_ok = (
         values.device.type == "cpu"
         and values.dtype in _AMX_KINDS
-        and values.shape[1] % 32 == 0
         and values.stride(1) == 1
         and values.stride(0) == values.shape[1]
     )
-    if name == "torch" or (name == "auto" and not amx_ok):
-        return "torch"
-    if not amx_ok:
+    amx_ok = native_ok and values.shape[1] % 32 == 0
+    if name == "amx" and not amx_ok:
         raise ValueError(
             "the amx backend needs row-contiguous bfloat16/float16/int8 CPU values with D a "
             f"multiple of 32; got {values.dtype} {tuple(values.shape)} on {values.device}"
         )
-    if maxsim_native.load() is None:
+    if name == "cpu" and not native_ok:
+        raise ValueError(
+            "the cpu backend needs row-contiguous bfloat16/float16/int8 CPU values; "
+            f"got {values.dtype} {tuple(values.shape)} on {values.device}"
+        )
+    if name in ("auto", "amx") and amx_ok:
+        if maxsim_native.load() is not None:
+            return "amx"
         if name == "amx":
             raise RuntimeError(
-                f"AMX MaxSim kernel unavailable: {maxsim_native.unavailable_reason()}"
+                f"AMX MaxSim kernel unavailable: {maxsim_native.unavailable_reason('amx')}"
             )
-        return "torch"
-    return "amx"
+    if native_ok:
+        if maxsim_native.load_generic() is not None:
+            return "cpu"
+        if name == "cpu":
+            raise RuntimeError(
+                f"cpu MaxSim kernel unavailable: {maxsim_native.unavailable_reason('cpu')}"
+            )
+    return "torch"
 
 
 def amx_available() -> bool:
@@ -171,13 +186,38 @@ def _maxsim_torch(
 def _executor(threads: int) -> ThreadPoolExecutor:
     global _pool, _pool_size
     if _pool is None or _pool_size != threads:
+        if _pool is not None:
+            _pool.shutdown(wait=False)
         _pool, _pool_size = ThreadPoolExecutor(threads, thread_name_prefix="maxsim"), threads
     return _pool
+
+
+def _forget_pool_after_fork() -> None:
+    """A forked child has none of the parent's threads: start a fresh pool there."""
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 
 def _pack_b(x: torch.Tensor, groups: int) -> torch.Tensor:
     """[G*16, D] bf16 -> AMX B-tile (VNNI) layout [G, D/32, 16, 16, 2]."""
     return x.view(groups, 16, x.shape[1] // 32, 16, 2).permute(0, 2, 3, 1, 4).contiguous()
+
+
+def _run_chunks(run, n: int) -> None:
+    """``run(start, stop)`` over pages ``[0, n)`` on ``torch.get_num_threads()`` threads."""
+    threads = max(1, torch.get_num_threads())
+    if threads == 1 or n < 16:  # a rerank of a few pages: not worth a thread hand-off
+        codes = [run(0, n)] if n else []
+    else:
+        chunk = max(8, min(_AMX_CHUNK_PAGES, math.ceil(n / threads)))
+        bounds = [(s, min(n, s + chunk)) for s in range(0, n, chunk)]
+        codes = list(_executor(threads).map(lambda b: run(*b), bounds))
+    if any(codes):
+        raise MemoryError("MaxSim kernel could not allocate its scratch memory")
 
 
 def _maxsim_amx(
@@ -209,15 +249,38 @@ def _maxsim_amx(
             len(q_split), out.data_ptr() + 4 * start, n,
         )  # fmt: skip
 
-    threads = max(1, torch.get_num_threads())
-    if threads == 1 or n <= _AMX_CHUNK_PAGES:
-        codes = [run(0, n)] if n else []
-    else:
-        chunk = max(8, min(_AMX_CHUNK_PAGES, math.ceil(n / threads)))
-        bounds = [(s, min(n, s + chunk)) for s in range(0, n, chunk)]
-        codes = list(_executor(threads).map(lambda b: run(*b), bounds))
-    if any(codes):
-        raise MemoryError("AMX MaxSim kernel could not allocate its scratch memory")
+    _run_chunks(run, n)
+    return out
+
+
+def _maxsim_cpu(
+    q_all: torch.Tensor,
+    q_split: list[int],
+    values: torch.Tensor,
+    offs: torch.Tensor,
+    r: torch.Tensor,
+) -> torch.Tensor:
+    """The portable compiled float32 kernel (``_maxsim_generic.c``)."""
+    lib = maxsim_native.load_generic()
+    assert lib is not None
+    n_q_tokens, dim = q_all.shape
+    groups = max(1, math.ceil(n_q_tokens / 16))
+    padded = torch.zeros(groups * 16, dim, dtype=torch.float32)
+    padded[:n_q_tokens] = q_all
+    q_t = padded.view(groups, 16, dim).permute(2, 0, 1).contiguous()  # [D, G, 16]
+    qoff = torch.tensor([0, *np.cumsum(q_split)], dtype=torch.int64)
+    n = r.numel()
+    out = torch.empty(len(q_split), n, dtype=torch.float32)
+    kind = _AMX_KINDS[values.dtype]
+
+    def run(start: int, stop: int) -> int:
+        return lib.mm_maxsim_generic(
+            values.data_ptr(), kind, dim, offs.data_ptr(), r.data_ptr() + 8 * start,
+            stop - start, q_t.data_ptr(), groups, qoff.data_ptr(), len(q_split),
+            out.data_ptr() + 4 * start, n,
+        )  # fmt: skip
+
+    _run_chunks(run, n)
     return out
 
 
@@ -268,10 +331,8 @@ def maxsim_flat_batch(
     q_all = torch.cat([q.detach().float().cpu() for q in queries])
     if ds is not None:  # <q, diag(s) v> = <q * s, v>
         q_all = q_all * ds
-    if _resolve_backend(backend, values) == "amx":
-        out = _maxsim_amx(q_all, q_split, values, offs, r)
-    else:
-        out = _maxsim_torch(q_all, q_split, values, offs, r)
+    run = {"amx": _maxsim_amx, "cpu": _maxsim_cpu, "torch": _maxsim_torch}
+    out = run[_resolve_backend(backend, values)](q_all, q_split, values, offs, r)
     if ps is not None:  # max_j <q, s v_j> = s max_j <q, v_j> for s >= 0
         out *= ps[r]
     return out
@@ -293,12 +354,15 @@ def maxsim_flat(
     memmap or Arrow buffer), ``offsets`` int64 ``[N + 1]`` (page ``i`` is
     ``values[offsets[i]:offsets[i+1]]``), ``rows``: optional page indices to score, in that
     order. Returns float32 ``[N]`` (or ``[len(rows)]``); an empty page scores 0. Matches
-    colpali-engine's ``score_multi_vector`` on the same tensors.
+    colpali-engine's ``score_multi_vector`` on the same tensors (it zero-pads a batch of pages,
+    so a query token whose similarities to a shorter page are all negative gets 0 there; here the
+    true max is kept, as in :mod:`mm_retriever.scoring`; real ColPali embeddings never differ).
 
     Quantised pages: page ``i``'s vectors are taken as ``values * dim_scale * page_scale[i]``
     (``page_scale``: scalar or ``[N]``, >= 0; ``dim_scale``: ``[D]``), e.g. int8 codes with one
     scale a page; the scales are applied exactly (outside the max / folded into the query).
-    ``backend``: ``"auto"`` (default, or ``$MM_RETRIEVER_MAXSIM``), ``"amx"`` or ``"torch"``.
+    ``backend``: ``"auto"`` (default, or ``$MM_RETRIEVER_MAXSIM``), ``"amx"``, ``"cpu"``,
+    ``"torch"``.
     """
     return maxsim_flat_batch(
         [query], values, offsets, rows, page_scale=page_scale, dim_scale=dim_scale, backend=backend

@@ -1,10 +1,15 @@
-"""The compiled AMX MaxSim kernel (``_maxsim_amx.c``): built on first use, loaded through ctypes.
+"""The compiled MaxSim kernels: built on first use, loaded through ctypes.
 
-The C source ships with the package; on an x86-64 Linux CPU with AMX-BF16 and AVX512-BF16 it
-is compiled once with the system C compiler (``$CC`` or ``cc``) into a per-user cache
-(``$MM_RETRIEVER_KERNEL_CACHE`` or ``~/.cache/mm-retriever/kernels``). Wherever that cannot
-happen (another CPU, no compiler, the kernel refusing AMX) :func:`load` returns ``None`` and
-:func:`unavailable_reason` says why; callers then use the exact torch path.
+Two C sources ship with the package and are compiled once with the system C compiler (``$CC``
+or ``cc``) into a per-user cache (``$MM_RETRIEVER_KERNEL_CACHE`` or
+``~/.cache/mm-retriever/kernels``):
+
+- ``_maxsim_amx.c`` (:func:`load`): x86-64 Linux CPUs with AMX-BF16 and AVX512-BF16;
+- ``_maxsim_generic.c`` (:func:`load_generic`): any CPU, float32 SIMD code built with
+  ``-march=native`` (AVX2 / AVX-512 / NEON).
+
+Wherever one cannot be had (another CPU, no compiler, the OS refusing AMX) its loader returns
+``None`` and :func:`unavailable_reason` says why; callers then use the next exact path.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("_maxsim_amx.c")
+GENERIC_SOURCE = Path(__file__).with_name("_maxsim_generic.c")
 CFLAGS = ("-O3", "-std=c11", "-mavx512f", "-mavx512bf16", "-mamx-tile", "-mamx-bf16")
 CFLAGS += ("-mf16c", "-shared", "-fPIC", "-D_GNU_SOURCE")
 REQUIRED_FLAGS = ("avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
@@ -48,11 +54,14 @@ def cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "mm-retriever" / "kernels"
 
 
-def _build(compiler: str) -> Path:
-    """Compile the kernel into the cache (once per source/flags/compiler); return the .so path."""
-    src = SOURCE.read_bytes()
-    key = hashlib.sha256(src + " ".join((compiler, *CFLAGS)).encode()).hexdigest()[:16]
-    target = cache_dir() / f"maxsim_amx_{key}.so"
+def _build(compiler: str, source: Path = SOURCE, cflags: tuple[str, ...] = CFLAGS) -> Path:
+    """Compile ``source`` into the cache; return the .so path.
+
+    Once per source, flags, compiler and CPU (``-march=native`` code must not be shared with
+    another machine through a shared home)."""
+    ident = " ".join((compiler, *cflags, platform.machine(), *sorted(cpu_flags())))
+    key = hashlib.sha256(source.read_bytes() + ident.encode()).hexdigest()[:16]
+    target = cache_dir() / f"{source.stem.lstrip('_')}_{key}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -60,7 +69,7 @@ def _build(compiler: str) -> Path:
     os.close(fd)
     try:
         proc = subprocess.run(
-            [compiler, *CFLAGS, str(SOURCE), "-o", tmp, "-lm"],
+            [compiler, *cflags, str(source), "-o", tmp, "-lm"],
             capture_output=True,
             text=True,
             timeout=120,
@@ -104,19 +113,56 @@ def _load() -> ctypes.CDLL:
     return lib
 
 
-def load() -> ctypes.CDLL | None:
-    """The loaded kernel library, or ``None`` where it cannot run here (reason logged once)."""
+def _load_generic() -> ctypes.CDLL:
+    compiler = os.environ.get("CC", "cc")
+    arch = "-mcpu=native" if platform.machine().lower() in ("aarch64", "arm64") else "-march=native"
+    base = ("-O3", "-std=c11", "-ffp-contract=fast", "-Wno-psabi", "-shared", "-fPIC")
+    try:
+        path = _build(compiler, GENERIC_SOURCE, (*base, arch))
+    except RuntimeError:  # a compiler without -march=native: portable code
+        path = _build(compiler, GENERIC_SOURCE, base)
+    lib = ctypes.CDLL(str(path))
+    i64, p = ctypes.c_int64, ctypes.c_void_p
+    lib.mm_maxsim_generic.restype = ctypes.c_int
+    lib.mm_maxsim_generic.argtypes = [
+        p,
+        ctypes.c_int,
+        i64,
+        p,
+        p,
+        i64,
+        p,
+        ctypes.c_int,
+        p,
+        ctypes.c_int,
+        p,
+        i64,
+    ]
+    return lib
+
+
+def _cached(name: str, loader) -> ctypes.CDLL | None:
     with _lock:
-        if "lib" not in _state:
+        if name not in _state:
             try:
-                _state["lib"] = _load()
-            except Exception as exc:  # any failure means: use the exact torch path
-                _state["lib"] = None
-                _state["reason"] = f"{type(exc).__name__}: {exc}"
-                log.info("AMX MaxSim kernel unavailable, using torch: %s", _state["reason"])
-        return _state["lib"]  # type: ignore[return-value]
+                _state[name] = loader()
+            except Exception as exc:  # any failure means: use the next exact path
+                _state[name] = None
+                _state[f"{name}_reason"] = f"{type(exc).__name__}: {exc}"
+                log.info("MaxSim kernel %s unavailable: %s", name, _state[f"{name}_reason"])
+        return _state[name]  # type: ignore[return-value]
 
 
-def unavailable_reason() -> str | None:
-    """Why :func:`load` returned ``None`` (``None`` when the kernel is loaded or not tried)."""
-    return _state.get("reason")  # type: ignore[return-value]
+def load() -> ctypes.CDLL | None:
+    """The AMX kernel library, or ``None`` where it cannot run here (reason logged once)."""
+    return _cached("amx", _load)
+
+
+def load_generic() -> ctypes.CDLL | None:
+    """The portable float32 kernel library, or ``None`` where it cannot be built here."""
+    return _cached("cpu", _load_generic)
+
+
+def unavailable_reason(name: str = "amx") -> str | None:
+    """Why kernel ``name`` ("amx" or "cpu") did not load (``None`` when loaded or not tried)."""
+    return _state.get(f"{name}_reason")  # type: ignore[return-value]

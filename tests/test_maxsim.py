@@ -25,10 +25,17 @@ def _backends() -> list:
         "amx",
         marks=pytest.mark.skipif(
             not amx_available(),
-            reason=f"AMX kernel unavailable here: {maxsim_native.unavailable_reason()}",
+            reason=f"AMX kernel unavailable here: {maxsim_native.unavailable_reason('amx')}",
         ),
     )
-    return ["auto", "torch", amx]
+    cpu = pytest.param(
+        "cpu",
+        marks=pytest.mark.skipif(
+            maxsim_native.load_generic() is None,
+            reason=f"no C compiler here: {maxsim_native.unavailable_reason('cpu')}",
+        ),
+    )
+    return ["auto", "torch", amx, cpu]
 
 
 def _flat(pages: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,7 +79,7 @@ def test_equals_colpali_engine(backend, dtype):
     values, offsets = _flat(pages)
     gen = torch.Generator().manual_seed(1)
     queries = [torch.randn(n, 128, generator=gen).to(dtype) for n in (20, 1, 16, 17, 40)]
-    if backend == "amx" and dtype == torch.float32:
+    if backend in ("amx", "cpu") and dtype == torch.float32:
         with pytest.raises(ValueError, match="bfloat16/float16"):
             maxsim_flat_batch(queries, values, offsets, backend=backend)
         return
@@ -168,6 +175,20 @@ def test_matches_full_score_multi_vector_for_real_embeddings(tmp_path_factory):
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("backend", ["auto", "torch", "cpu"])
+def test_any_dim(backend):
+    """D not a multiple of 32 (the AMX tile width): the portable kernel and torch take it."""
+    if backend == "cpu" and maxsim_native.load_generic() is None:
+        pytest.skip(f"no C compiler here: {maxsim_native.unavailable_reason('cpu')}")
+    pages = _pages(LENGTHS, 48, torch.float16, seed=14)
+    values, offsets = _flat(pages)
+    queries = [torch.randn(n, 48).half() for n in (5, 21)]
+    got = maxsim_flat_batch(queries, values, offsets, backend=backend)
+    exact = _exact(queries, pages)
+    scale = _exact(queries, pages, absolute=True).clamp(min=1.0)
+    assert ((got.double() - exact).abs() / scale).max() < 1e-6
+
+
 def test_memmap_values(tmp_path):
     """Pages read straight from a memory-mapped file (bf16 bits stored as uint16)."""
     pages = _pages(LENGTHS, 128, torch.bfloat16, seed=8)
@@ -198,14 +219,30 @@ def test_unavailable_kernel_falls_back_with_reason(monkeypatch):
     monkeypatch.setattr(maxsim_native, "_state", {})
     monkeypatch.setattr(maxsim_native, "cpu_flags", lambda: {"avx2"})
     assert maxsim_native.load() is None
-    assert "CPU lacks" in maxsim_native.unavailable_reason()
+    assert "CPU lacks" in maxsim_native.unavailable_reason("amx")
     pages = _pages([4, 20], 128, torch.bfloat16, seed=10)
     values, offsets = _flat(pages)
     query = torch.randn(6, 128).bfloat16()
-    got = maxsim_flat(query, values, offsets)  # auto -> torch
+    got = maxsim_flat(query, values, offsets)  # auto -> the portable kernel or torch
     torch.testing.assert_close(got.double(), _exact([query], pages)[0], rtol=1e-5, atol=1e-5)
     with pytest.raises(RuntimeError, match=r"AMX MaxSim kernel unavailable: .*CPU lacks"):
         maxsim_flat(query, values, offsets, backend="amx")
+
+
+def test_no_compiler_falls_back_to_torch(monkeypatch, tmp_path):
+    """A fresh machine without a C compiler: both kernels decline, the torch path answers."""
+    monkeypatch.setenv("MM_RETRIEVER_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    monkeypatch.setattr(maxsim_native, "_state", {})
+    assert maxsim_native.load_generic() is None
+    assert "no-such-cc" in maxsim_native.unavailable_reason("cpu")
+    pages = _pages([4, 0, 20], 128, torch.bfloat16, seed=15)
+    values, offsets = _flat(pages)
+    query = torch.randn(6, 128).bfloat16()
+    got = maxsim_flat(query, values, offsets)
+    torch.testing.assert_close(got.double(), _exact([query], pages)[0], rtol=1e-5, atol=1e-5)
+    with pytest.raises(RuntimeError, match="cpu MaxSim kernel unavailable"):
+        maxsim_flat(query, values, offsets, backend="cpu")
 
 
 @pytest.mark.skipif(not amx_available(), reason="AMX kernel unavailable here")
@@ -213,7 +250,32 @@ def test_kernel_builds_into_a_fresh_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("MM_RETRIEVER_KERNEL_CACHE", str(tmp_path))
     monkeypatch.setattr(maxsim_native, "_state", {})
     assert maxsim_native.load() is not None
+    assert maxsim_native.load_generic() is not None
     assert len(list(tmp_path.glob("maxsim_amx_*.so"))) == 1
+    assert len(list(tmp_path.glob("maxsim_generic_*.so"))) == 1
+
+
+def _score_in_child(conn, args) -> None:
+    conn.send(maxsim_flat(*args).tolist())
+    conn.close()
+
+
+def test_works_in_a_forked_child():
+    """The thread pool is per process: a fork after use must not hang."""
+    import multiprocessing as mp
+
+    pages = _pages([100] * 200, 128, torch.bfloat16, seed=13)
+    values, offsets = _flat(pages)
+    query = torch.randn(20, 128).bfloat16()
+    parent = maxsim_flat(query, values, offsets)
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_score_in_child, args=(send, (query, values, offsets)))
+    proc.start()
+    assert recv.poll(60), "child did not answer"
+    child = torch.tensor(recv.recv())
+    proc.join(10)
+    torch.testing.assert_close(child, parent)
 
 
 def test_backend_from_environment(monkeypatch):

@@ -22,6 +22,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -111,20 +112,16 @@ def colpali_engine(queries: list[torch.Tensor], values: torch.Tensor, n_vec: int
     return ColPaliProcessor.score_multi_vector(queries, pages, device="cpu")
 
 
-def gemm_tflops(dtype: torch.dtype, n: int) -> float:
-    a = torch.randn(n, n).to(dtype)
-    b = torch.randn(n, n).to(dtype)
-    return 2 * n**3 / _best(lambda: a @ b, 3) / 1e12
-
-
-def _best(fn: Callable[[], object], reps: int) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def in_threads(pieces: list[Callable[[], object]], threads: int) -> None:
+    """Run ``pieces`` on ``threads`` Python threads, torch single-threaded in each (dynamic
+    scheduling: a core taken by another process slows one thread, not a whole parallel region)."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(lambda fn: fn(), pieces))
+    finally:
+        torch.set_num_threads(saved)
 
 
 class Rounds:
@@ -134,6 +131,8 @@ class Rounds:
         self.times: dict[str, list[float]] = {}
 
     def time(self, name: str, fn: Callable[[], object]) -> None:
+        if name not in self.times:
+            fn()  # warm-up (first-call packing, kernel build, page faults) is not timed
         start = time.perf_counter()
         fn()
         self.times.setdefault(name, []).append(time.perf_counter() - start)
@@ -179,34 +178,74 @@ def run(args: argparse.Namespace) -> dict:
     flat32 = values.view(-1).view(torch.uint8)[: (values.numel() * values.element_size()) // 4 * 4]
     flat32 = flat32.view(torch.float32)
     copy_dst = torch.empty_like(values)
+    # The same pages stored as float16 and as int8 codes (one scale for all pages).
+    values_fp16 = values.to(torch.float16)
+    codes = torch.empty(values.shape, dtype=torch.int8)
+    for i in range(0, values.shape[0], 1 << 18):
+        codes[i : i + (1 << 18)] = (values[i : i + (1 << 18)].float() * 127).round().to(torch.int8)
     fallback = (query, values, offsets, torch.arange(args.fallback_pages))
+    gemm = {
+        dtype: (torch.randn(n_mat, n_mat).to(dtype), torch.randn(n_mat, n_mat).to(dtype))
+        for dtype, n_mat in ((torch.bfloat16, args.gemm_n), (torch.float32, args.gemm_n // 2))
+    }
+    # colpali-engine also on float32 copies (its fastest input type on some CPUs)
+    values32, query32 = values[: args.colpali_pages * nv].float(), query.float()
+    sum_pieces = [lambda c=c: c.sum() for c in flat32.chunk(64)]
     rounds = Rounds()
     cp = args.colpali_pages
     cpb = args.colpali_batch_pages
     for r in range(args.rounds):
+        for dtype, (a, b) in gemm.items():
+            rounds.time(f"gemm_{dtype}", lambda a=a, b=b: a @ b)
+            row_blocks = [lambda x=x, b=b: x @ b for x in a.chunk(2 * args.threads)]
+            rounds.time(f"gemm_{dtype}_threads", lambda p=row_blocks: in_threads(p, args.threads))
         rounds.time("read_sum", lambda: flat32.sum())
+        rounds.time("read_sum_threads", lambda: in_threads(sum_pieces, args.threads))
         rounds.time("read_copy", lambda: copy_dst.copy_(values))
         rounds.time("ours", lambda: maxsim_flat(query, values, offsets))
         rounds.time("plain_torch", lambda: plain_torch([query], values, nv))
         rounds.time("colpali_engine", lambda: colpali_engine([query], values, nv, cp))
+        rounds.time("colpali_engine_float32", lambda: colpali_engine([query32], values32, nv, cp))
+        rounds.time("ours_float16", lambda: maxsim_flat(query, values_fp16, offsets))
+        rounds.time("ours_int8", lambda: maxsim_flat(query, codes, offsets, page_scale=1 / 127))
         rounds.time("ours_batch", lambda: maxsim_flat_batch(batch, values, offsets))
         rounds.time("plain_torch_batch", lambda: plain_torch(batch, values, nv))
         rounds.time("colpali_engine_batch", lambda: colpali_engine(batch, values, nv, cpb))
         if r == 0 or not args.quick:
             rounds.time("ours_torch_fallback", lambda: maxsim_flat(*fallback, backend="torch"))
+            if maxsim_native.load_generic() is not None:
+                rounds.time("ours_cpu_kernel", lambda: maxsim_flat(*fallback, backend="cpu"))
         print(
             f"round {r + 1}/{args.rounds}: ours {rounds.rate('ours', n):,.0f} pages/s", flush=True
         )
-    bf16_tflops = gemm_tflops(torch.bfloat16, args.gemm_n)
-    fp32_tflops = gemm_tflops(torch.float32, args.gemm_n)
+    # Bounds: the best of torch's own parallel op and the same work on threads (see in_threads).
+    bf16_tflops = max(
+        rounds.rate(f"gemm_{torch.bfloat16}{how}", 2 * args.gemm_n**3) / 1e12
+        for how in ("", "_threads")
+    )
+    fp32_tflops = max(
+        rounds.rate(f"gemm_{torch.float32}{how}", 2 * (args.gemm_n // 2) ** 3) / 1e12
+        for how in ("", "_threads")
+    )
     machine["loadavg_end"] = os.getloadavg()
 
-    # the read bound: the faster of a full read (sum) and a read + write (copy) of the same buffer
-    read_gbs = total_bytes / min(rounds.times["read_sum"] + rounds.times["read_copy"]) / 1e9
+    # the read bound: the fastest full read (sum, parallel or threaded) or read + write (copy)
+    read_times = rounds.times["read_sum"] + rounds.times["read_sum_threads"]
+    read_gbs = total_bytes / min(read_times + rounds.times["read_copy"]) / 1e9
     bw_bound = read_gbs * 1e9 / page_bytes
     gemm_bound = bf16_tflops * 1e12 / flops_page
     roofline = min(bw_bound, gemm_bound)
     ours_rate = rounds.rate("ours", n)
+    # The same fraction within each round (ours and the bounds measured seconds apart): steadier
+    # than best-against-best when the box's load changes from round to round.
+    per_round = []
+    for i in range(args.rounds):
+        read_s = min(
+            rounds.times[name][i] for name in ("read_sum", "read_sum_threads", "read_copy")
+        )
+        gemm_s = min(rounds.times[f"gemm_{torch.bfloat16}{h}"][i] for h in ("", "_threads"))
+        bound_i = min(total_bytes / read_s / page_bytes, 2 * args.gemm_n**3 / gemm_s / flops_page)
+        per_round.append(n / rounds.times["ours"][i] / bound_i)
     colpali_rate = rounds.rate("colpali_engine", cp)
     nb = args.batch
     batch_flops_page = flops_page * nb
@@ -215,18 +254,28 @@ def run(args: argparse.Namespace) -> dict:
         "ours_pages_per_s": ours_rate,
         "ours_backend": "amx" if machine["maxsim_amx_kernel"] else "torch",
         "colpali_engine_pages_per_s": colpali_rate,
+        "colpali_engine_float32_pages_per_s": rounds.rate("colpali_engine_float32", cp),
+        "speedup_vs_colpali_engine_float32": ours_rate / rounds.rate("colpali_engine_float32", cp),
         "plain_torch_pages_per_s": rounds.rate("plain_torch", n),
         "ours_torch_fallback_pages_per_s": rounds.rate("ours_torch_fallback", args.fallback_pages),
+        "ours_cpu_kernel_pages_per_s": rounds.rate("ours_cpu_kernel", args.fallback_pages)
+        if "ours_cpu_kernel" in rounds.times
+        else None,
         "bandwidth_bound_pages_per_s": bw_bound,
         "gemm_bound_pages_per_s": gemm_bound,
         "gemm_bound_fp32_pages_per_s": fp32_tflops * 1e12 / flops_page,
         "roofline_pages_per_s": roofline,
         "bound": "bandwidth" if bw_bound <= gemm_bound else "gemm",
         "fraction_of_roofline": ours_rate / roofline,
+        "fraction_of_roofline_per_round": per_round,
+        "fraction_of_roofline_median_of_rounds": statistics.median(per_round),
         "speedup_vs_colpali_engine": ours_rate / colpali_rate,
         "speedup_vs_plain_torch": ours_rate / rounds.rate("plain_torch", n),
         "read_bandwidth_gb_per_s": read_gbs,
         "read_bandwidth_sum_gb_per_s": total_bytes / min(rounds.times["read_sum"]) / 1e9,
+        "read_bandwidth_sum_threads_gb_per_s": total_bytes
+        / min(rounds.times["read_sum_threads"])
+        / 1e9,
         "read_bandwidth_copy_gb_per_s": total_bytes / min(rounds.times["read_copy"]) / 1e9,
         "bf16_gemm_tflops": bf16_tflops,
         "fp32_gemm_tflops": fp32_tflops,
@@ -254,27 +303,42 @@ def run(args: argparse.Namespace) -> dict:
             / (rounds.rate("colpali_engine_batch", cpb) * nb),
         },
         "exactness": check,
+        "variants": {
+            name: {
+                "page_bytes": nv * dim * size,
+                "ours_pages_per_s": rounds.rate(f"ours_{name}", n),
+                "bandwidth_bound_pages_per_s": read_gbs * 1e9 / (nv * dim * size),
+                "fraction_of_roofline": rounds.rate(f"ours_{name}", n)
+                / min(read_gbs * 1e9 / (nv * dim * size), gemm_bound),
+            }
+            for name, size in (("float16", 2), ("int8", 1))
+        },
     }
+    setup = {
+        "pages": n,
+        "page_vectors": nv,
+        "dim": dim,
+        "dtype": args.dtype,
+        "page_bytes": page_bytes,
+        "query_tokens": qt,
+        "query_dtype": args.dtype,
+        "batch_queries": nb,
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "colpali_engine_pages": cp,
+        "colpali_engine_batch_pages": cpb,
+        "rates": "best of the rounds (median under 'median'); all sides interleaved per round",
+        "data": "synthetic L2-normalised Gaussian vectors (speed does not depend on values)",
+    }
+    # setup and machine also inside "kernel": run.sh merges only that object into its file
+    kernel["setup"] = setup
+    kernel["machine"] = {k: machine[k] for k in ("cpu_model", "cores", "cpu_flags", "torch")}
+    kernel["machine"]["loadavg"] = [machine["loadavg_start"], machine["loadavg_end"]]
     return {
         "command": " ".join(["uv run --frozen python", *sys.argv]),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine,
-        "setup": {
-            "pages": n,
-            "page_vectors": nv,
-            "dim": dim,
-            "dtype": args.dtype,
-            "page_bytes": page_bytes,
-            "query_tokens": qt,
-            "query_dtype": args.dtype,
-            "batch_queries": nb,
-            "threads": args.threads,
-            "rounds": args.rounds,
-            "colpali_engine_pages": cp,
-            "colpali_engine_batch_pages": cpb,
-            "rates": "best of the rounds (median under 'median'); all sides interleaved per round",
-            "data": "synthetic L2-normalised Gaussian vectors (speed does not depend on values)",
-        },
+        "setup": setup,
         "kernel": kernel,
     }
 
@@ -317,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     args.colpali_pages = min(args.pages, 256 if args.quick else 512)
     args.colpali_batch_pages = min(args.pages, 64)
     args.fallback_pages = min(args.pages, 256 if args.quick else 512)
-    args.gemm_n = 2048
+    args.gemm_n = 4096  # bf16 GEMM size; fp32 uses half
     result = run(args)
     print(summary(result["kernel"]))
     if args.json:
