@@ -1,71 +1,105 @@
-"""Grid-search hybrid fusion settings on a data set, with the library's own fusion classes.
+"""Tune hybrid fusion and the document prior on cached leg rankings, with a held-out half of dev.
 
 Builds (or reuses) the default hybrid index through the eval harness, asks every leg once for its
-top ``--candidates`` pages per query and scope, then scores each fusion setting on those cached
-leg rankings - exactly what ``HybridRetriever`` computes, without re-running the legs.
+top ``--candidates`` pages per query and scope (cached in ``--cache``, so a re-run only scores),
+scores every document with :class:`DocumentPrior` per query, then scores each setting with the
+library's own fusion code - exactly what ``HybridRetriever.retrieve`` computes, without re-running
+the legs. The dev documents are split in two halves by a hash of the file name: settings are
+chosen on half A ("tune") and checked on half B ("check"); the chosen setting is compared with
+the current default by a paired randomisation test on all queries and on each half.
 
-    uv run python benchmarks/tune_fusion.py --dataset ../shared/data/mmlongbench-dev \
-        --ocr-engine tesseract --out benchmarks/results/mmlongbench-dev/fusion_grid.tsv
+    uv run --frozen python benchmarks/tune_fusion.py --dataset ../shared/data/mmlongbench-dev \
+        --workdir /work/scratch/quality/work --cache /work/scratch/quality/legs.pkl \
+        --out benchmarks/results/mmlongbench-dev/fusion_grid.tsv
 
-This is how the defaults in ``mm_retriever/config.py`` (DEFAULT_LEG_WEIGHTS, default_fusion)
-were chosen; tune on a development set only and prefer a setting on a plateau.
+Tune on a development set only and prefer a setting on a plateau.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
+import pickle
 from pathlib import Path
+from typing import Any
 
+from mm_retriever.config import DEFAULT_LEG_WEIGHTS
+from mm_retriever.document_prior import DocumentPrior
 from mm_retriever.eval.cli import default_workdir
 from mm_retriever.eval.datasets import load_dataset
 from mm_retriever.eval.metrics import evaluate_rankings
 from mm_retriever.eval.pipelines import make_pipeline
-from mm_retriever.fusion import RRFFusion, WeightedFusion
+from mm_retriever.eval.significance import paired_test
+from mm_retriever.fusion import RRFFusion, WeightedFusion, apply_document_prior
+from mm_retriever.hybrid import DEFAULT_DOCUMENT_PRIOR
+from mm_retriever.protocols import Query
 
 SCOPES = ("within-doc", "corpus")
+SOURCES = ("chart", "table", "figure", "text", "layout")
+PRIOR_BOOSTS = (1, 3)
 
 
-def leg_rankings(dataset, pipeline, candidates: int) -> dict:
-    """{scope: {query_id: {leg: [LegHit, ...]}}} from the pipeline's index."""
+def dev_half(doc_name: str) -> str:
+    """``"A"`` (tune) or ``"B"`` (check), fixed by a hash of the document's file name."""
+    return "A" if hashlib.sha256(doc_name.encode()).digest()[0] % 2 == 0 else "B"
+
+
+def cached_hits(dataset, pipeline, candidates: int, cache: Path | None) -> dict[str, Any]:
+    """{"legs": {scope: {qid: {leg: [LegHit]}}}, "docs": {boost: {qid: {doc_id: score}}}}."""
+    if cache is not None and cache.exists():
+        return pickle.loads(cache.read_bytes())
     retriever = pipeline._retriever
-    out: dict = {}
+    store = retriever.index.store
+    out: dict[str, Any] = {"legs": {s: {} for s in SCOPES}, "docs": {}}
+    for q in dataset.queries:
+        for scope in SCOPES:
+            filters = {"doc_id": pipeline._doc_ids[q.doc]} if scope == "within-doc" else None
+            out["legs"][scope][q.query_id] = retriever.leg_hits(q.text, candidates, filters)
+    for boost in PRIOR_BOOSTS:
+        prior = DocumentPrior(1.0, title_boost=boost)
+        out["docs"][boost] = {
+            q.query_id: prior.scores(store, retriever.prepare(Query.of(q.text)).text or "")
+            for q in dataset.queries
+        }
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_bytes(pickle.dumps(out))
+    return out
+
+
+def rankings(dataset, pipeline, cached, fusion, legs, prior) -> dict[str, dict[str, list]]:
+    """{scope: {qid: [(file name, page), ...]}} for one setting; ``prior``: (weight, boost)."""
+    out: dict[str, dict[str, list]] = {}
     for scope in SCOPES:
         out[scope] = {}
         for q in dataset.queries:
-            filters = {"doc_id": pipeline._doc_ids[q.doc]} if scope == "within-doc" else None
-            out[scope][q.query_id] = retriever.leg_hits(q.text, candidates, filters)
+            per_leg = cached["legs"][scope][q.query_id]
+            fused = fusion.fuse({leg: per_leg[leg] for leg in legs if leg in per_leg}, 1000)
+            weight, boost = prior
+            if weight > 0 and len({h.doc_id for h in fused}) > 1:
+                fused = apply_document_prior(fused, cached["docs"][boost][q.query_id], weight)
+            out[scope][q.query_id] = [(pipeline._names[h.doc_id], h.page_index) for h in fused]
     return out
 
 
-def score(dataset, pipeline, hits: dict, fusion, legs: list[str]) -> dict:
-    qrels = {q.query_id: dataset.qrels[q.query_id] for q in dataset.queries}
-    sources = {q.query_id: q.sources for q in dataset.queries}
-    out = {}
-    for scope in SCOPES:
-        rankings = {}
-        for qid, per_leg in hits[scope].items():
-            fused = fusion.fuse({leg: per_leg[leg] for leg in legs if leg in per_leg}, 100)
-            rankings[qid] = [(pipeline._names[h.doc_id], h.page_index) for h in fused]
-        out[scope] = evaluate_rankings(rankings, qrels, sources)
-    return out
-
-
-def grid(legs: list[str]):
-    """(label, fusion, legs) candidates: RRF k x weights, weighted min-max / z-score x weights."""
+def settings(legs: list[str]):
+    """(label, fusion, legs, (prior weight, title boost)) candidates."""
     other = [leg for leg in legs if leg not in ("bm25", "text")]
-    for k, wt, wo in itertools.product((3, 5, 10, 60), (0.5, 0.75, 1.0), (0.0, 0.25, 0.5)):
-        w = {"bm25": 1.0, "text": wt, **{leg: wo for leg in other}}
-        yield f"rrf k={k} text={wt} other={wo}", RRFFusion(k, w), _used(legs, w)
-    text_weights = (0.5, 0.6, 0.65, 0.75, 0.85, 1.0)
-    other_weights = (0.0, 0.1, 0.15, 0.2, 0.25, 0.3, 0.5)
-    for norm, wt, wo in itertools.product(("minmax", "zscore"), text_weights, other_weights):
-        w = {"bm25": 1.0, "text": wt, **{leg: wo for leg in other}}
-        yield f"{norm} text={wt} other={wo}", WeightedFusion(w, norm), _used(legs, w)
-
-
-def _used(legs: list[str], weights: dict[str, float]) -> list[str]:
-    return [leg for leg in legs if weights.get(leg, 1.0) > 0]
+    prior_grid = [(0.0, 1)] + [
+        (w, b) for w, b in itertools.product((0.25, 0.5, 0.75, 1.0, 1.5, 2.0), PRIOR_BOOSTS)
+    ]
+    for leg in legs:
+        yield f"{leg} alone", RRFFusion(60), [leg], (0.0, 1)
+    for k in (5, 60):
+        yield f"rrf k={k}", RRFFusion(k), legs, (0.0, 1)
+    for norm, wt, wo, prior in itertools.product(
+        ("minmax", "zscore"), (0.5, 0.75, 1.0), (0.0, 0.2, 0.4), prior_grid
+    ):
+        w = {"bm25": 1.0, "text": wt, **dict.fromkeys(other, wo)}
+        used = [leg for leg in legs if w.get(leg, 1.0) > 0]
+        label = f"{norm} text={wt} other={wo} prior={prior[0]} boost={prior[1]}"
+        yield label, WeightedFusion(w, norm), used, prior
 
 
 def main() -> None:
@@ -74,34 +108,70 @@ def main() -> None:
     ap.add_argument("--ocr-engine", default=None)
     ap.add_argument("--workdir", type=Path, default=default_workdir())
     ap.add_argument("--candidates", type=int, default=50)
+    ap.add_argument("--cache", type=Path, default=None, help="pickle of the leg rankings")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     dataset = load_dataset(args.dataset)
     pipeline = make_pipeline("hybrid", ocr_engine=args.ocr_engine)
-    pipeline.build(dataset, args.workdir, progress=True)
+    pipeline.build(dataset, args.workdir, progress=False)
     legs = list(pipeline._retriever.leg_names)
-    hits = leg_rankings(dataset, pipeline, args.candidates)
-    rows = [
-        "setting\twithin nDCG@5\tcorpus nDCG@5\t"
-        + "\t".join(f"within {s}" for s in ("chart", "table", "figure", "text", "layout"))
-    ]
-    for label, fusion, used in [
-        *[(f"{leg} alone", RRFFusion(60), [leg]) for leg in legs],
-        *grid(legs),
-    ]:
-        res = score(dataset, pipeline, hits, fusion, used)
-        by = res["within-doc"]["by_source"]
-        rows.append(
-            f"{label}\t{res['within-doc']['ndcg@5']:.3f}\t{res['corpus']['ndcg@5']:.3f}\t"
-            + "\t".join(
-                f"{by.get(s, {}).get('ndcg@5', 0):.3f}"
-                for s in ("chart", "table", "figure", "text", "layout")
-            )
+    cached = cached_hits(dataset, pipeline, args.candidates, args.cache)
+    qrels = {q.query_id: dataset.qrels[q.query_id] for q in dataset.queries}
+    sources = {q.query_id: q.sources for q in dataset.queries}
+    half = {q.query_id: dev_half(q.doc or "") for q in dataset.queries}
+    print(f"dev halves: A {sum(h == 'A' for h in half.values())} queries, "
+          f"B {sum(h == 'B' for h in half.values())} queries", flush=True)
+
+    def subset(scores: dict, h: str | None) -> dict:
+        keep = {q: v for q, v in qrels.items() if h is None or half[q] == h}
+        return evaluate_rankings(
+            {q: scores[q] for q in keep}, keep, {q: sources[q] for q in keep}
         )
+
+    head = ["setting"]
+    for scope, h in itertools.product(SCOPES, ("all", "A", "B")):
+        head.append(f"{scope} {h} nDCG@5")
+    head += [f"within all {s}" for s in SOURCES] + [f"corpus all {s}" for s in SOURCES]
+    rows = ["\t".join(head)]
+    results: dict[str, tuple[dict, dict]] = {}
+    default_w = {leg: DEFAULT_LEG_WEIGHTS.get(leg, 1.0) for leg in legs}
+    default_label = "default"
+    grid = [
+        (default_label, WeightedFusion(default_w, "zscore"), legs, (0.0, 1)),
+        *settings(legs),
+    ]
+    for label, fusion, used, prior in grid:
+        ranked = rankings(dataset, pipeline, cached, fusion, used, prior)
+        res = {s: {h: subset(ranked[s], None if h == "all" else h) for h in ("all", "A", "B")}
+               for s in SCOPES}
+        results[label] = (res, prior)
+        cells = [label]
+        cells += [f"{res[s][h]['ndcg@5']:.3f}" for s in SCOPES for h in ("all", "A", "B")]
+        for s in SCOPES:
+            by = res[s]["all"]["by_source"]
+            cells += [f"{by.get(src, {}).get('ndcg@5', 0):.3f}" for src in SOURCES]
+        rows.append("\t".join(cells))
         print(rows[-1], flush=True)
+    # choose on half A (mean of both scopes), check on half B against the default
+    tuned = [lab for lab in results if lab != default_label and "alone" not in lab]
+    best = max(tuned, key=lambda lab: sum(results[lab][0][s]["A"]["ndcg@5"] for s in SCOPES))
+    lines = [f"chosen on half A: {best}", f"current default: {DEFAULT_DOCUMENT_PRIOR=}"]
+    for scope, h in itertools.product(SCOPES, ("A", "B", "all")):
+        a = results[best][0][scope][h]["per_query"]
+        b = results[default_label][0][scope][h]["per_query"]
+        qids = sorted(a)
+        c = paired_test([a[q]["ndcg@5"] for q in qids], [b[q]["ndcg@5"] for q in qids],
+                        pipeline=best, reference_name="default")
+        lines.append(
+            f"{scope} half {h} (n={c.n}): chosen {c.mean:.3f} vs default {c.reference_mean:.3f},"
+            f" diff {c.diff:+.3f} [95% CI {c.ci_low:+.3f}, {c.ci_high:+.3f}],"
+            f" p(rand) {c.p_randomization:.3g}, p(t) {c.p_ttest:.3g}: {c.verdict()}"
+        )
+    print("\n".join(lines), flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("\n".join(rows) + "\n")
+        args.out.with_suffix(".choice.txt").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
