@@ -119,14 +119,15 @@ def main() -> None:
     qrels = {q.query_id: dataset.qrels[q.query_id] for q in dataset.queries}
     sources = {q.query_id: q.sources for q in dataset.queries}
     half = {q.query_id: dev_half(q.doc or "") for q in dataset.queries}
-    print(f"dev halves: A {sum(h == 'A' for h in half.values())} queries, "
-          f"B {sum(h == 'B' for h in half.values())} queries", flush=True)
+    print(
+        f"dev halves: A {sum(h == 'A' for h in half.values())} queries, "
+        f"B {sum(h == 'B' for h in half.values())} queries",
+        flush=True,
+    )
 
     def subset(scores: dict, h: str | None) -> dict:
         keep = {q: v for q, v in qrels.items() if h is None or half[q] == h}
-        return evaluate_rankings(
-            {q: scores[q] for q in keep}, keep, {q: sources[q] for q in keep}
-        )
+        return evaluate_rankings({q: scores[q] for q in keep}, keep, {q: sources[q] for q in keep})
 
     head = ["setting"]
     for scope, h in itertools.product(SCOPES, ("all", "A", "B")):
@@ -142,8 +143,10 @@ def main() -> None:
     ]
     for label, fusion, used, prior in grid:
         ranked = rankings(dataset, pipeline, cached, fusion, used, prior)
-        res = {s: {h: subset(ranked[s], None if h == "all" else h) for h in ("all", "A", "B")}
-               for s in SCOPES}
+        res = {
+            s: {h: subset(ranked[s], None if h == "all" else h) for h in ("all", "A", "B")}
+            for s in SCOPES
+        }
         results[label] = (res, prior)
         cells = [label]
         cells += [f"{res[s][h]['ndcg@5']:.3f}" for s in SCOPES for h in ("all", "A", "B")]
@@ -160,8 +163,12 @@ def main() -> None:
         a = results[best][0][scope][h]["per_query"]
         b = results[default_label][0][scope][h]["per_query"]
         qids = sorted(a)
-        c = paired_test([a[q]["ndcg@5"] for q in qids], [b[q]["ndcg@5"] for q in qids],
-                        pipeline=best, reference_name="default")
+        c = paired_test(
+            [a[q]["ndcg@5"] for q in qids],
+            [b[q]["ndcg@5"] for q in qids],
+            pipeline=best,
+            reference_name="default",
+        )
         lines.append(
             f"{scope} half {h} (n={c.n}): chosen {c.mean:.3f} vs default {c.reference_mean:.3f},"
             f" diff {c.diff:+.3f} [95% CI {c.ci_low:+.3f}, {c.ci_high:+.3f}],"

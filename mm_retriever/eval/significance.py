@@ -138,7 +138,5 @@ def compare_to_reference(
         if name == reference:
             continue
         vals = [rows.get(q, {}).get(metric, 0.0) for q in qids]
-        out.append(
-            paired_test(vals, ref, pipeline=name, reference_name=reference, metric=metric)
-        )
+        out.append(paired_test(vals, ref, pipeline=name, reference_name=reference, metric=metric))
     return out

@@ -160,6 +160,26 @@ def table_lines(
     return lines
 
 
+def _cell_words(table: Any, words: list[tuple]) -> list[list[str | None]]:
+    """Cell texts rebuilt from the page's words (PyMuPDF's ``extract()`` drops the spaces of
+    some text layers: "Costofsales"); None for merged cells, as ``extract()`` gives."""
+    rows: list[list[str | None]] = []
+    for row in table.rows:
+        cells: list[str | None] = []
+        for box in row.cells:
+            if box is None:
+                cells.append(None)
+                continue
+            x0, y0, x1, y1 = box
+            inside = [
+                w for w in words if x0 <= (w[0] + w[2]) / 2 <= x1 and y0 <= (w[1] + w[3]) / 2 <= y1
+            ]
+            inside.sort(key=lambda w: (round(w[3]), w[0]))
+            cells.append(" ".join(w[4] for w in inside))
+        rows.append(cells)
+    return rows
+
+
 def extract_tables(page: Any, *, strategy: str = "lines", min_cells: int = 4) -> list[TableText]:
     """Tables on a PyMuPDF page as :class:`TableText` (empty when none is found).
 
@@ -172,10 +192,11 @@ def extract_tables(page: Any, *, strategy: str = "lines", min_cells: int = 4) ->
     except Exception:  # a malformed page must not stop ingestion; it just has no tables
         return []
     out: list[TableText] = []
+    words = page.get_text("words") if found.tables else []
     for table in found.tables:
         if table.row_count * table.col_count < min_cells or table.col_count < 2:
             continue
-        rows = table.extract()
+        rows = _cell_words(table, words)
         header = None
         if table.header is not None and table.header.external:
             header = list(table.header.names)
