@@ -34,6 +34,7 @@ from mm_retriever.eval.significance import paired_test
 from mm_retriever.fusion import RRFFusion, WeightedFusion, apply_document_prior
 from mm_retriever.hybrid import DEFAULT_DOCUMENT_PRIOR
 from mm_retriever.protocols import Query
+from mm_retriever.types import FusedHit
 
 SCOPES = ("within-doc", "corpus")
 SOURCES = ("chart", "table", "figure", "text", "layout")
@@ -76,6 +77,61 @@ def rankings(dataset, pipeline, cached, fusion, legs, prior) -> dict[str, dict[s
         for q in dataset.queries:
             per_leg = cached["legs"][scope][q.query_id]
             fused = fusion.fuse({leg: per_leg[leg] for leg in legs if leg in per_leg}, 1000)
+            weight, boost = prior
+            if weight > 0 and len({h.doc_id for h in fused}) > 1:
+                fused = apply_document_prior(fused, cached["docs"][boost][q.query_id], weight)
+            out[scope][q.query_id] = [(pipeline._names[h.doc_id], h.page_index) for h in fused]
+    return out
+
+
+def _features(per_leg: dict, legs: list[str]) -> tuple[list, list]:
+    """Pages (union of the legs' hits) and their features: per leg z-score (lowest z when
+    missing), reciprocal rank (0 when missing) and a found flag."""
+    keys: list = []
+    seen: set = set()
+    for leg in legs:
+        for h in per_leg.get(leg, []):
+            if h.key not in seen:
+                seen.add(h.key)
+                keys.append(h.key)
+    cols = []
+    for leg in legs:
+        hits = per_leg.get(leg, [])
+        scores = [float(h.score) for h in hits]
+        mean = sum(scores) / len(scores) if scores else 0.0
+        std = (sum((x - mean) ** 2 for x in scores) / len(scores)) ** 0.5 if scores else 0.0
+        z = {h.key: ((float(h.score) - mean) / std if std > 0 else 0.0) for h in hits}
+        rr = {h.key: 1.0 / (i + 1) for i, h in enumerate(hits)}
+        floor = min(z.values(), default=0.0)
+        cols.append([z.get(k, floor) for k in keys])
+        cols.append([rr.get(k, 0.0) for k in keys])
+        cols.append([1.0 if k in z else 0.0 for k in keys])
+    return keys, [list(r) for r in zip(*cols, strict=True)] if keys else []
+
+
+def learned_rankings(dataset, pipeline, cached, legs, train: set[str], prior) -> dict:
+    """Logistic regression on the leg features, trained on ``train`` queries (both scopes'
+    candidates), ranking every query by the predicted log-odds of relevance."""
+    from sklearn.linear_model import LogisticRegression
+
+    xs, ys = [], []
+    for scope in SCOPES:
+        for q in dataset.queries:
+            if q.query_id not in train:
+                continue
+            keys, feats = _features(cached["legs"][scope][q.query_id], legs)
+            rel = dataset.qrels[q.query_id]
+            xs += feats
+            ys += [int(rel.get((pipeline._names[d], p), 0) > 0) for d, p in keys]
+    model = LogisticRegression(C=1.0, max_iter=1000, class_weight="balanced").fit(xs, ys)
+    out: dict = {}
+    for scope in SCOPES:
+        out[scope] = {}
+        for q in dataset.queries:
+            keys, feats = _features(cached["legs"][scope][q.query_id], legs)
+            score = model.decision_function(feats) if feats else []
+            fused = [FusedHit(d, p, float(s)) for (d, p), s in zip(keys, score, strict=True)]
+            fused.sort(key=lambda h: -h.score)
             weight, boost = prior
             if weight > 0 and len({h.doc_id for h in fused}) > 1:
                 fused = apply_document_prior(fused, cached["docs"][boost][q.query_id], weight)
@@ -141,8 +197,16 @@ def main() -> None:
         (default_label, WeightedFusion(default_w, "zscore"), legs, (0.0, 1)),
         *settings(legs),
     ]
+    train_a = {q for q, h in half.items() if h == "A"}
+    grid += [
+        (f"learned(A) prior={w} boost={b}", "learned", legs, (w, b))
+        for w, b in [(0.0, 1), (0.5, 3), (1.0, 3)]
+    ]
     for label, fusion, used, prior in grid:
-        ranked = rankings(dataset, pipeline, cached, fusion, used, prior)
+        if fusion == "learned":
+            ranked = learned_rankings(dataset, pipeline, cached, used, train_a, prior)
+        else:
+            ranked = rankings(dataset, pipeline, cached, fusion, used, prior)
         res = {
             s: {h: subset(ranked[s], None if h == "all" else h) for h in ("all", "A", "B")}
             for s in SCOPES
@@ -155,25 +219,32 @@ def main() -> None:
             cells += [f"{by.get(src, {}).get('ndcg@5', 0):.3f}" for src in SOURCES]
         rows.append("\t".join(cells))
         print(rows[-1], flush=True)
-    # choose on half A (mean of both scopes), check on half B against the default
+    # choose on half A (mean of both scopes), check on half B against the default; the learned
+    # fusions are trained on A, so only their half-B numbers are fair and they are not chosen
     tuned = [lab for lab in results if lab != default_label and "alone" not in lab]
+    tuned = [lab for lab in tuned if not lab.startswith("learned")]
     best = max(tuned, key=lambda lab: sum(results[lab][0][s]["A"]["ndcg@5"] for s in SCOPES))
-    lines = [f"chosen on half A: {best}", f"current default: {DEFAULT_DOCUMENT_PRIOR=}"]
-    for scope, h in itertools.product(SCOPES, ("A", "B", "all")):
-        a = results[best][0][scope][h]["per_query"]
-        b = results[default_label][0][scope][h]["per_query"]
-        qids = sorted(a)
-        c = paired_test(
-            [a[q]["ndcg@5"] for q in qids],
-            [b[q]["ndcg@5"] for q in qids],
-            pipeline=best,
-            reference_name="default",
-        )
-        lines.append(
-            f"{scope} half {h} (n={c.n}): chosen {c.mean:.3f} vs default {c.reference_mean:.3f},"
-            f" diff {c.diff:+.3f} [95% CI {c.ci_low:+.3f}, {c.ci_high:+.3f}],"
-            f" p(rand) {c.p_randomization:.3g}, p(t) {c.p_ttest:.3g}: {c.verdict()}"
-        )
+    lines = [f"chosen on half A: {best}", f"library default prior weight: {DEFAULT_DOCUMENT_PRIOR}"]
+    learned = [lab for lab in results if lab.startswith("learned")]
+    for label in [best, *learned]:
+        for scope, h in itertools.product(SCOPES, ("A", "B", "all")):
+            if label in learned and h != "B":
+                continue
+            a = results[label][0][scope][h]["per_query"]
+            b = results[default_label][0][scope][h]["per_query"]
+            qids = sorted(a)
+            c = paired_test(
+                [a[q]["ndcg@5"] for q in qids],
+                [b[q]["ndcg@5"] for q in qids],
+                pipeline=label,
+                reference_name="default",
+            )
+            lines.append(
+                f"{label} | {scope} half {h} (n={c.n}): {c.mean:.3f} vs default "
+                f"{c.reference_mean:.3f}, diff {c.diff:+.3f} [95% CI {c.ci_low:+.3f}, "
+                f"{c.ci_high:+.3f}], p(rand) {c.p_randomization:.3g}, p(t) {c.p_ttest:.3g}: "
+                f"{c.verdict()}"
+            )
     print("\n".join(lines), flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
