@@ -46,16 +46,46 @@ def dev_half(doc_name: str) -> str:
     return "A" if hashlib.sha256(doc_name.encode()).digest()[0] % 2 == 0 else "B"
 
 
-def cached_hits(dataset, pipeline, candidates: int, cache: Path | None) -> dict[str, Any]:
+class IndexView:
+    """An existing (possibly still growing) index opened read-only, restricted to its committed
+    documents: what ``cached_hits`` needs from an eval pipeline (``_retriever``, ``_doc_ids``,
+    ``_names``) plus the ``filters`` that keep corpus scope to those documents."""
+
+    def __init__(self, dataset, path: Path) -> None:
+        from mm_retriever.index import MultimodalIndex
+
+        index = MultimodalIndex.open(path)
+        self._retriever = index.retriever(include_images=False, write_images=False)
+        stored = {d["doc_id"] for d in index.documents()}
+        self._doc_ids = {n: i for n, i in dataset.document_ids.items() if i in stored}
+        self._names = {i: n for n, i in self._doc_ids.items()}
+        self.corpus_filter = {"doc_id": sorted(stored)}
+
+
+def restrict(dataset, names: set[str]):
+    """The data set less the documents (and their queries) not in ``names``."""
+    from mm_retriever.eval.datasets import EvalDataset
+
+    queries = [
+        q
+        for q in dataset.queries
+        if q.doc in names and all(d in names for d, _ in dataset.qrels[q.query_id])
+    ]
+    files = [f for f in dataset.files if f.name in names]
+    qrels = {q.query_id: dataset.qrels[q.query_id] for q in queries}
+    return EvalDataset(dataset.name, files, queries, qrels)
+
+
+def cached_hits(dataset, pipeline, candidates: int) -> dict[str, Any]:
     """{"legs": {scope: {qid: {leg: [LegHit]}}}, "docs": {boost: {qid: {doc_id: score}}}}."""
-    if cache is not None and cache.exists():
-        return pickle.loads(cache.read_bytes())
     retriever = pipeline._retriever
     store = retriever.index.store
     out: dict[str, Any] = {"legs": {s: {} for s in SCOPES}, "docs": {}}
     for q in dataset.queries:
         for scope in SCOPES:
-            filters = {"doc_id": pipeline._doc_ids[q.doc]} if scope == "within-doc" else None
+            filters = getattr(pipeline, "corpus_filter", None)
+            if scope == "within-doc":
+                filters = {"doc_id": pipeline._doc_ids[q.doc]}
             out["legs"][scope][q.query_id] = retriever.leg_hits(q.text, candidates, filters)
     for boost in PRIOR_BOOSTS:
         prior = DocumentPrior(1.0, title_boost=boost)
@@ -63,10 +93,19 @@ def cached_hits(dataset, pipeline, candidates: int, cache: Path | None) -> dict[
             q.query_id: prior.scores(store, retriever.prepare(Query.of(q.text)).text or "")
             for q in dataset.queries
         }
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_bytes(pickle.dumps(out))
+    stored = set(pipeline._names)
+    for boost in PRIOR_BOOSTS:  # documents not (yet) committed do not compete
+        for qid, scores in out["docs"][boost].items():
+            out["docs"][boost][qid] = {d: v for d, v in scores.items() if d in stored}
     return out
+
+
+class _Names:
+    """File name <-> doc_id maps of a cached run."""
+
+    def __init__(self, doc_ids: dict[str, str]) -> None:
+        self._doc_ids = dict(doc_ids)
+        self._names = {i: n for n, i in doc_ids.items()}
 
 
 def rankings(dataset, pipeline, cached, fusion, legs, prior) -> dict[str, dict[str, list]]:
@@ -77,9 +116,7 @@ def rankings(dataset, pipeline, cached, fusion, legs, prior) -> dict[str, dict[s
         for q in dataset.queries:
             per_leg = cached["legs"][scope][q.query_id]
             fused = fusion.fuse({leg: per_leg[leg] for leg in legs if leg in per_leg}, 1000)
-            weight, boost = prior
-            if weight > 0 and len({h.doc_id for h in fused}) > 1:
-                fused = apply_document_prior(fused, cached["docs"][boost][q.query_id], weight)
+            fused = _prior(fused, cached, q.query_id, prior)
             out[scope][q.query_id] = [(pipeline._names[h.doc_id], h.page_index) for h in fused]
     return out
 
@@ -132,30 +169,39 @@ def learned_rankings(dataset, pipeline, cached, legs, train: set[str], prior) ->
             score = model.decision_function(feats) if feats else []
             fused = [FusedHit(d, p, float(s)) for (d, p), s in zip(keys, score, strict=True)]
             fused.sort(key=lambda h: -h.score)
-            weight, boost = prior
-            if weight > 0 and len({h.doc_id for h in fused}) > 1:
-                fused = apply_document_prior(fused, cached["docs"][boost][q.query_id], weight)
+            fused = _prior(fused, cached, q.query_id, prior)
             out[scope][q.query_id] = [(pipeline._names[h.doc_id], h.page_index) for h in fused]
     return out
 
 
+def _prior(fused: list, cached: dict, qid: str, prior: tuple) -> list:
+    """Apply a document prior: ``(weight, boost)`` with boost a title boost (document BM25) or
+    ``"pages"`` (a document scores the sum of its pages' fused scores among the top 20)."""
+    weight, boost = prior
+    if weight <= 0 or len({h.doc_id for h in fused}) < 2:
+        return fused
+    if boost == "pages":
+        docs: dict[str, float] = {}
+        for h in fused[:20]:
+            docs[h.doc_id] = docs.get(h.doc_id, 0.0) + h.score
+        return apply_document_prior(fused, docs, weight)
+    return apply_document_prior(fused, cached["docs"][boost][qid], weight)
+
+
 def settings(legs: list[str]):
-    """(label, fusion, legs, (prior weight, title boost)) candidates."""
+    """(label, fusion, legs, (prior weight, title boost or "pages")) candidates."""
     other = [leg for leg in legs if leg not in ("bm25", "text")]
     prior_grid = [(0.0, 1)] + [
-        (w, b) for w, b in itertools.product((0.25, 0.5, 0.75, 1.0, 1.5, 2.0), PRIOR_BOOSTS)
+        (w, b) for w, b in itertools.product((0.5, 1.0), (*PRIOR_BOOSTS, "pages"))
     ]
     for leg in legs:
         yield f"{leg} alone", RRFFusion(60), [leg], (0.0, 1)
-    for k in (5, 60):
-        yield f"rrf k={k}", RRFFusion(k), legs, (0.0, 1)
-    for norm, wt, wo, prior in itertools.product(
-        ("minmax", "zscore"), (0.5, 0.75, 1.0), (0.0, 0.2, 0.4), prior_grid
-    ):
+    yield "rrf k=60", RRFFusion(60), legs, (0.0, 1)
+    for wt, wo, prior in itertools.product((0.5, 0.75, 1.0), (0.0, 0.2), prior_grid):
         w = {"bm25": 1.0, "text": wt, **dict.fromkeys(other, wo)}
         used = [leg for leg in legs if w.get(leg, 1.0) > 0]
-        label = f"{norm} text={wt} other={wo} prior={prior[0]} boost={prior[1]}"
-        yield label, WeightedFusion(w, norm), used, prior
+        label = f"zscore text={wt} other={wo} prior={prior[0]} boost={prior[1]}"
+        yield label, WeightedFusion(w, "zscore"), used, prior
 
 
 def main() -> None:
@@ -166,12 +212,36 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=50)
     ap.add_argument("--cache", type=Path, default=None, help="pickle of the leg rankings")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--index",
+        type=Path,
+        default=None,
+        help="use this existing index as it is (its committed documents only) instead of "
+        "building the data set's default index",
+    )
     args = ap.parse_args()
     dataset = load_dataset(args.dataset)
-    pipeline = make_pipeline("hybrid", ocr_engine=args.ocr_engine)
-    pipeline.build(dataset, args.workdir, progress=False)
-    legs = list(pipeline._retriever.leg_names)
-    cached = cached_hits(dataset, pipeline, args.candidates, args.cache)
+    if args.cache is not None and args.cache.exists():
+        cached = pickle.loads(args.cache.read_bytes())
+        pipeline = cached["view"]
+        dataset = restrict(dataset, set(pipeline["doc_ids"]))
+        pipeline = _Names(pipeline["doc_ids"])
+    else:
+        if args.index is not None:
+            pipeline = IndexView(dataset, args.index)
+            dataset = restrict(dataset, set(pipeline._doc_ids))
+        else:
+            pipeline = make_pipeline("hybrid", ocr_engine=args.ocr_engine)
+            pipeline.build(dataset, args.workdir, progress=False)
+        cached = cached_hits(dataset, pipeline, args.candidates)
+        cached["view"] = {"doc_ids": pipeline._doc_ids}
+        if args.cache is not None:
+            args.cache.parent.mkdir(parents=True, exist_ok=True)
+            args.cache.write_bytes(pickle.dumps(cached))
+    legs = sorted({leg for per in cached["legs"]["corpus"].values() for leg in per})
+    print(
+        f"{len(dataset.files)} documents, {len(dataset.queries)} queries, legs {legs}", flush=True
+    )
     qrels = {q.query_id: dataset.qrels[q.query_id] for q in dataset.queries}
     sources = {q.query_id: q.sources for q in dataset.queries}
     half = {q.query_id: dev_half(q.doc or "") for q in dataset.queries}
@@ -200,7 +270,7 @@ def main() -> None:
     train_a = {q for q, h in half.items() if h == "A"}
     grid += [
         (f"learned(A) prior={w} boost={b}", "learned", legs, (w, b))
-        for w, b in [(0.0, 1), (0.5, 3), (1.0, 3)]
+        for w, b in [(0.0, 1), (0.5, 3), (0.5, "pages")]
     ]
     for label, fusion, used, prior in grid:
         if fusion == "learned":
