@@ -33,7 +33,7 @@ def main() -> None:
                     pages[str(i)] = "\n\n".join(t.text for t in tables)
         data["tables"][pdf.name] = pages
         print(f"{pdf.name}: {len(pages)} pages with tables", flush=True)
-    out.write_text(json.dumps(data, indent=1))
+        out.write_text(json.dumps(data, indent=1))  # after each document: usable while running
     print(f"{data['pages']} pages, {data['seconds'] / max(data['pages'], 1):.2f} s/page")
 
 

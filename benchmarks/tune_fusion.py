@@ -39,6 +39,12 @@ from mm_retriever.types import FusedHit
 SCOPES = ("within-doc", "corpus")
 SOURCES = ("chart", "table", "figure", "text", "layout")
 PRIOR_BOOSTS = (1, 3)
+# the current leg weights plus a document prior: the candidates for a new default
+PROPOSED = (
+    "zscore text=0.75 other=0.2 prior=0.5 boost=pages",
+    "zscore text=0.75 other=0.2 prior=1.0 boost=pages",
+    "zscore text=0.75 other=0.2 prior=0.5 boost=3",
+)
 
 
 def dev_half(doc_name: str) -> str:
@@ -296,7 +302,8 @@ def main() -> None:
     best = max(tuned, key=lambda lab: sum(results[lab][0][s]["A"]["ndcg@5"] for s in SCOPES))
     lines = [f"chosen on half A: {best}", f"library default prior weight: {DEFAULT_DOCUMENT_PRIOR}"]
     learned = [lab for lab in results if lab.startswith("learned")]
-    for label in [best, *learned]:
+    proposed = [lab for lab in PROPOSED if lab in results and lab != best]
+    for label in [best, *proposed, *learned]:
         for scope, h in itertools.product(SCOPES, ("A", "B", "all")):
             if label in learned and h != "B":
                 continue

@@ -1,19 +1,26 @@
 """Document-aware ranking for corpus-wide search: score documents as wholes, then pages.
 
 Questions name companies, products, years and report titles, so the right *document* is often
-easier to find than the right page. :class:`DocumentPrior` keeps a BM25 index with one row per
-document (its title, file name and the text of all its pages, in memory, rebuilt when the pages
-table changes) and scores every document for a query. :func:`apply_document_prior` (in
-:mod:`mm_retriever.fusion`) then adds ``weight * z(document score)`` to each fused page's z-scored
-score, so pages of documents that match the question as a whole move up. Within one document
-the prior is the same for every page and changes nothing.
+easier to find than the right page. :class:`DocumentPrior` scores every candidate document for a
+query, in one of two ways:
+
+- ``source="pages"`` (hierarchical): a document scores the sum of the fused scores of its pages
+  among the top ``top_pages`` fused pages, so a document with several good pages beats one lucky
+  page elsewhere. Nothing extra is indexed or computed.
+- ``source="bm25"``: a BM25 index with one row per document (its title, file name and the text
+  of all its pages; in memory, rebuilt when the pages table changes).
+
+:func:`apply_document_prior` (in :mod:`mm_retriever.fusion`) then adds
+``weight * z(document score)`` to each fused page's z-scored score. Within one document the prior
+is the same for every page and changes nothing.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -24,6 +31,7 @@ if TYPE_CHECKING:
     import bm25s
 
     from mm_retriever.store import LanceDBStore
+    from mm_retriever.types import FusedHit
 
 
 @dataclass
@@ -34,17 +42,20 @@ class _DocCorpus:
 
 
 class DocumentPrior:
-    """Document-level BM25 (title + file name + all page text) for a document prior.
+    """Document scores for a document prior: from the fused pages or a document-level BM25.
 
-    ``weight``: how much a document's z-scored BM25 counts against the page's z-scored fused
-    score (0 turns the prior off). ``title_boost``: how many times the title and file name are
-    repeated in the document's text, so naming a report or product weighs more.
+    ``weight``: how much a document's z-scored score counts against the page's z-scored fused
+    score (0 turns the prior off). ``source``: ``"pages"`` or ``"bm25"`` (module docstring).
+    ``top_pages``: fused pages that vote for their document (``pages``). ``title_boost``: how
+    many times the title and file name are repeated in a document's BM25 text (``bm25``).
     """
 
     def __init__(
         self,
         weight: float = 0.5,
         *,
+        source: Literal["pages", "bm25"] = "pages",
+        top_pages: int = 20,
         title_boost: int = 3,
         k1: float = 1.2,
         b: float = 0.75,
@@ -52,7 +63,11 @@ class DocumentPrior:
     ) -> None:
         if weight < 0:
             raise ValueError(f"document prior weight must be >= 0, got {weight}")
+        if source not in ("pages", "bm25"):
+            raise ValueError(f"document prior source must be 'pages' or 'bm25', got {source!r}")
         self.weight = float(weight)
+        self.source = source
+        self.top_pages = max(1, int(top_pages))
         self.title_boost = max(0, int(title_boost))
         self.k1 = float(k1)
         self.b = float(b)
@@ -106,6 +121,14 @@ class DocumentPrior:
             model.index(tokens, show_progress=False)
         return _DocCorpus(version, doc_ids, model)
 
+    def document_scores(
+        self, store: LanceDBStore, text: str, fused: Sequence[FusedHit]
+    ) -> dict[str, float]:
+        """Each candidate document's score for the query ``text`` with fused pages ``fused``."""
+        if self.source == "pages":
+            return page_votes(fused, self.top_pages)
+        return self.scores(store, text)
+
     def scores(self, store: LanceDBStore, text: str) -> dict[str, float]:
         """BM25 score of every document for ``text`` (empty when nothing can be scored)."""
         corpus = self._load(store)
@@ -120,6 +143,8 @@ class DocumentPrior:
     def config(self) -> dict[str, float | int | str]:
         return {
             "weight": self.weight,
+            "source": self.source,
+            "top_pages": self.top_pages,
             "title_boost": self.title_boost,
             "k1": self.k1,
             "b": self.b,
@@ -127,7 +152,16 @@ class DocumentPrior:
         }
 
     def __repr__(self) -> str:
-        return f"DocumentPrior(weight={self.weight}, title_boost={self.title_boost})"
+        return f"DocumentPrior(weight={self.weight}, source={self.source!r})"
+
+
+def page_votes(fused: Sequence[FusedHit], top: int = 20) -> dict[str, float]:
+    """Sum of the fused scores of each document's pages among the first ``top`` of ``fused``
+    (best first); documents without a page there are absent (they get the lowest prior)."""
+    votes: dict[str, float] = {}
+    for h in fused[:top]:
+        votes[h.doc_id] = votes.get(h.doc_id, 0.0) + float(h.score)
+    return votes
 
 
 def _file_words(source: str) -> str:

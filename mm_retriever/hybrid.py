@@ -104,7 +104,7 @@ class HybridRetriever:
         self.write_images = write_images
         self.clean_query = clean_query
         self.fusion = self._make_fusion(fusion, weights)
-        if isinstance(document_prior, int | float):
+        if isinstance(document_prior, int | float):  # a weight: the default (pages) prior
             document_prior = DocumentPrior(document_prior) if document_prior > 0 else None
         self.document_prior = document_prior
 
@@ -181,7 +181,8 @@ class HybridRetriever:
         if prior is None or not query.text or len({h.doc_id for h in fused}) < 2:
             return list(fused)
         text = self.prepare(query).text or ""
-        return apply_document_prior(fused, prior.scores(self.index.store, text), prior.weight)
+        scores = prior.document_scores(self.index.store, text, fused)
+        return apply_document_prior(fused, scores, prior.weight)
 
     async def aretrieve(
         self,

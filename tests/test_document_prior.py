@@ -9,7 +9,7 @@ import pytest
 from pdfgen import add_text_page
 
 from mm_retriever.config import IndexConfig, IngestConfig, LegSpec, PluginSpec
-from mm_retriever.document_prior import DocumentPrior, _file_words
+from mm_retriever.document_prior import DocumentPrior, _file_words, page_votes
 from mm_retriever.fusion import apply_document_prior
 from mm_retriever.index import MultimodalIndex
 from mm_retriever.types import FusedHit
@@ -71,7 +71,7 @@ def test_prior_moves_the_named_documents_page_up(index) -> None:
     plain = _order(idx.retriever(document_prior=0).retrieve(QUERY, k=3))
     # page BM25 alone: Acme's page repeats "revenues increased" and outranks Northwind's
     assert plain.index(acme_results) < plain.index(nw_results)
-    prior = idx.retriever(document_prior=1.0)
+    prior = idx.retriever(document_prior=DocumentPrior(1.0, source="bm25"))
     ranked = prior.retrieve(QUERY, k=3)
     order = _order(ranked)
     # the whole Northwind document names the company, so its results page moves above Acme's
@@ -104,6 +104,29 @@ def test_apply_document_prior_arithmetic() -> None:
     assert apply_document_prior(again, {"a": 1.0, "b": 0.0}, 0.0) == again
     with pytest.raises(ValueError, match="weight"):
         DocumentPrior(-1.0)
+
+
+def test_page_votes_prior_prefers_the_document_with_several_good_pages() -> None:
+    # one lucky page of "x" on top, but "y" has three good pages among the top ones
+    fused = [
+        FusedHit("x", 0, 3.0),
+        FusedHit("y", 4, 2.5),
+        FusedHit("y", 5, 2.4),
+        FusedHit("y", 9, 2.0),
+        FusedHit("x", 7, 0.1),
+        FusedHit("z", 0, 0.0),
+    ]
+    votes = page_votes(fused, top=5)
+    assert votes == pytest.approx({"x": 3.1, "y": 6.9})  # z is not among the top 5
+    prior = DocumentPrior(1.0)  # source="pages" is the default
+    assert prior.document_scores(None, "ignored", fused) == votes  # type: ignore[arg-type]
+    out = apply_document_prior(
+        [FusedHit(h.doc_id, h.page_index, h.score) for h in fused], votes, 1.0
+    )
+    assert [(h.doc_id, h.page_index) for h in out][:3] == [("y", 4), ("y", 5), ("y", 9)]
+    assert out[-1].doc_id == "z"  # a document without votes gets the lowest prior
+    with pytest.raises(ValueError, match="source"):
+        DocumentPrior(1.0, source="title")  # type: ignore[arg-type]
 
 
 def test_file_words() -> None:
