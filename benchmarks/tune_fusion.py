@@ -210,6 +210,41 @@ def settings(legs: list[str]):
         yield label, WeightedFusion(w, "zscore"), used, prior
 
 
+# rows of the grid that go into the eval-style report (name in the report)
+REPORTED = {
+    "default": "hybrid",
+    "bm25 alone": "bm25",
+    "text alone": "text",
+    "figure alone": "figure",
+    "zscore text=0.75 other=0.2 prior=0.5 boost=pages": "hybrid+prior-pages-0.5",
+    "zscore text=0.75 other=0.2 prior=0.5 boost=3": "hybrid+prior-bm25-0.5",
+}
+
+
+def write_eval_report(dataset, kept: dict, qrels: dict, sources: dict, out: Path) -> None:
+    """Results JSON (one a scope) and report.md in the ``eval`` layout, with the paired
+    comparisons with ``hybrid`` (the current default) and the slices."""
+    from mm_retriever.eval.report import results_document, write_json, write_report
+    from mm_retriever.eval.slices import query_slices
+
+    slices = query_slices(dataset.queries)
+    docs = []
+    for scope in SCOPES:
+        pipes = {}
+        for name, ranked in kept.items():
+            res = evaluate_rankings(ranked[scope], qrels, sources, slices=slices)
+            res.pop("n")
+            pipes[name] = {**res, "kind": "ours", "n_queries": len(qrels)}
+        doc = results_document(dataset.name, scope, pipes, slices)
+        write_json(doc, out / f"results.{scope}.json")
+        docs.append(doc)
+    header = (
+        f"# Cached-leg evaluation on {dataset.name} ({len(dataset.files)} documents, "
+        f"{len(qrels)} queries) by benchmarks/tune_fusion.py\n"
+    )
+    print(f"wrote {write_report(docs, out, header=header)}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dataset", required=True)
@@ -218,6 +253,7 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=50)
     ap.add_argument("--cache", type=Path, default=None, help="pickle of the leg rankings")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--report", type=Path, default=None, help="folder for an eval-style report")
     ap.add_argument(
         "--index",
         type=Path,
@@ -267,6 +303,7 @@ def main() -> None:
     head += [f"within all {s}" for s in SOURCES] + [f"corpus all {s}" for s in SOURCES]
     rows = ["\t".join(head)]
     results: dict[str, tuple[dict, dict]] = {}
+    kept: dict[str, dict] = {}  # report name -> rankings
     default_w = {leg: DEFAULT_LEG_WEIGHTS.get(leg, 1.0) for leg in legs}
     default_label = "default"
     grid = [
@@ -288,6 +325,8 @@ def main() -> None:
             for s in SCOPES
         }
         results[label] = (res, prior)
+        if label in REPORTED:
+            kept[REPORTED[label]] = ranked
         cells = [label]
         cells += [f"{res[s][h]['ndcg@5']:.3f}" for s in SCOPES for h in ("all", "A", "B")]
         for s in SCOPES:
@@ -323,6 +362,8 @@ def main() -> None:
                 f"{c.verdict()}"
             )
     print("\n".join(lines), flush=True)
+    if args.report:
+        write_eval_report(dataset, kept, qrels, sources, args.report)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("\n".join(rows) + "\n")

@@ -118,7 +118,7 @@ def test_page_votes_prior_prefers_the_document_with_several_good_pages() -> None
     ]
     votes = page_votes(fused, top=5)
     assert votes == pytest.approx({"x": 3.1, "y": 6.9})  # z is not among the top 5
-    prior = DocumentPrior(1.0)  # source="pages" is the default
+    prior = DocumentPrior(1.0, top_pages=5)  # source="pages" is the default
     assert prior.document_scores(None, "ignored", fused) == votes  # type: ignore[arg-type]
     out = apply_document_prior(
         [FusedHit(h.doc_id, h.page_index, h.score) for h in fused], votes, 1.0
