@@ -94,6 +94,10 @@ def markdown_table(docs: Sequence[Mapping[str, Any]]) -> str:
             ] + [f"{_fmt(by[s]['ndcg@5'])} (n={by[s]['n']})" if s in by else "–" for s in sources]
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+        if not any(_has_costs(res) for res in doc["pipelines"].values()):
+            lines += slice_table(doc)
+            lines += significance_table(doc)
+            continue
         head = [
             "pipeline",
             "index s/page",
@@ -117,6 +121,13 @@ def markdown_table(docs: Sequence[Mapping[str, Any]]) -> str:
         lines += slice_table(doc)
         lines += significance_table(doc)
     return "\n".join(lines)
+
+
+_COSTS = ("index_s_per_page", "ocr_s_per_page", "query_ms_p50", "query_ms_p95", "bytes_per_page")
+
+
+def _has_costs(res: Mapping[str, Any]) -> bool:
+    return any(res.get(k) is not None for k in _COSTS)
 
 
 def _per_query(doc: Mapping[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
