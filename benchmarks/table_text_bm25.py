@@ -7,7 +7,9 @@ temporary LanceDB stores, and scores the dev queries within-doc and corpus-wide,
 slice and on all queries, with a paired randomisation test.
 
     uv run --frozen python benchmarks/table_text_bm25.py --dataset ../shared/data/mmlongbench-dev \
-        --workdir /work/scratch/quality/work --tables /work/scratch/quality/tables/filings.json
+        --index WORKDIR/indexes/mmlongbench-dev-KEY --tables TABLES.json
+
+Only the index's committed documents (and their queries) take part.
 """
 
 from __future__ import annotations
@@ -19,29 +21,47 @@ from pathlib import Path
 
 from mm_retriever.eval.datasets import load_dataset
 from mm_retriever.eval.metrics import evaluate_rankings
-from mm_retriever.eval.pipelines import make_pipeline
 from mm_retriever.eval.significance import paired_test
 from mm_retriever.eval.slices import FILINGS, query_slices
 from mm_retriever.filters import PAGE_COLUMNS, where_clause
+from mm_retriever.index import MultimodalIndex
 from mm_retriever.protocols import Query
 from mm_retriever.query_text import retrieval_text
 from mm_retriever.retrievers.bm25 import BM25Retriever
-from mm_retriever.store import PAGES, LanceDBStore
+from mm_retriever.store import DOCUMENTS, PAGES, LanceDBStore
+
+
+def restrict(dataset, names: set[str]):
+    """The data set less the documents (and their queries) not in ``names``."""
+    from mm_retriever.eval.datasets import EvalDataset
+
+    queries = [
+        q
+        for q in dataset.queries
+        if q.doc in names and all(d in names for d, _ in dataset.qrels[q.query_id])
+    ]
+    files = [f for f in dataset.files if f.name in names]
+    return EvalDataset(
+        dataset.name, files, queries, {q.query_id: dataset.qrels[q.query_id] for q in queries}
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dataset", required=True)
-    ap.add_argument("--workdir", type=Path, required=True)
+    ap.add_argument("--index", type=Path, required=True, help="an index built by eval")
     ap.add_argument("--tables", type=Path, required=True)
     args = ap.parse_args()
     dataset = load_dataset(args.dataset)
-    pipeline = make_pipeline("hybrid")
-    pipeline.build(dataset, args.workdir, progress=False)
-    store = pipeline._retriever.index.store
+    store = MultimodalIndex.open(args.index).store
+    committed = {r["doc_id"] for r in store.query(DOCUMENTS, None, ["doc_id"]).to_pylist()}
+    ids = {n: i for n, i in dataset.document_ids.items() if i in committed}
+    names = {i: n for n, i in ids.items()}
+    dataset = restrict(dataset, set(ids))
     pages = store.query(PAGES, None, ["doc_id", "page_index", "text"]).to_pylist()
+    pages = [p for p in pages if p["doc_id"] in committed]
     cache = json.loads(args.tables.read_text())
-    ids = pipeline._doc_ids
+    cache["tables"] = {n: t for n, t in cache["tables"].items() if n in ids}
     extra = {
         (ids[name], int(i)): text
         for name, by_page in cache["tables"].items()
@@ -83,7 +103,7 @@ def main() -> None:
                     if scope == "within-doc":
                         where = where_clause({"doc_id": ids[q.doc]}, PAGE_COLUMNS)
                     hits = leg.retrieve(st, Query(retrieval_text(q.text)), 10, where)
-                    ranked[q.query_id] = [(pipeline._names[h.doc_id], h.page_index) for h in hits]
+                    ranked[q.query_id] = [(names[h.doc_id], h.page_index) for h in hits]
                 results[(variant, scope)] = evaluate_rankings(ranked, qrels, slices=slices)
     for scope in ("within-doc", "corpus"):
         a = results[("page text + tables", scope)]
