@@ -37,6 +37,11 @@ class IngestConfig(BaseModel):
         "layer only (layer), or OCR of the rendered page only (ocr; set ocr='always' for every "
         "page)",
     )
+    tables: bool = Field(
+        False,
+        description="add PyMuPDF-found tables as header-propagated lines ('Revenue | 2023 | "
+        "4512') to the page text and chunks (mm_retriever.ingest.tables)",
+    )
     chunk_size: int = Field(1000, ge=100, description="max characters per text chunk")
     chunk_overlap: int = Field(150, ge=0)
     figures: bool = True

@@ -118,3 +118,34 @@ class WeightedFusion:
 
     def __repr__(self) -> str:
         return f"WeightedFusion(weights={self.weights}, normalization={self.normalization!r})"
+
+
+def _zscores(values: Sequence[float]) -> list[float]:
+    if not values:
+        return []
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    return [(v - mean) / std if std > 0 else 0.0 for v in values]
+
+
+def apply_document_prior(
+    fused: Sequence[FusedHit], doc_scores: Mapping[str, float], weight: float
+) -> list[FusedHit]:
+    """Re-rank fused pages with a document prior: ``z(page score) + weight * z(doc score)``.
+
+    Page scores are z-scored over ``fused``; document scores over every document in
+    ``doc_scores`` (a document missing there gets the lowest). Each hit's ``score`` becomes the
+    combined value and ``leg_scores["document"]`` records the raw document score. With one
+    document among the pages, or ``weight == 0`` or no document scores, the order is unchanged.
+    """
+    hits = list(fused)
+    if not hits or weight == 0 or not doc_scores:
+        return hits
+    docs = sorted(doc_scores)
+    doc_z = dict(zip(docs, _zscores([doc_scores[d] for d in docs]), strict=True))
+    floor = min(doc_z.values())
+    page_z = _zscores([h.score for h in hits])
+    for h, z in zip(hits, page_z, strict=True):
+        h.score = z + weight * doc_z.get(h.doc_id, floor)
+        h.leg_scores["document"] = float(doc_scores.get(h.doc_id, 0.0))
+    return _top({h.key: h for h in hits}, len(hits))

@@ -6,6 +6,7 @@ Real parts throughout: PDFs made with PyMuPDF, LanceDB on disk, the bundled Mini
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pymupdf
@@ -225,7 +226,7 @@ def test_run_scores_ours_and_peers(tiny_set: Path, tmp_path: Path, minilm_path: 
         # four unambiguous questions over two-page documents: the right page comes first
         assert res["mrr@10"] == pytest.approx(1.0), name
         assert res["by_source"]["text"]["n"] == 2
-        assert "per_query" not in res
+        assert set(res["per_query"]) == {q.query_id for q in ds.queries}
     assert within["llamaindex"]["kind"] == "peer" and within["hybrid"]["kind"] == "ours"
     assert within["text"]["index_shared_with"] == "hybrid"
     assert within["layer-bm25"]["bytes_per_page"] > 0
@@ -237,6 +238,9 @@ def test_run_scores_ours_and_peers(tiny_set: Path, tmp_path: Path, minilm_path: 
     )
     md = markdown_table(docs)
     assert "llamaindex (peer)" in md and "| hybrid |" in md
+    # every pipeline is compared with hybrid; identical per-query scores are "not significant"
+    assert md.count("Paired comparison with `hybrid`") == 2
+    assert "| hybrid | 1.000 [1.000, 1.000] | (reference) |" in md
     out = write_report(docs, tmp_path / "report")
     assert out.read_text().count(".png") == 2
     assert sorted(p.name for p in (tmp_path / "report").glob("*.png")) == [
@@ -251,6 +255,10 @@ def test_within_doc_needs_documents(tmp_path: Path) -> None:
         run(ds, [], ["within-doc"], tmp_path)
 
 
+@pytest.mark.skipif(
+    shutil.which("tesseract") is None,
+    reason="needs the tesseract program (apt-get install tesseract-ocr tesseract-ocr-eng)",
+)
 def test_ocr_bm25_ignores_the_text_layer(tmp_path: Path, cache: Path) -> None:
     """A page whose words are only pixels: ocr-bm25 finds it, layer-bm25 cannot."""
     root = tmp_path / "scan"
@@ -338,6 +346,9 @@ def test_cli_writes_json_report_and_merges(tiny_set: Path, tmp_path: Path) -> No
     assert hybrid["ndcg@5"] == pytest.approx(1.0)
     assert hybrid["settings"]["index"]["legs"][0]["name"] == "bm25"
     assert set(hybrid["by_source"]["chart"]) == {"n", "ndcg@5", "recall@5", "mrr@10"}
-    assert (tmp_path / "rep" / "report.md").read_text().count("| layer-bm25 |") == 2
+    report = (tmp_path / "rep" / "report.md").read_text()
+    # quality, cost and the paired comparison with hybrid (merged per-query scores)
+    assert report.count("| layer-bm25 |") == 3
+    assert "Paired comparison with `hybrid` (corpus, all queries, n=4" in report
     bad = runner.invoke(app, ["--dataset", str(tmp_path / "missing"), "-q"])
     assert bad.exit_code == 2 and "unknown data set" in bad.output

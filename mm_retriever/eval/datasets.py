@@ -69,6 +69,7 @@ class EvalQuery:
     text: str
     doc: str | None = None
     sources: list[str] = field(default_factory=list)
+    doc_type: str | None = None
 
 
 @dataclass
@@ -169,6 +170,7 @@ def load_local(root: str | Path) -> EvalDataset:
                         sources=[
                             EVIDENCE_SHORT.get(s, _slug(s)) for s in row.get("evidence_sources", [])
                         ],
+                        doc_type=row.get("doc_type"),
                     )
                 )
             except (json.JSONDecodeError, KeyError) as exc:

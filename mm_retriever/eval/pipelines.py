@@ -105,6 +105,11 @@ class Pipeline:
         """Release models and handles."""
 
 
+# Ingest settings added after indexes were first keyed; left out of the key while off, so
+# indexes built before they existed are still found.
+_NEW_INGEST_OFF = ("tables",)
+
+
 def _key(*parts: Any) -> str:
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
@@ -159,6 +164,9 @@ class OursPipeline(Pipeline):
         data = self.config.model_dump(mode="json", exclude={"fusion"})
         for leg in data["legs"]:
             leg.pop("weight", None)
+        for name in _NEW_INGEST_OFF:  # settings added later: absent when off, keys stay stable
+            if not data["ingest"].get(name):
+                data["ingest"].pop(name, None)
         return data
 
     def fusion(self, legs: Sequence[str]) -> Any:

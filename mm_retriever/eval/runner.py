@@ -20,6 +20,7 @@ from mm_retriever.eval.pipelines import (
     Scope,
 )
 from mm_retriever.eval.report import results_document
+from mm_retriever.eval.slices import query_slices
 
 log = logging.getLogger("mm_retriever")
 
@@ -112,6 +113,7 @@ def run(
         say(f"{name}: queries the index of {host} (same ingest and leg settings)")
     sources = {q.query_id: q.sources for q in dataset.queries}
     qrels = {q.query_id: dataset.qrels[q.query_id] for q in dataset.queries}
+    slices = query_slices(dataset.queries)
     results: dict[str, dict[str, dict[str, Any]]] = {s: {} for s in scopes}
     ocr_times: dict[tuple[str, int], float | None] = {}
     for pipe in pipelines:
@@ -137,14 +139,14 @@ def run(
             pipe.search(dataset.queries[0], RANK_DEPTH, scopes[0])
         for scope in scopes:
             rankings, times = _query_all(pipe, dataset, scope, progress)
-            scores = evaluate_rankings(rankings, qrels, sources)
+            scores = evaluate_rankings(rankings, qrels, sources, slices=slices)
             results[scope][pipe.name] = _entry(pipe, stats, scores, times, ocr_s, shared)
             say(
                 f"{pipe.name} [{scope}]: nDCG@5 {scores['ndcg@5']:.3f}  R@5 "
                 f"{scores['recall@5']:.3f}  MRR@10 {scores['mrr@10']:.3f}"
             )
         pipe.close()
-    return [results_document(dataset.name, s, results[s]) for s in scopes]
+    return [results_document(dataset.name, s, results[s], slices) for s in scopes]
 
 
 def _query_all(
@@ -186,6 +188,7 @@ def _entry(
         "recall@5": scores["recall@5"],
         "mrr@10": scores["mrr@10"],
         "by_source": scores["by_source"],
+        "by_slice": scores.get("by_slice", {}),
         "index_s_per_page": stats.seconds / pages,
         "query_ms_p50": _percentile(times, 50),
         "query_ms_p95": _percentile(times, 95),

@@ -21,6 +21,7 @@ from mm_retriever.ingest.geometry import center_in
 from mm_retriever.ingest.merge import merge_text, new_ocr_lines
 from mm_retriever.ingest.ocr import PageOCR, get_ocr_engine, ocr_page
 from mm_retriever.ingest.render import fit_size, pixmap_size, render_page, render_pdf2image
+from mm_retriever.ingest.tables import TableText, extract_tables
 from mm_retriever.ingest.text import Layer, TextBlock, TextLine, read_layer
 from mm_retriever.types import Document, Figure, Page, TextSource
 
@@ -218,6 +219,8 @@ class DocumentReader:
             t2 = time.perf_counter()
             self.timings["text"] += t1 - t
             self.timings["figures"] += t2 - t1
+            tables = extract_tables(page) if cfg.tables else []
+            self.timings["tables"] += time.perf_counter() - t2
             ocr = None
             if self._wants_ocr(page, layer, boxes):
                 ocr = self._ocr(index, lambda: self._ocr_image(page, image))
@@ -226,7 +229,7 @@ class DocumentReader:
         except Exception as e:
             reason = f"page {index + 1} could not be read ({_short(e)})"
             raise IngestError(self.source, reason) from e
-        return self._assemble(index, size, image, layer, ocr, boxes)
+        return self._assemble(index, size, image, layer, ocr, boxes, tables)
 
     def _image_page(self) -> Page:
         assert self._image is not None
@@ -302,8 +305,9 @@ class DocumentReader:
         layer: Layer,
         ocr: PageOCR | None,
         boxes: list[FigureBox],
+        tables: list[TableText] | None = None,
     ) -> Page:
-        """Page text from layer and OCR, chunks, and finished figures."""
+        """Page text from layer and OCR (plus table text), chunks, and finished figures."""
         t = time.perf_counter()
         cfg = self.config
         layer_text = layer.text
@@ -328,6 +332,9 @@ class DocumentReader:
             lines += extra_lines
             blocks += [TextBlock(ln.text, ln.bbox, [ln]) for ln in extra_lines]
             units += [Unit(ln.text, ln.bbox) for ln in extra_lines]
+        if tables:  # header-propagated table lines: their own chunks, appended to the page text
+            units += [Unit(t.text, t.bbox) for t in tables]
+            text = "\n\n".join([text, *(t.text for t in tables)]) if text else text
         chunks = chunk_units(units, cfg.chunk_size, cfg.chunk_overlap)
         figures = build_figures(boxes, blocks=blocks, lines=lines, image=image, page_size=size)
         self.timings["assemble"] += time.perf_counter() - t
