@@ -81,6 +81,7 @@ class SimilarityMap:
 
     leg: str
     tokens: list[str]
+    token_positions: list[int]  # each token's position in the encoded query
     per_token: np.ndarray  # [n_tokens, rows, cols]
     combined: np.ndarray  # [rows, cols]: the best token's similarity per patch
 
@@ -94,6 +95,7 @@ class SimilarityMap:
             "leg": self.leg,
             "grid": list(self.combined.shape),
             "tokens": self.tokens,
+            "token_positions": self.token_positions,
             "combined": np.round(self.combined, 4).tolist(),
             "per_token": np.round(self.per_token, 4).tolist(),
         }
@@ -538,6 +540,7 @@ def page_similarity(leg: Any, name: str, query: str, image: Image.Image) -> Simi
     return SimilarityMap(
         leg=name,
         tokens=[tokens[i] for i in keep],
+        token_positions=keep,
         per_token=per_token,
         combined=per_token.max(axis=0),
     )
