@@ -215,6 +215,7 @@ async function search(event) {
     const scope = docs.length ? ` in ${docs.length} document(s)` : "";
     setStatus(pages.length ? `${pages.length} page(s)${scope} · ${ms} ms` : `No pages matched${scope}.`);
     renderResults(pages, query);
+    $("#results").dataset.query = query;
   } catch (err) {
     setStatus(err.message, true);
   } finally {
