@@ -20,6 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from mm_retriever.errors import MissingExtraError
 
+try:  # module level: the SDK resolves the tool's annotations from these globals
+    from mcp_types import ImageContent, TextContent
+except ImportError:  # the serve extra is missing; build_server says so
+    ImageContent = TextContent = None  # type: ignore[assignment,misc]
+
 if TYPE_CHECKING:
     from mm_retriever.index import MultimodalIndex
     from mm_retriever.types import RetrievedPage
@@ -59,7 +64,7 @@ def build_server(index: MultimodalIndex, *, default_k: int = 5) -> Any:
     """The MCP server object (``mcp.server.mcpserver.MCPServer``) with the tools above."""
     try:
         from mcp.server.mcpserver import MCPServer
-        from mcp_types import ImageContent, TextContent
+        from mcp.server.mcpserver.exceptions import ToolError
     except ImportError as e:
         raise MissingExtraError("mcp", extra="serve", purpose="the MCP server") from e
 
@@ -77,11 +82,16 @@ def build_server(index: MultimodalIndex, *, default_k: int = 5) -> Any:
         query: the question or keywords. k: pages to return (1-20). doc_ids: only these
         documents (see list_documents). images: include page images and matched figures.
         """
+        from mm_retriever.errors import MMRetrieverError
+
         if not query.strip():
-            raise ValueError("query is empty")
+            raise ToolError("query is empty: pass the question or keywords to search for")
         k = max(1, min(int(k), MAX_K))
         filters = {"doc_id": list(doc_ids)} if doc_ids else None
-        pages = index.retriever().retrieve(query, k=k, filters=filters)
+        try:
+            pages = index.retriever().retrieve(query, k=k, filters=filters)
+        except (MMRetrieverError, ValueError) as e:  # bad filters etc.: tell the agent why
+            raise ToolError(str(e)) from e
         if not pages:
             return [TextContent(type="text", text="No matching pages.")]
         out: list[TextContent | ImageContent] = []
