@@ -291,6 +291,9 @@ def serve(
         typer.Option(envvar="MM_RETRIEVER_ADMIN_KEY", help="bearer key for uploads and deletes"),
     ] = None,
     max_upload_mb: Annotated[float, typer.Option(help="largest upload")] = 100.0,
+    workers: Annotated[
+        int | None, typer.Option(help="searches computed at once (default: CPU cores)")
+    ] = None,
     create: Annotated[bool, typer.Option(help="create an empty index if there is none")] = False,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -302,6 +305,7 @@ def serve(
     try:
         from mm_retriever.serve import ServeSettings, run
 
+        options: dict[str, Any] = {"workers": workers} if workers else {}
         settings = ServeSettings(
             index=str(index),
             device=device,
@@ -309,6 +313,7 @@ def serve(
             admin_key=admin_key,
             max_upload_mb=max_upload_mb,
             create=create,
+            **options,
         )
         console.print(f"[bold]mm-retriever[/bold] serving {index} at http://{host}:{port}/")
         run(settings, host=host, port=port, log_level="info" if verbose else "warning")

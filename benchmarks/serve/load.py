@@ -200,8 +200,9 @@ async def run(args: argparse.Namespace) -> dict:
                     while (await c.get(f"/jobs/{d.json()['job_id']}")).json()["status"] != "done":
                         await asyncio.sleep(0.3)
 
-            up = asyncio.create_task(uploader())
-            await asyncio.sleep(1.0)  # the first upload is being indexed when the load starts
+            up = asyncio.create_task(uploader() if args.upload else asyncio.sleep(0))
+            if args.upload:
+                await asyncio.sleep(1.0)  # the first upload is being indexed when the load starts
             t0 = time.perf_counter()
             await asyncio.gather(*(client_loop() for _ in range(args.clients)))
             wall = time.perf_counter() - t0
@@ -235,6 +236,7 @@ async def run(args: argparse.Namespace) -> dict:
         "machine": f"{_cpu()}, {_cores()} cores, Python {platform.python_version()}",
         "load_average_at_end": _loadavg(),
         "clients": args.clients,
+        "uploading": args.upload,
         "requests": len(everything),
         "wall_s": round(wall, 2),
         "requests_per_s": round(len(everything) / wall, 1),
@@ -284,6 +286,9 @@ def main() -> None:
     )
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--requests", type=int, default=3000)
+    ap.add_argument(
+        "--no-upload", dest="upload", action="store_false", help="no writes during the run"
+    )
     ap.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "serve" / "results" / "load.json"
     )

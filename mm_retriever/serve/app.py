@@ -13,6 +13,7 @@ import io
 import logging
 import re
 import shutil
+import threading
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -91,6 +92,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
         index.path / "_uploads" if index.path is not None else Path.cwd() / "mm-retriever-uploads"
     )
     writer = Writer(index, upload_root=upload_root)
+    # CPU-bound work (query encoding, scoring, overlays) runs at most `workers` at a time:
+    # more at once only thrash the cores and stretch every request's latency
+    compute = threading.BoundedSemaphore(settings.workers)
     auth = Auth(settings.read_key, settings.admin_key)
 
     @asynccontextmanager
@@ -134,7 +138,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
         retriever = index.retriever(
             fusion=body.fusion, legs=body.legs, weights=body.weights, clean_query=not body.raw_query
         )
-        pages = retriever.retrieve(RQuery(text=text, image=image), k=body.k, filters=body.filters)
+        with compute:
+            pages = retriever.retrieve(
+                RQuery(text=text, image=image), k=body.k, filters=body.filters
+            )
         return [page_json(p, text, body.legs) for p in pages]
 
     # ------------------------------------------------------------- pages
@@ -162,9 +169,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
         _check_query(q, settings)
         _page(index, doc_id, page_index, ["page_index"])
-        png = overlay_png(
-            index, q, doc_id, page_index, legs=_legs(index, legs), max_width=max_width
-        )
+        with compute:
+            png = overlay_png(
+                index, q, doc_id, page_index, legs=_legs(index, legs), max_width=max_width
+            )
         return Response(png, media_type="image/png", headers=_CACHE)
 
     @app.get("/pages/{doc_id}/{page_index}/explain", dependencies=read, tags=["pages"])
@@ -179,7 +187,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
         _check_query(q, settings)
         _page(index, doc_id, page_index, ["page_index"])
-        return explain_page(index, q, doc_id, page_index, legs=_legs(index, legs)).to_dict()
+        with compute:
+            found = explain_page(index, q, doc_id, page_index, legs=_legs(index, legs))
+        return found.to_dict()
 
     @app.get("/figures/{doc_id}/{page_index}/{figure_index}", dependencies=read, tags=["pages"])
     def figure_image(

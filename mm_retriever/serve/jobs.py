@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import shutil
 import threading
@@ -150,6 +151,7 @@ class Writer:
         return job
 
     def _run(self) -> None:
+        _lower_priority()
         while True:
             job = self._queue.get()
             if job is None:
@@ -219,6 +221,12 @@ def _remove(path: Path) -> None:
         path.parent.rmdir()
     if path.parent.exists() and not any(path.parent.iterdir()):
         shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def _lower_priority(niceness: int = 10) -> None:
+    """Nice this thread (Linux: threads have their own priority), so searches run first."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
 
 
 def _new_id() -> str:

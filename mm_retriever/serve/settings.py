@@ -25,6 +25,11 @@ class ServeSettings(BaseModel):
     max_query_chars: int = Field(2000, ge=1)
     max_k: int = Field(50, ge=1)
     max_files: int = Field(50, ge=1, description="files per upload")
+    workers: int = Field(
+        default_factory=lambda: max(2, len(os.sched_getaffinity(0))),
+        ge=1,
+        description="searches and overlays computed at once (more wait their turn)",
+    )
     upload_dir: Path | None = Field(
         None, description="where uploaded files are kept (default: <index>/_uploads)"
     )
