@@ -26,7 +26,7 @@ class ServeSettings(BaseModel):
     max_k: int = Field(50, ge=1)
     max_files: int = Field(50, ge=1, description="files per upload")
     workers: int = Field(
-        default_factory=lambda: max(2, len(os.sched_getaffinity(0))),
+        default_factory=lambda: max(2, _cores()),
         ge=1,
         description="searches and overlays computed at once (more wait their turn)",
     )
@@ -42,3 +42,11 @@ class ServeSettings(BaseModel):
     @property
     def max_json_bytes(self) -> int:
         return int(self.max_json_kb * 1024)
+
+
+def _cores() -> int:
+    """CPU cores this process may use (affinity where the OS has it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 2
