@@ -85,10 +85,11 @@ class SimilarityMap:
     per_token: np.ndarray  # [n_tokens, rows, cols]
     combined: np.ndarray  # [rows, cols]: the best token's similarity per patch
 
-    def normalized(self) -> np.ndarray:
-        """``combined`` scaled to 0..1 on this page."""
-        lo, hi = float(self.combined.min()), float(self.combined.max())
-        return (self.combined - lo) / (hi - lo) if hi > lo else np.zeros_like(self.combined)
+    def normalized(self, token: int | None = None) -> np.ndarray:
+        """``combined`` (or query token ``token``'s map) scaled to 0..1 on this page."""
+        grid = self.combined if token is None else self.per_token[token]
+        lo, hi = float(grid.min()), float(grid.max())
+        return (grid - lo) / (hi - lo) if hi > lo else np.zeros_like(grid)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -196,20 +197,30 @@ def overlay_png(
     *,
     legs: Sequence[str] | None = None,
     max_width: int | None = None,
+    token: int | None = None,
 ) -> bytes:
-    """The page image with the heat map and match boxes drawn over it, as PNG bytes."""
+    """The page image with the heat map and match boxes drawn over it, as PNG bytes.
+
+    ``token``: show the page leg's map of that query token (an index into
+    ``SimilarityMap.tokens``) instead of the combined map.
+    """
     explanation = explain_page(index, query, doc_id, page_index, legs=legs)
     image = _image(_page_row(index, doc_id, page_index))
-    return encode_png(render_overlay(image, explanation), max_width)
+    return encode_png(render_overlay(image, explanation, token=token), max_width)
 
 
-def render_overlay(image: Image.Image, explanation: Explanation) -> Image.Image:
+def render_overlay(
+    image: Image.Image, explanation: Explanation, *, token: int | None = None
+) -> Image.Image:
     """Draw ``explanation`` over the page ``image`` (any resolution of the same page)."""
     base = image.convert("RGBA")
     sx = base.width / max(explanation.width, 1e-6)
     sy = base.height / max(explanation.height, 1e-6)
-    if explanation.similarity is not None:
-        base = Image.alpha_composite(base, _heat_layer(explanation.similarity, base.size))
+    sim = explanation.similarity
+    if sim is not None:
+        if token is not None and not 0 <= token < len(sim.tokens):
+            raise ValueError(f"token {token} out of range: the query has {len(sim.tokens)}")
+        base = Image.alpha_composite(base, _heat_layer(sim, base.size, token))
     layer = Image.new("RGBA", base.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
     order = {"chunk": 0, "figure": 1, "term": 2}
@@ -566,11 +577,11 @@ def _n_patches(processor: Any, model: Any, image: Image.Image, batch: Any) -> tu
     return side, side
 
 
-def _heat_layer(sim: SimilarityMap, size: tuple[int, int]) -> Image.Image:
-    """A translucent heat map of the combined similarity, upscaled to ``size``."""
+def _heat_layer(sim: SimilarityMap, size: tuple[int, int], token: int | None) -> Image.Image:
+    """A translucent heat map of the similarity, upscaled to ``size``."""
     from matplotlib import colormaps
 
-    values = sim.normalized()
+    values = sim.normalized(token)
     small = Image.fromarray((values * 255).astype("uint8"), mode="L")
     grey = np.asarray(small.resize(size, Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
     rgba = colormaps["inferno"](grey)

@@ -5,6 +5,7 @@
 - ``search(query, k, doc_ids, images)``: the best pages, each as a text block (citation,
   scores, the page text) followed by the page image (and the matched figure crops) as MCP
   image content;
+- ``get_page(doc_id, page_number)``: one page's citation, text and image (read around a hit);
 - ``list_documents()``: what the index holds (doc_id, file, pages), to scope a search.
 
 An agent host config entry: ``{"command": "uv", "args": ["run", "--extra", "serve",
@@ -109,6 +110,28 @@ def build_server(index: MultimodalIndex, *, default_k: int = 5) -> Any:
         return out
 
     @server.tool()
+    def get_page(
+        doc_id: str, page_number: int, images: bool = True
+    ) -> list[TextContent | ImageContent]:
+        """One page by document id and 1-based page number (e.g. to read the page before or
+        after a hit): its citation, text and image."""
+        from mm_retriever.types import FusedHit
+
+        if not index.store.has_document(doc_id):
+            raise ToolError(f"no document '{doc_id}'; see list_documents")
+        found = index.retriever().hydrate([FusedHit(doc_id, int(page_number) - 1, 0.0)], 1)
+        if not found or not 1 <= page_number <= _n_pages(index, doc_id):
+            raise ToolError(f"document '{doc_id}' has no page {page_number}")
+        page = found[0]
+        out: list[TextContent | ImageContent] = [
+            TextContent(type="text", text=f"{page.citation}\n\n{page.text.strip()}")
+        ]
+        b64 = page.image_base64() if images else None
+        if b64:
+            out.append(ImageContent(type="image", data=b64, mime_type=page.image_mime))
+        return out
+
+    @server.tool()
     def list_documents() -> str:
         """The indexed documents: doc_id, file name, title, number of pages (JSON)."""
         docs = [
@@ -123,6 +146,10 @@ def build_server(index: MultimodalIndex, *, default_k: int = 5) -> Any:
         return json.dumps(docs, indent=1)
 
     return server
+
+
+def _n_pages(index: MultimodalIndex, doc_id: str) -> int:
+    return next((int(d["n_pages"]) for d in index.documents() if d["doc_id"] == doc_id), 0)
 
 
 def run_stdio(index_uri: str | Path, *, device: str | None = None, default_k: int = 5) -> None:

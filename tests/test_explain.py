@@ -200,6 +200,10 @@ def test_colpali_similarity_maps_match_the_patch_embeddings(tmp_path, tiny_colpa
 
     overlay = Image.open(io.BytesIO(page.overlay_png(index, question)))
     assert overlay.size == page.image().size
+    token_view = Image.open(io.BytesIO(page.overlay_png(index, question, token=0)))
+    assert token_view.size == overlay.size
+    with pytest.raises(ValueError, match="out of range"):
+        page.overlay_png(index, question, token=len(sim.tokens))
     assert exp.to_dict()["similarity"]["grid"] == [4, 4]
 
 

@@ -40,17 +40,26 @@ async def _session_call(index_dir: Path, calls: list[tuple[str, dict]]) -> tuple
 
 
 async def test_search_tool_returns_cited_text_and_page_images(index_dir: Path) -> None:
-    tools, (docs, hits, scoped, empty) = await _session_call(
+    from mm_retriever.index import MultimodalIndex
+
+    solar = next(
+        d["doc_id"]
+        for d in MultimodalIndex.open(index_dir).documents()
+        if d["source"].endswith("solar_market_outlook_2025.pdf")
+    )
+    tools, (docs, hits, scoped, empty, page3, no_page) = await _session_call(
         index_dir,
         [
             ("list_documents", {}),
             ("search", {"query": CHART_QUESTION, "k": 2}),
             ("search", {"query": CHART_QUESTION, "k": 2, "doc_ids": ["__later__"]}),
             ("search", {"query": "   "}),
+            ("get_page", {"doc_id": solar, "page_number": 3}),
+            ("get_page", {"doc_id": solar, "page_number": 9}),
         ],
     )
     names = {t.name for t in tools}
-    assert {"search", "list_documents"} <= names
+    assert names == {"search", "get_page", "list_documents"}
     search_tool = next(t for t in tools if t.name == "search")
     assert "query" in search_tool.input_schema["properties"]
 
@@ -75,6 +84,11 @@ async def test_search_tool_returns_cited_text_and_page_images(index_dir: Path) -
     # unknown doc ids match nothing; an empty query is an error the agent can read
     assert scoped.content[0].text == "No matching pages."
     assert empty.is_error and "query is empty" in empty.content[0].text
+
+    # a page by number: citation and text, then the image
+    assert [c.type for c in page3.content] == ["text", "image"]
+    assert page3.content[0].text.startswith("solar_market_outlook_2025.pdf, p. 3")
+    assert no_page.is_error and "has no page 9" in no_page.content[0].text
 
 
 def test_missing_index_exits_with_a_message(tmp_path: Path) -> None:

@@ -53,7 +53,8 @@ def browser():
 def _images_loaded(page, selector: str) -> None:
     page.wait_for_function(
         """sel => { const imgs = [...document.querySelectorAll(sel)];
-                   return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }""",
+                   return imgs.length > 0
+                          && imgs.every(i => i.complete && i.naturalWidth > 0); }""",
         arg=selector,
         timeout=60_000,
     )

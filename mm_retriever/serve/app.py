@@ -162,6 +162,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
         q: Annotated[str, Query(min_length=1, description="the query")],
         legs: Annotated[list[str] | None, Query(description="legs to show")] = None,
         max_width: Annotated[int | None, Query(ge=64, le=4000)] = None,
+        token: Annotated[
+            int | None, Query(ge=0, description="page leg: one query token's map (see explain)")
+        ] = None,
     ) -> Response:
         """The page with where each leg matched `q` drawn over it: query words highlighted,
         matched chunks tinted, matched figures framed, the page leg's heat map (PNG)."""
@@ -171,7 +174,13 @@ def create_app(settings: ServeSettings) -> FastAPI:
         _page(index, doc_id, page_index, ["page_index"])
         with compute:
             png = overlay_png(
-                index, q, doc_id, page_index, legs=_legs(index, legs), max_width=max_width
+                index,
+                q,
+                doc_id,
+                page_index,
+                legs=_legs(index, legs),
+                max_width=max_width,
+                token=token,
             )
         return Response(png, media_type="image/png", headers=_CACHE)
 
