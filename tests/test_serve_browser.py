@@ -65,6 +65,7 @@ def test_search_overlay_upload_delete(browser, base_url: str, tmp_path: Path) ->
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     page.goto(base_url + "/")
     page.wait_for_selector("#docs .doc-row")
     assert page.locator("#docs .doc-row").count() == 2
@@ -134,6 +135,7 @@ def test_search_overlay_upload_delete(browser, base_url: str, tmp_path: Path) ->
     assert set(page.locator(".result .citation").all_inner_texts()) <= {
         f"orchard_report.pdf, p. {n}" for n in (1, 2, 3)
     }
+    _images_loaded(page, ".result .page-img")  # (no request left in flight before the delete)
     row.locator("input[type=checkbox]").uncheck()
 
     # delete it: gone from the list and from search

@@ -110,6 +110,10 @@ async function deleteDoc(doc) {
   if (!confirm(`Delete ${doc.name} from the index?`)) return;
   try {
     const job = await api(`/documents/${encodeURIComponent(doc.doc_id)}`, { method: "DELETE" });
+    // its pages leave the results now (their images would no longer load)
+    document.querySelectorAll(".result").forEach((r) => {
+      if (r.dataset.docId === doc.doc_id) r.remove();
+    });
     const row = jobRow(`Deleting ${doc.name}`);
     await followJob(job.job_id, row);
     await loadDocs();
