@@ -150,16 +150,25 @@ def explain_page(
     *,
     legs: Sequence[str] | None = None,
     similarity: bool = True,
+    clean_query: bool = True,
 ) -> Explanation:
     """Where each leg of ``index`` matched ``query`` on page ``(doc_id, page_index)``.
 
     ``legs``: the legs to explain (default all). ``similarity``: compute the page leg's
-    similarity maps (one page encode, the costly part).
+    similarity maps (one page encode, the costly part). ``clean_query``: drop answer-format
+    instructions first, as searches do (``HybridRetriever(clean_query=...)``).
     """
-    q = Query.of(query)
+    from mm_retriever.hybrid import HybridRetriever
+
     row = _page_row(index, doc_id, page_index)
     names = list(legs) if legs else list(index.legs)
-    hits = _page_leg_hits(index, q, doc_id, page_index, names)
+    retriever = HybridRetriever(
+        index, legs=names, include_images=False, write_images=False, clean_query=clean_query
+    )
+    q = retriever.prepare(Query.of(query))  # the query text the legs see
+    filters = {"doc_id": doc_id, "page_index": int(page_index)}
+    found = retriever.leg_hits(q, 1, filters)
+    hits = {n: leg_hits[0] for n, leg_hits in found.items() if leg_hits}
     out = Explanation(
         doc_id=doc_id,
         page_index=page_index,
@@ -262,18 +271,6 @@ def _image(row: dict[str, Any]) -> Image.Image:
     if not row.get("image"):
         raise PageNotFoundError(f"page {row['page_index']} of '{row['doc_id']}' has no image")
     return Image.open(io.BytesIO(row["image"])).convert("RGB")
-
-
-def _page_leg_hits(
-    index: MultimodalIndex, q: Query, doc_id: str, page_index: int, names: Sequence[str]
-) -> dict[str, LegHit]:
-    """Each leg's hit for this one page (its matched chunks/figures), from the leg itself."""
-    from mm_retriever.hybrid import HybridRetriever
-
-    retriever = HybridRetriever(index, legs=names, include_images=False, write_images=False)
-    filters = {"doc_id": doc_id, "page_index": int(page_index)}
-    found = retriever.leg_hits(q, 1, filters)
-    return {n: hits[0] for n, hits in found.items() if hits}
 
 
 # ------------------------------------------------------------------ words
