@@ -1,4 +1,4 @@
-"""Command line: ``mm-retriever index | search | info | delete | demo | eval``."""
+"""Command line: ``mm-retriever index | search | info | delete | demo | eval | serve | mcp``."""
 
 from __future__ import annotations
 
@@ -275,6 +275,68 @@ def demo(
             console.print(_results_table(question, pages, retriever.leg_names))
         if report.failed:
             raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    index: IndexOpt,
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+    read_key: Annotated[
+        str | None,
+        typer.Option(envvar="MM_RETRIEVER_READ_KEY", help="bearer key for searching"),
+    ] = None,
+    admin_key: Annotated[
+        str | None,
+        typer.Option(envvar="MM_RETRIEVER_ADMIN_KEY", help="bearer key for uploads and deletes"),
+    ] = None,
+    max_upload_mb: Annotated[float, typer.Option(help="largest upload")] = 100.0,
+    workers: Annotated[
+        int | None, typer.Option(help="searches computed at once (default: CPU cores)")
+    ] = None,
+    create: Annotated[bool, typer.Option(help="create an empty index if there is none")] = False,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Serve an index over HTTP: the search page at /, the API (docs at /docs)."""
+    from mm_retriever.errors import MMRetrieverError
+
+    _setup_logging(verbose)
+    try:
+        from mm_retriever.serve import ServeSettings, run
+
+        options: dict[str, Any] = {"workers": workers} if workers else {}
+        settings = ServeSettings(
+            index=str(index),
+            device=device,
+            read_key=read_key,
+            admin_key=admin_key,
+            max_upload_mb=max_upload_mb,
+            create=create,
+            **options,
+        )
+        console.print(f"[bold]mm-retriever[/bold] serving {index} at http://{host}:{port}/")
+        run(settings, host=host, port=port, log_level="info" if verbose else "warning")
+    except MMRetrieverError as e:
+        raise _fail(str(e)) from None
+
+
+@app.command()
+def mcp(
+    index: IndexOpt,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps")] = None,
+    k: Annotated[int, typer.Option("-k", help="default pages per search")] = 5,
+) -> None:
+    """Run an MCP server (stdio) with a search tool over an index, for agent hosts."""
+    from mm_retriever.errors import MMRetrieverError
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, force=True)
+    try:
+        from mm_retriever.mcp_server import run_stdio
+
+        run_stdio(index, device=device, default_k=k)
+    except MMRetrieverError as e:
+        raise _fail(str(e)) from None
 
 
 def _mount_eval() -> None:
