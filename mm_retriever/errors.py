@@ -106,3 +106,7 @@ class WriterBusyError(MMRetrieverError):
     def __init__(self, uri: str, detail: str) -> None:
         self.uri = uri
         super().__init__(f"another writer is writing to the index at {uri}: {detail}")
+
+
+class InvalidQueryError(MMRetrieverError, ValueError):
+    """A query, ``k`` or filter value that cannot be searched; the message says why."""

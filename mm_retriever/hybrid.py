@@ -30,7 +30,7 @@ from mm_retriever.filters import (
     split_filters,
     where_clause,
 )
-from mm_retriever.protocols import Fusion, Query
+from mm_retriever.protocols import Fusion, Query, check_k
 from mm_retriever.query_text import retrieval_text
 from mm_retriever.store import DOCUMENTS, FIGURES, PAGES
 from mm_retriever.types import FusedHit, LegHit, RetrievedFigure, RetrievedPage
@@ -154,7 +154,7 @@ class HybridRetriever:
     ) -> list[RetrievedPage]:
         """The ``k`` best pages for ``query`` (text, a PIL image, or a Query with both)."""
         q = Query.of(query)
-        if k <= 0:
+        if check_k(k) == 0:
             return []
         hits = self.leg_hits(q, max(k, self.candidates), filters)
         fused = self.fusion.fuse(hits, sum(len(h) for h in hits.values()))

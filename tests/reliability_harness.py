@@ -170,3 +170,62 @@ def assert_consistent(index: MultimodalIndex, reference: dict[str, list[tuple]])
         want = [r for r in rows if r[0] in committed]
         assert mine.get(name, []) == want, f"table {name}: rows of committed documents differ"
     return committed
+
+
+MUTATIONS = ("truncate", "flip", "cut", "duplicate", "garbage", "zero", "xref")
+
+
+def mutate(data: bytes, rng: random.Random) -> tuple[str, bytes]:
+    """One seeded mutation of a file's bytes: (kind, new bytes)."""
+    kind = rng.choice(MUTATIONS)
+    n = len(data)
+    at = rng.randrange(n)
+    if kind == "truncate":
+        return kind, data[:at]
+    if kind == "flip":
+        out = bytearray(data)
+        for _ in range(rng.randint(1, 64)):
+            i = rng.randrange(n)
+            out[i] ^= 1 << rng.randrange(8)
+        return kind, bytes(out)
+    span = rng.randint(1, max(1, n // 8))
+    if kind == "cut":
+        return kind, data[:at] + data[at + span :]
+    if kind == "duplicate":
+        return kind, data[:at] + data[at : at + span] * 2 + data[at + span :]
+    if kind == "garbage":
+        return kind, data[:at] + rng.randbytes(span) + data[at:]
+    if kind == "zero":
+        return kind, data[:at] + bytes(min(span, n - at)) + data[at + span :]
+    # xref: point startxref somewhere else
+    i = data.rfind(b"startxref")
+    if i < 0:
+        return kind, data[:at]
+    return kind, data[: i + 10] + str(rng.randrange(n)).encode() + b"\n%%EOF\n"
+
+
+def fuzz_files(sources: Sequence[Path], folder: Path, n: int, seed: int) -> dict[Path, str]:
+    """``n`` mutated copies of ``sources`` in ``folder``: path -> mutation kind."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    blobs = [p.read_bytes() for p in sources]
+    out = {}
+    for i in range(n):
+        kind, data = mutate(rng.choice(blobs), rng)
+        path = folder / f"fuzz{i:04d}_{kind}.pdf"
+        path.write_bytes(data)
+        out[path] = kind
+    return out
+
+
+def assert_fuzz_outcome(index: MultimodalIndex, files: Sequence[Path], report: Any) -> None:
+    """Every file indexed, unchanged or reported; the index is consistent and searchable."""
+    accounted = set(report.added) | set(report.unchanged) | set(report.failed)
+    assert accounted == {str(p) for p in files}
+    assert all(reason for reason in report.failed.values())
+    assert index.check() == []
+    docs = index.documents()
+    assert len(docs) == len({d["doc_id"] for d in docs})
+    pages = index.store.query("pages", columns=["doc_id"]).column("doc_id").to_pylist()
+    for d in docs:
+        assert pages.count(d["doc_id"]) == d["n_pages"], d["source"]

@@ -295,3 +295,21 @@ def test_object_store_writers_are_refused_while_a_lease_is_held(tmp_path) -> Non
     assert store.lease_holder() is None
     with store.writer_lock():
         pass
+
+
+FUZZED = 200  # mutated PDFs per CI run (the benchmark runs more)
+
+
+def test_fuzzed_pdfs_are_indexed_or_reported(corpus, tmp_path) -> None:
+    from reliability_harness import assert_fuzz_outcome, fuzz_files
+
+    examples = Path(__file__).resolve().parents[1] / "examples" / "data"
+    sources = [*corpus["docs"][:3], *sorted(examples.glob("*.pdf"))]
+    files = fuzz_files(sources, tmp_path / "fuzz", FUZZED, seed=7)
+    index = MultimodalIndex.create(tmp_path / "idx", bm25_config())
+    report = index.add(list(files))  # one batch: a bad file never stops it
+    assert_fuzz_outcome(index, list(files), report)
+    assert report.added and report.failed  # both outcomes occur with this seed
+    assert index.retriever().retrieve("Document fact counted", k=3)
+    again = index.add(list(files))
+    assert not again.added and set(again.failed) == set(report.failed)
