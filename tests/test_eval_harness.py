@@ -6,6 +6,7 @@ Real parts throughout: PDFs made with PyMuPDF, LanceDB on disk, the bundled Mini
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pymupdf
@@ -251,6 +252,10 @@ def test_within_doc_needs_documents(tmp_path: Path) -> None:
         run(ds, [], ["within-doc"], tmp_path)
 
 
+@pytest.mark.skipif(
+    shutil.which("tesseract") is None,
+    reason="tesseract is not installed: apt-get install tesseract-ocr tesseract-ocr-eng",
+)
 def test_ocr_bm25_ignores_the_text_layer(tmp_path: Path, cache: Path) -> None:
     """A page whose words are only pixels: ocr-bm25 finds it, layer-bm25 cannot."""
     root = tmp_path / "scan"

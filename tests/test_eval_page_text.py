@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pymupdf
@@ -37,6 +38,10 @@ def _page(path: Path, page_text: str):
         return next(iter(reader.pages()))[0]
 
 
+@pytest.mark.skipif(
+    shutil.which("tesseract") is None,
+    reason="tesseract is not installed: apt-get install tesseract-ocr tesseract-ocr-eng",
+)
 def test_page_text_modes(mixed_pdf: Path) -> None:
     merged = _page(mixed_pdf, "merge")
     assert merged.text_source == "layer+ocr"

@@ -313,3 +313,14 @@ def test_fuzzed_pdfs_are_indexed_or_reported(corpus, tmp_path) -> None:
     assert index.retriever().retrieve("Document fact counted", k=3)
     again = index.add(list(files))
     assert not again.added and set(again.failed) == set(report.failed)
+
+
+def test_object_store_index_writes_under_the_lease(corpus) -> None:
+    index = MultimodalIndex.create("memory://lease-index", bm25_config())
+    assert index.path is None and index.store.lease_holder() is None
+    report = index.add(corpus["docs"][:2])
+    assert len(report.added) == 2 and index.store.lease_holder() is None
+    with index.store.writer_lock(), pytest.raises(WriterBusyError, match="holds the write lease"):
+        index.delete(corpus["ids"][0])  # another writer (here: ourselves) holds the lease
+    index.delete(corpus["ids"][0])
+    assert index.store.document_ids() == {corpus["ids"][1]} and index.check() == []

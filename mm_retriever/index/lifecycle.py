@@ -131,7 +131,7 @@ class MultimodalIndex:
         """
         config = config or IndexConfig()
         store = LanceDBStore(uri, storage_options=storage_options)
-        if store.table_names() and not overwrite:  # checked again under the lock
+        if store.doc_tables() and not overwrite:  # checked again under the lock
             raise IndexExistsError(
                 f"an index already exists at {uri}: open it with MultimodalIndex.open(), "
                 "or pass overwrite=True to replace it"
@@ -144,7 +144,7 @@ class MultimodalIndex:
                 + "; ".join(f"{k}: {v}" for k, v in skipped.items())
             )
         with store.writer_lock():
-            if store.table_names():
+            if store.doc_tables() or MANIFEST in store.table_names():
                 if not overwrite:
                     raise IndexExistsError(
                         f"an index already exists at {uri}: open it with "

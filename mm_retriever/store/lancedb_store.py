@@ -179,9 +179,11 @@ class LanceDBStore:
             tbl.checkout_latest()
 
     def drop_all(self) -> None:
+        """Drop every table (but the object-store write lease, held by the caller)."""
         for name in self.table_names():
-            self.db.drop_table(name, ignore_missing=True)
-        self._tables.clear()
+            if name != LEASE_TABLE:
+                self.db.drop_table(name, ignore_missing=True)
+                self._tables.pop(name, None)
 
     def add(
         self, name: str, rows: Sequence[Mapping[str, Any]] | pa.Table, schema: pa.Schema | None
