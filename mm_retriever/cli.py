@@ -135,8 +135,10 @@ def _setting_conflicts(
     ):
         want = options.get(flag)
         have = sorted({m for f, m in stored_models if f in family})
-        if want and have and any(m != want for m in have):
+        if want and any(m != want for m in have):
             out.append(f"--{flag.replace('_', '-')} (the index uses {', '.join(have)})")
+        elif want and not have:
+            out.append(f"--{flag.replace('_', '-')} (no leg of the index uses such a model)")
     return out
 
 

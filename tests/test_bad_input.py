@@ -76,7 +76,9 @@ def test_truncated_pdf_is_indexed_with_a_warning(built, tmp_path) -> None:
     report = index.add([cut])
     assert report.added == [str(cut)]
     assert "damaged (truncated or corrupt) and was repaired" in report.warnings[str(cut)]
-    result = runner.invoke(app, ["index", str(cut), "--index", str(tmp_path / "idx2")])
+    result = runner.invoke(
+        app, ["index", str(cut), "--index", str(tmp_path / "idx2"), "--leg", "bm25"]
+    )
     assert result.exit_code == 0 and "warning:" in result.output
 
 

@@ -103,10 +103,7 @@ def kills(work: Path, config, points: list[str], label: str, parallel: int) -> d
                     out["visible_half_documents"] += 1
                     raise
                 if point.startswith("delete:"):
-                    if ids[0] in committed:
-                        index.delete(ids[0])
-                    else:
-                        index.repair()
+                    index.delete(ids[0])  # the re-run of the interrupted delete
                     same = row_sets(index) == ref_rest
                 else:
                     report = index.add(docs[2:])

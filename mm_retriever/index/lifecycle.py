@@ -269,13 +269,20 @@ class MultimodalIndex:
     # --------------------------------------------------------------- writing
     @contextlib.contextmanager
     def _writing(self, report: IngestReport | RepairReport | None = None) -> Any:
-        """The writer lock, held with fresh tables, checked and with crashed writes recovered."""
+        """The writer lock, held with fresh tables, checked and with crashed writes recovered.
+
+        Yields the ids that were pending before recovery (a re-run of an interrupted delete
+        finds its document there).
+        """
         with self.store.writer_lock(self.lock_timeout):
             self.store.verify(self.manifest().get("tables") or ())
+            pending = {m["doc_id"] for m in self.store.pending()}
             recovered = self.store.recover()
             if report is not None:
-                report.recovered.extend(recovered.undone + recovered.completed + recovered.cleared)
-            yield
+                report.recovered.extend(
+                    recovered.undone + recovered.completed + recovered.cleared
+                )
+            yield pending
 
     def add(
         self, paths: str | Path | Iterable[str | Path], *, progress: bool = False
@@ -314,8 +321,7 @@ class MultimodalIndex:
         """Remove a document (by id) from every table. Unknown ids raise ``KeyError``."""
         if not isinstance(doc_id, str) or not doc_id:
             raise KeyError(f"document ids are non-empty strings, got {doc_id!r}")
-        with self._writing():
-            pending = {m["doc_id"] for m in self.store.pending()}
+        with self._writing() as pending:
             if not self.store.has_document(doc_id) and doc_id not in pending:
                 raise KeyError(f"no document with id '{doc_id}' in the index at {self.uri}")
             self.store.delete_document(doc_id)
