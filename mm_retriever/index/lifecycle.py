@@ -279,9 +279,7 @@ class MultimodalIndex:
             pending = {m["doc_id"] for m in self.store.pending()}
             recovered = self.store.recover()
             if report is not None:
-                report.recovered.extend(
-                    recovered.undone + recovered.completed + recovered.cleared
-                )
+                report.recovered.extend(recovered.undone + recovered.completed + recovered.cleared)
             yield pending
 
     def add(
