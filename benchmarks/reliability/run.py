@@ -181,7 +181,7 @@ def readers(work: Path, rounds: int) -> dict:
             except Exception as exc:
                 errors.append(repr(exc))
                 continue
-            seen.append((t0, found))
+            seen.append((t0, time.time(), found))
 
     threads = [threading.Thread(target=search) for _ in range(2)]
     for t in threads:
@@ -190,23 +190,23 @@ def readers(work: Path, rounds: int) -> dict:
     stop.set()
     for t in threads:
         t.join()
-    deletes: dict[str, list[float]] = {}
-    adds: list[tuple[float, list[str]]] = []
-    for e in events(out):
-        if e["event"] == "deleted":
-            deletes.setdefault(e["doc_id"], []).append(e["t"])
-        elif e["event"] == "added":
-            adds.append((e["t"], e["added"]))
-    # a page of document d found by a query that began after d's delete committed, with no
-    # add of d completed or started in between, is a violation
+    # the worker is sequential: each step starts when the one before it has finished
+    steps = events(out)
+    starts = [0.0] + [e["t"] for e in steps[:-1]]
     violations = 0
-    for t0, found in seen:
+    for t0, t1, found in seen:
         for d in found:
-            past = [t for t in deletes.get(d, []) if t < t0]
-            if past and not any(
-                last <= ta for ta, added in adds if d in added for last in [max(past)]
-            ):
-                # re-added later than the last delete? only if an add started before t0 ends
+            deleted = [e["t"] for e in steps if e["event"] == "deleted" and e["doc_id"] == d]
+            before = [t for t in deleted if t < t0]
+            if not before:
+                continue
+            # a delete of d had committed before the query began: only an add of d that
+            # started after that delete and before the query ended may bring it back
+            readded = any(
+                e["event"] == "added" and d in e["added"] and max(before) <= s < t1
+                for e, s in zip(steps, starts, strict=True)
+            )
+            if not readded:
                 violations += 1
     final = {p.doc_id for p in reader.retrieve("Document fact counted", k=10)}
     return {
