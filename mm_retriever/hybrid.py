@@ -2,9 +2,9 @@
 
 Hydration reads the ``documents``, ``pages`` and ``figures`` tables once each per query. Page
 images come back as the stored bytes (``RetrievedPage.image_bytes``, decoded lazily by
-``.image()``); for a local index they are also written once to
-``<index>/_images/<doc_id>/<page_index>.<jpg|png>`` on first retrieval and exposed as
-``image_path`` (turn off with ``write_images=False``). Only committed documents (with a
+``.image()``); they are also written once to a cache folder outside the index
+(``MultimodalIndex.image_cache_dir``) on first retrieval and exposed as ``image_path`` (turn
+off with ``write_images=False``). Only committed documents (with a
 ``documents`` row) are returned, so a document being written by another process never shows.
 """
 
@@ -271,17 +271,10 @@ class HybridRetriever:
         return out
 
     def _image_path(self, page: RetrievedPage) -> str | None:
-        root = self.index.path
+        root = self.index.image_cache_dir  # outside the index: readers never write there
         if root is None:
             return None
-        from mm_retriever.index import IMAGES_DIR
-
-        path = (
-            root
-            / IMAGES_DIR
-            / page.doc_id
-            / f"{page.page_index}.{_EXT.get(page.image_mime, 'jpg')}"
-        )
+        path = root / page.doc_id / f"{page.page_index}.{_EXT.get(page.image_mime, 'jpg')}"
         if path.exists():
             return str(path)
         if not (self.write_images and page.image_bytes):

@@ -158,7 +158,8 @@ def test_incremental_add_unchanged_and_delete(tmp_path, docs, minilm, minilm_pat
 
     index.delete(more_id)
     assert set(counts(index, more_id).values()) == {0}
-    assert not (tmp_path / "idx" / "_images" / more_id).exists()
+    assert not (index.image_cache_dir / more_id).exists()
+    assert not (tmp_path / "idx" / "_images").exists()  # readers write nothing in the index
     assert index.num_pages() == 4 and [d["title"] for d in index.documents()] == [
         "Facts of the world"
     ]

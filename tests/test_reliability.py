@@ -207,7 +207,7 @@ def test_readers_never_write(corpus, tmp_path) -> None:
     (idx / ".writer.lock").unlink(missing_ok=True)
     before = _tree(idx)
     index = MultimodalIndex.open(idx)
-    index.retriever(write_images=False).retrieve("Document fact", k=3)
+    assert index.retriever().retrieve("Document fact", k=3)[0].image_path  # cached outside
     index.documents(), index.num_pages(), index.check()
     from typer.testing import CliRunner
 

@@ -14,6 +14,8 @@ unchanged file (same content hash) does nothing, also when two processes add it 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import importlib.metadata
 import logging
 import shutil
@@ -111,6 +113,17 @@ class MultimodalIndex:
     def path(self) -> Path | None:
         """The folder of a local index (None for object stores)."""
         return self.store.path
+
+    @functools.cached_property
+    def image_cache_dir(self) -> Path | None:
+        """Where retrievers write page images for ``image_path``: a folder of the user cache
+        (``$MM_RETRIEVER_CACHE/page-images/<index key>``), never inside the index, so that
+        searching changes nothing in it. None when the manifest cannot be read."""
+        from mm_retriever.ingest.ocr import cache_root
+
+        created = (self.store.read_manifest() or {}).get("created_at", "")
+        key = hashlib.sha256(f"{self.uri}\n{created}".encode()).hexdigest()[:16]
+        return cache_root() / "page-images" / key
 
     # ----------------------------------------------------------- create/open
     @classmethod
@@ -323,8 +336,10 @@ class MultimodalIndex:
             if not self.store.has_document(doc_id) and doc_id not in pending:
                 raise KeyError(f"no document with id '{doc_id}' in the index at {self.uri}")
             self.store.delete_document(doc_id)
-            if self.path is not None:
+            if self.path is not None:  # written by mm-retriever < 0.2
                 shutil.rmtree(self.path / IMAGES_DIR / doc_id, ignore_errors=True)
+            if self.image_cache_dir is not None:
+                shutil.rmtree(self.image_cache_dir / doc_id, ignore_errors=True)
             self._writer().after_write(self.compact_fragments)
 
     def _writer(self) -> IndexWriter:
