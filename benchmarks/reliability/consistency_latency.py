@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 
-from reliability_harness import bm25_config, make_docs  # noqa: E402
+from reliability_harness import bm25_config, make_docs
 
-from mm_retriever.index import MultimodalIndex  # noqa: E402
+from mm_retriever.index import MultimodalIndex
 
 
 def main() -> None:
