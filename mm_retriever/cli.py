@@ -155,11 +155,13 @@ def _models(config: IndexConfig) -> list[tuple[str, str]]:
 
 def _open_or_create(index: Path, config: IndexConfig, options: dict[str, Any]) -> MultimodalIndex:
     from mm_retriever.errors import MMRetrieverError
-    from mm_retriever.index import MultimodalIndex
+    from mm_retriever.index import IndexExistsError, MultimodalIndex
 
     if not MultimodalIndex.exists(index):
         try:
             return MultimodalIndex.create(index, config)
+        except IndexExistsError:
+            pass  # another process created it meanwhile: add to it
         except MMRetrieverError as e:
             raise _fail(str(e)) from None
     idx = _open(index, device=config.device)

@@ -144,7 +144,9 @@ class MultimodalIndex:
         """
         config = config or IndexConfig()
         store = LanceDBStore(uri, storage_options=storage_options)
-        if store.doc_tables() and not overwrite:  # checked again under the lock
+        # the manifest is written last: when it exists, the index is complete (checked again
+        # under the lock, where a concurrent create() has finished)
+        if MANIFEST in store.table_names() and not overwrite:
             raise IndexExistsError(
                 f"an index already exists at {uri}: open it with MultimodalIndex.open(), "
                 "or pass overwrite=True to replace it"
