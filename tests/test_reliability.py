@@ -321,3 +321,23 @@ def test_object_store_index_writes_under_the_lease(corpus) -> None:
         index.delete(corpus["ids"][0])  # another writer (here: ourselves) holds the lease
     index.delete(corpus["ids"][0])
     assert index.store.document_ids() == {corpus["ids"][1]} and index.check() == []
+
+
+def test_two_cli_index_runs_at_once_on_a_new_path(corpus, tmp_path) -> None:
+    import sys
+
+    idx = tmp_path / "new-index"
+    files = [str(d) for d in corpus["docs"][:3]]
+    cmd = [sys.executable, "-m", "mm_retriever.cli", "index", *files, "--index", str(idx)]
+    cmd += ["--leg", "bm25", "--ocr", "never", "--dpi", "72"]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, (out, err[-2000:])
+    index = MultimodalIndex.open(idx)
+    docs = index.store.query("documents").column("doc_id").to_pylist()
+    assert sorted(docs) == sorted(corpus["ids"][:3])  # each once
+    assert index.store.count("pages") == index.num_pages() and index.check() == []
