@@ -112,7 +112,9 @@ def test_failed_lines_are_not_wrapped(tmp_path, monkeypatch) -> None:
     bad = tmp_path / ("a-rather-long-folder-name-" * 3) / "not-a-pdf-with-a-long-name.pdf"
     bad.parent.mkdir(parents=True)
     bad.write_text("this is not a PDF at all")
-    result = runner.invoke(app, ["index", str(bad), "--index", str(tmp_path / "idx")])
+    result = runner.invoke(
+        app, ["index", str(bad), "--index", str(tmp_path / "idx"), "--leg", "bm25"]
+    )
     assert result.exit_code == 1
     (line,) = [ln for ln in result.output.splitlines() if ln.startswith("failed:")]
     assert str(bad) in line and "not a readable PDF" in line
