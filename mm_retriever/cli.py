@@ -1,4 +1,5 @@
-"""Command line: ``mm-retriever index | search | info | delete | demo | eval | serve | mcp``."""
+"""Command line: ``mm-retriever index | search | info | delete | doctor | repair | demo | eval``,
+``serve`` and ``mcp``."""
 
 from __future__ import annotations
 
@@ -51,7 +52,9 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}")
+    from rich.text import Text
+
+    err_console.print(Text.assemble(("error:", "red"), f" {message}"), soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -97,12 +100,90 @@ def _build_config(
     return config
 
 
-def _open_or_create(index: Path, config: IndexConfig) -> MultimodalIndex:
+def _open(index: Path, device: str | None = None) -> MultimodalIndex:
+    """Open an index for a command; a missing or damaged index is a one-line error."""
+    from mm_retriever.errors import MMRetrieverError
     from mm_retriever.index import MultimodalIndex
 
-    if MultimodalIndex.exists(index):
-        return MultimodalIndex.open(index, device=config.device)
-    return MultimodalIndex.create(index, config)
+    if not MultimodalIndex.exists(index):
+        raise _fail(f"no index at {index}; build one: mm-retriever index PATH --index {index}")
+    try:
+        return MultimodalIndex.open(index, device=device)
+    except MMRetrieverError as e:
+        raise _fail(str(e)) from None
+
+
+def _setting_conflicts(
+    stored: IndexConfig, asked: IndexConfig, options: dict[str, Any]
+) -> list[str]:
+    """Settings given on the command line that differ from the ones the index was built with."""
+    out = []
+    for name in ("ocr", "ocr_engine", "dpi"):
+        if options.get(name) is not None:
+            have = getattr(stored.ingest, name)
+            if getattr(asked.ingest, name) != have:
+                out.append(f"--{name.replace('_', '-')} (the index has {have})")
+    if options.get("config") is not None and asked.ingest != stored.ingest:
+        out.append("--config ingest settings (the index has its own)")
+    legs = {s.leg_name for s in stored.legs}
+    if options.get("leg") and set(options["leg"]) != legs:
+        out.append(f"--leg (the index has {', '.join(sorted(legs))})")
+    stored_models = _models(stored)
+    for flag, family in (
+        ("text_model", ("sentence-transformers",)),
+        ("page_model", ("colpali",)),
+        ("figure_model", ("clip", "siglip")),
+    ):
+        want = options.get(flag)
+        have = sorted({m for f, m in stored_models if f in family})
+        if want and any(m != want for m in have):
+            out.append(f"--{flag.replace('_', '-')} (the index uses {', '.join(have)})")
+        elif want and not have:
+            out.append(f"--{flag.replace('_', '-')} (no leg of the index uses such a model)")
+    return out
+
+
+def _models(config: IndexConfig) -> list[tuple[str, str]]:
+    """(encoder name, model) of every leg's encoders."""
+    out = []
+    for spec in config.legs:
+        for key in ("encoder", "text_encoder", "image_encoder"):
+            enc = spec.options.get(key)
+            if isinstance(enc, dict) and enc.get("options", {}).get("model"):
+                out.append((str(enc.get("name")), str(enc["options"]["model"])))
+    return out
+
+
+def _open_or_create(index: Path, config: IndexConfig, options: dict[str, Any]) -> MultimodalIndex:
+    from mm_retriever.errors import MMRetrieverError
+    from mm_retriever.index import IndexExistsError, MultimodalIndex
+
+    if not MultimodalIndex.exists(index):
+        try:
+            return MultimodalIndex.create(index, config)
+        except IndexExistsError:
+            pass  # another process created it meanwhile: add to it
+        except MMRetrieverError as e:
+            raise _fail(str(e)) from None
+    idx = _open(index, device=config.device)
+    conflicts = _setting_conflicts(idx.config, config, options)
+    if conflicts:
+        raise _fail(
+            f"the index at {index} already exists and keeps the settings it was built with; "
+            f"these options differ and would be ignored: {'; '.join(conflicts)}. Drop them to "
+            "add to this index, or give a new --index to build one with the new settings"
+        )
+    return idx
+
+
+def _print_failed(label: str, path: str, reason: str, style: str = "red") -> None:
+    """One line per file, never wrapped (also when stderr is not a terminal)."""
+    from rich.text import Text
+
+    from mm_retriever.ingest.files import display_path
+
+    line = Text.assemble((f"{label}:", style), f" {display_path(path)}: {display_path(reason)}")
+    err_console.print(line, soft_wrap=True)
 
 
 def _results_table(question: str, pages: list[RetrievedPage], legs: list[str]) -> Table:
@@ -158,16 +239,35 @@ def index(
     config = _build_config(
         config_file, ocr, ocr_engine, dpi, device, text_model, page_model, figure_model, leg
     )
-    idx = _open_or_create(index, config)
-    report = idx.add(paths, progress=True)
+    options = {
+        "ocr": ocr,
+        "ocr_engine": ocr_engine,
+        "dpi": dpi,
+        "config": config_file,
+        "leg": leg,
+        "text_model": text_model,
+        "page_model": page_model,
+        "figure_model": figure_model,
+    }
+    idx = _open_or_create(index, config, options)
+    from mm_retriever.errors import MMRetrieverError
+
+    try:
+        report = idx.add(paths, progress=True)
+    except MMRetrieverError as e:
+        raise _fail(str(e)) from None
     console.print(
         f"indexed {len(report.added)} document(s), {report.pages} page(s) "
         f"in {report.seconds:.1f} s; "
         f"{len(report.unchanged)} unchanged; {len(report.failed)} failed; "
         f"index now holds {len(idx.documents())} document(s), {idx.num_pages()} page(s)"
     )
+    if report.recovered:
+        console.print(f"finished or undone {len(report.recovered)} interrupted write(s)")
+    for path, reason in report.warnings.items():
+        _print_failed("warning", path, reason, "yellow")
     for path, reason in report.failed.items():
-        err_console.print(f"[red]failed:[/red] {path}: {reason}")
+        _print_failed("failed", path, reason)
     if report.failed:
         raise typer.Exit(1)
 
@@ -189,17 +289,14 @@ def search(
 ) -> None:
     """Search an index and print the top pages with per-leg ranks and scores."""
     from mm_retriever.errors import MMRetrieverError
-    from mm_retriever.index import MultimodalIndex
 
     _setup_logging(verbose)
-    if not MultimodalIndex.exists(index):
-        raise _fail(f"no index at {index}; build one: mm-retriever index PATH --index {index}")
-    idx = MultimodalIndex.open(index, device=device)
-    retriever = idx.retriever(fusion=fusion, legs=leg, clean_query=not raw_query)
+    idx = _open(index, device=device)
     filters = {"doc_id": doc_id} if doc_id else None
     try:
+        retriever = idx.retriever(fusion=fusion, legs=leg, clean_query=not raw_query)
         pages = retriever.retrieve(question, k=k, filters=filters)
-    except MMRetrieverError as e:
+    except (MMRetrieverError, ValueError) as e:
         raise _fail(str(e)) from None
     if as_json:
         sys.stdout.write(json.dumps([p.to_dict() for p in pages], indent=2) + "\n")
@@ -209,12 +306,8 @@ def search(
 
 @app.command()
 def info(index: IndexOpt) -> None:
-    """Show an index's legs, models and documents."""
-    from mm_retriever.index import MultimodalIndex
-
-    if not MultimodalIndex.exists(index):
-        raise _fail(f"no index at {index}")
-    idx = MultimodalIndex.open(index)
+    """Show an index's legs, models and documents. Reads only."""
+    idx = _open(index)
     console.print_json(idx.config.model_dump_json())
     table = Table("doc_id", "pages", "source")
     for doc in idx.documents():
@@ -228,14 +321,84 @@ def delete(
     index: IndexOpt,
 ) -> None:
     """Delete documents from an index, in every table."""
-    from mm_retriever.index import MultimodalIndex
+    from mm_retriever.errors import MMRetrieverError
 
-    if not MultimodalIndex.exists(index):
-        raise _fail(f"no index at {index}")
-    idx = MultimodalIndex.open(index)
-    for doc_id in doc_ids:
-        idx.delete(doc_id)
+    idx = _open(index)
+    known = {d["doc_id"] for d in idx.documents()} | {m["doc_id"] for m in idx.store.pending()}
+    unknown = [d for d in doc_ids if d not in known]
+    if unknown:
+        raise _fail(
+            f"no document with id {', '.join(unknown)} in the index at {index} "
+            "(`mm-retriever info` lists them); nothing was deleted"
+        )
+    try:
+        for doc_id in doc_ids:
+            idx.delete(doc_id)
+    except (MMRetrieverError, KeyError) as e:
+        raise _fail(str(e).strip("'\"")) from None
     console.print(f"deleted {len(doc_ids)} document(s)")
+
+
+@app.command()
+def doctor(index: IndexOpt) -> None:
+    """Check an index: missing or unreadable tables, interrupted writes, stray rows. Reads only."""
+    idx = _open(index)
+    problems = idx.check()
+    if not problems:
+        console.print(f"the index at {index} is healthy: {len(idx)} document(s)")
+        return
+    for problem in problems:
+        err_console.print(f"problem: {problem}", soft_wrap=True, markup=False)
+    err_console.print(f"run `mm-retriever repair --index {index}` to fix what can be fixed")
+    raise typer.Exit(1)
+
+
+@app.command()
+def repair(
+    index: IndexOpt,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="repair without asking")] = False,
+    remove_orphans: Annotated[
+        bool,
+        typer.Option(
+            "--remove-orphans", help="also delete rows of no document and no pending write"
+        ),
+    ] = False,
+    break_lock: Annotated[
+        bool,
+        typer.Option("--break-lock", help="remove a dead writer's object-store write lease"),
+    ] = False,
+) -> None:
+    """Finish or undo interrupted writes (and, if asked, remove stray rows), after consent."""
+    from mm_retriever.errors import MMRetrieverError
+
+    idx = _open(index)
+    problems = idx.check()
+    holder = idx.store.lease_holder() if idx.path is None else None
+    if not problems and not (break_lock and holder):
+        console.print(f"the index at {index} is healthy: nothing to repair")
+        return
+    for problem in problems:
+        console.print(f"problem: {problem}", soft_wrap=True, markup=False)
+    if break_lock and holder:
+        console.print(f"write lease held by {holder['owner']} since {holder['started_at']}")
+    if not yes and not typer.confirm("repair now?", default=False):
+        raise typer.Exit(1)
+    if break_lock and holder:
+        idx.store.break_lease()
+        console.print("write lease removed")
+    try:
+        report = idx.repair(remove_orphans=remove_orphans)
+    except MMRetrieverError as e:
+        raise _fail(str(e)) from None
+    console.print(
+        f"{len(report.recovered)} interrupted write(s) finished or undone; "
+        f"{len(report.removed_orphans)} stray document id(s) removed"
+    )
+    left = idx.check()
+    for problem in left:
+        err_console.print(f"still: {problem}", soft_wrap=True, markup=False)
+    if left:
+        raise typer.Exit(1)
 
 
 def _sample_folder() -> Path:
@@ -260,10 +423,15 @@ def demo(
 
     _setup_logging(verbose)
     folder = _sample_folder()
+    if index is not None and index.exists() and (not index.is_dir() or any(index.iterdir())):
+        raise _fail(
+            f"{index} already exists and is not empty; the demo builds a new index and never "
+            "replaces an existing one: give a new or empty folder, or leave out --index"
+        )
     with tempfile.TemporaryDirectory(prefix="mm-retriever-demo-") as tmp:
         where = index or Path(tmp) / "index"
         console.print(f"[bold]Indexing[/bold] {folder} -> {where}")
-        idx = MultimodalIndex.create(where, IndexConfig(), overwrite=True)
+        idx = MultimodalIndex.create(where, IndexConfig())
         report = idx.add([folder], progress=True)
         console.print(
             f"{len(report.added)} documents, {report.pages} pages in {report.seconds:.1f} s "

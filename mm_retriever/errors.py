@@ -74,3 +74,39 @@ class RegistryError(MMRetrieverError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
+
+
+class IndexCorruptError(MMRetrieverError):
+    """A table of the index is missing or unreadable. Nothing was changed."""
+
+    def __init__(self, uri: str, table: str, detail: str) -> None:
+        self.uri = uri
+        self.table = table
+        super().__init__(
+            f"the index at {uri} is damaged: table '{table}' cannot be read ({detail}). "
+            f"Nothing was changed. Inspect it with `mm-retriever doctor --index {uri}`; "
+            "restore the table from a backup, or rebuild the index from the source files"
+        )
+
+
+class IndexReadOnlyError(MMRetrieverError, PermissionError):
+    """A write was asked of an index that cannot be written here (read-only mount/credentials)."""
+
+    def __init__(self, uri: str, detail: str) -> None:
+        self.uri = uri
+        super().__init__(
+            f"the index at {uri} cannot be written here ({detail}); it can still be opened "
+            "and searched"
+        )
+
+
+class WriterBusyError(MMRetrieverError):
+    """Another writer holds the index's write lock or lease."""
+
+    def __init__(self, uri: str, detail: str) -> None:
+        self.uri = uri
+        super().__init__(f"another writer is writing to the index at {uri}: {detail}")
+
+
+class InvalidQueryError(MMRetrieverError, ValueError):
+    """A query, ``k`` or filter value that cannot be searched; the message says why."""

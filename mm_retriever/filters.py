@@ -27,6 +27,7 @@ FILTER_COLUMNS: dict[str, type] = {**PAGE_COLUMNS, **DOCUMENT_COLUMNS}
 _COMPARE = {"eq": "=", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 _OPERATORS = (*_COMPARE, "in")
 MATCH_NOTHING = "false"
+INT32 = (-(2**31), 2**31 - 1)  # page_index is a 32-bit column
 
 
 def quote_string(value: str) -> str:
@@ -41,9 +42,17 @@ def literal(value: Any, kind: type, column: str) -> str:
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise ValueError(f"filter '{column}' needs integers, got {value!r}")
+        if not INT32[0] <= value <= INT32[1]:
+            raise ValueError(
+                f"filter '{column}' value {value} is out of range ({INT32[0]} to {INT32[1]})"
+            )
         return str(int(value))
     if not isinstance(value, str):
         raise ValueError(f"filter '{column}' needs strings, got {value!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"filter '{column}' value is not valid Unicode: {value!r}") from None
     return quote_string(value)
 
 
@@ -85,6 +94,8 @@ def where_clause(
 
     Raises ValueError for an unknown column, an unknown operator or a value of the wrong type.
     """
+    if filters is not None and not isinstance(filters, Mapping):
+        raise ValueError(f"filters must be a mapping, got {type(filters).__name__}")
     if not filters:
         return None
     clauses = []
@@ -99,6 +110,11 @@ def where_clause(
 
 def split_filters(filters: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(page-level filters, document-level filters). Validates column names."""
+    if filters is not None and not isinstance(filters, Mapping):
+        raise ValueError(
+            "filters must be a mapping such as {'doc_id': '3f2a...', 'page_index': {'lte': 9}}, "
+            f"got {type(filters).__name__}"
+        )
     page: dict[str, Any] = {}
     docs: dict[str, Any] = {}
     for column, spec in (filters or {}).items():

@@ -2,9 +2,9 @@
 
 Hydration reads the ``documents``, ``pages`` and ``figures`` tables once each per query. Page
 images come back as the stored bytes (``RetrievedPage.image_bytes``, decoded lazily by
-``.image()``); for a local index they are also written once to
-``<index>/_images/<doc_id>/<page_index>.<jpg|png>`` on first retrieval and exposed as
-``image_path`` (turn off with ``write_images=False``). Only committed documents (with a
+``.image()``); they are also written once to a cache folder outside the index
+(``MultimodalIndex.image_cache_dir``) on first retrieval and exposed as ``image_path`` (turn
+off with ``write_images=False``). Only committed documents (with a
 ``documents`` row) are returned, so a document being written by another process never shows.
 """
 
@@ -32,7 +32,7 @@ from mm_retriever.filters import (
     where_clause,
 )
 from mm_retriever.fusion import apply_document_prior
-from mm_retriever.protocols import Fusion, Query
+from mm_retriever.protocols import Fusion, Query, check_k
 from mm_retriever.query_text import retrieval_text
 from mm_retriever.store import DOCUMENTS, FIGURES, PAGES
 from mm_retriever.types import FusedHit, LegHit, RetrievedFigure, RetrievedPage
@@ -170,7 +170,7 @@ class HybridRetriever:
     ) -> list[RetrievedPage]:
         """The ``k`` best pages for ``query`` (text, a PIL image, or a Query with both)."""
         q = Query.of(query)
-        if k <= 0:
+        if check_k(k) == 0:
             return []
         hits = self.leg_hits(q, max(k, self.candidates), filters)
         fused = self.fusion.fuse(hits, sum(len(h) for h in hits.values()))
@@ -298,17 +298,10 @@ class HybridRetriever:
         return out
 
     def _image_path(self, page: RetrievedPage) -> str | None:
-        root = self.index.path
+        root = self.index.image_cache_dir  # outside the index: readers never write there
         if root is None:
             return None
-        from mm_retriever.index import IMAGES_DIR
-
-        path = (
-            root
-            / IMAGES_DIR
-            / page.doc_id
-            / f"{page.page_index}.{_EXT.get(page.image_mime, 'jpg')}"
-        )
+        path = root / page.doc_id / f"{page.page_index}.{_EXT.get(page.image_mime, 'jpg')}"
         if path.exists():
             return str(path)
         if not (self.write_images and page.image_bytes):

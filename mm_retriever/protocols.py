@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
-from mm_retriever.errors import EmptyQueryError
+from mm_retriever.errors import EmptyQueryError, InvalidQueryError
 from mm_retriever.types import FusedHit, LegHit, Page
 
 if TYPE_CHECKING:
@@ -31,7 +31,19 @@ class Query:
     image: Image.Image | None = None
 
     def __post_init__(self) -> None:
+        if self.text is not None and not isinstance(self.text, str):
+            raise InvalidQueryError(f"query text must be a string, got {type(self.text).__name__}")
+        if self.image is not None and not isinstance(self.image, Image.Image):
+            raise InvalidQueryError(
+                f"query image must be a PIL image, got {type(self.image).__name__}"
+            )
         self.text = (self.text or "").strip()
+        try:
+            self.text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidQueryError(
+                f"the query text is not valid Unicode: {exc.reason} at position {exc.start}"
+            ) from None
         if not self.text and self.image is None:
             raise EmptyQueryError()
 
@@ -41,7 +53,20 @@ class Query:
             return query
         if isinstance(query, Image.Image):
             return cls(image=query)
+        if not isinstance(query, str):
+            raise InvalidQueryError(
+                f"a query is a string, a PIL image or a Query, got {type(query).__name__}"
+            )
         return cls(text=query)
+
+
+def check_k(k: object) -> int:
+    """``k`` as an int; anything but a non-negative integer is an ``InvalidQueryError``."""
+    import numbers
+
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
+        raise InvalidQueryError(f"k must be a non-negative integer, got {k!r}")
+    return int(k)
 
 
 @runtime_checkable
@@ -103,6 +128,17 @@ class Leg(Protocol):
     prefix. Writing is two-phase so one bad document never leaves half-written rows: ``rows``
     encodes pages without touching the store; the index collects a document's rows for every leg
     and writes them together (table ``leg_<name>``), then marks the document as indexed.
+
+    Optional: ``schema()`` (the Arrow schema of the leg's table, created empty with the index)
+    and ``refresh(store)`` (called by a writer after it changed the tables).
+
+    Readers follow writers: ``retrieve`` must read through ``store`` on every call and may cache
+    derived state (an in-memory BM25 index, a matrix of vectors) only keyed on
+    ``store.table(self.table).version``. The store re-checks table versions on each read
+    (``read_consistency_interval``: 0 s locally, 5 s on object stores), so a version key follows
+    other processes' adds and deletes. Rows of documents that are not committed (no
+    ``documents`` row) may be returned as hits; ``HybridRetriever`` drops them, so a page whose
+    delete has committed is never returned.
     """
 
     name: str

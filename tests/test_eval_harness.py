@@ -257,7 +257,7 @@ def test_within_doc_needs_documents(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(
     shutil.which("tesseract") is None,
-    reason="needs the tesseract program (apt-get install tesseract-ocr tesseract-ocr-eng)",
+    reason="tesseract is not installed: apt-get install tesseract-ocr tesseract-ocr-eng",
 )
 def test_ocr_bm25_ignores_the_text_layer(tmp_path: Path, cache: Path) -> None:
     """A page whose words are only pixels: ocr-bm25 finds it, layer-bm25 cannot."""

@@ -40,7 +40,7 @@ def _page(path: Path, page_text: str):
 
 @pytest.mark.skipif(
     shutil.which("tesseract") is None,
-    reason="needs the tesseract program (apt-get install tesseract-ocr tesseract-ocr-eng)",
+    reason="tesseract is not installed: apt-get install tesseract-ocr tesseract-ocr-eng",
 )
 def test_page_text_modes(mixed_pdf: Path) -> None:
     merged = _page(mixed_pdf, "merge")

@@ -139,7 +139,7 @@ async def test_aretrieve_matches_retrieve(index) -> None:
 
 
 def test_image_options(index) -> None:
-    shutil.rmtree(index.path / "_images", ignore_errors=True)  # written by earlier searches
+    shutil.rmtree(index.image_cache_dir, ignore_errors=True)  # written by earlier searches
     plain = index.retriever(include_images=False, write_images=False)
     (page,) = plain.retrieve("Tidewater ferries", k=1)
     assert page.image_bytes is None and page.image_path is None

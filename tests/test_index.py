@@ -25,7 +25,7 @@ from mm_retriever.config import IndexConfig, IngestConfig, LegSpec
 from mm_retriever.index import IndexExistsError, IndexNotFoundError, MultimodalIndex
 from mm_retriever.retrievers.base import build_encoder
 from mm_retriever.retrievers.bm25 import BM25Retriever
-from mm_retriever.store import DOCUMENTS, PAGES, leg_table
+from mm_retriever.store import DOCUMENTS, FIGURES, PAGES, leg_table
 from mm_retriever.types import Page
 
 FACTS = [
@@ -153,11 +153,13 @@ def test_incremental_add_unchanged_and_delete(tmp_path, docs, minilm, minilm_pat
     top = index.retriever().retrieve("How many spans does the Quorvane bridge have?", k=1)[0]
     assert top.source == str(more.resolve()) and top.page_index == 0
     more_id = second.doc_ids[str(more)]
-    assert all(n > 0 for t, n in counts(index, more_id).items() if t != leg_table("figure"))
+    no_figures = (leg_table("figure"), FIGURES)  # the document has no figures
+    assert all(n > 0 for t, n in counts(index, more_id).items() if t not in no_figures)
 
     index.delete(more_id)
     assert set(counts(index, more_id).values()) == {0}
-    assert not (tmp_path / "idx" / "_images" / more_id).exists()
+    assert not (index.image_cache_dir / more_id).exists()
+    assert not (tmp_path / "idx" / "_images").exists()  # readers write nothing in the index
     assert index.num_pages() == 4 and [d["title"] for d in index.documents()] == [
         "Facts of the world"
     ]
@@ -228,18 +230,22 @@ def test_failure_inside_a_leg_leaves_no_partial_rows(tmp_path, minilm, minilm_pa
     assert index.retriever().retrieve("Second page", k=5)[0].source.endswith("ok.pdf")
 
 
-def test_orphans_of_a_crashed_write_are_removed_on_open(tmp_path, minilm, minilm_path) -> None:
+def test_rows_without_a_marker_are_never_removed_by_opening(tmp_path, minilm, minilm_path) -> None:
     index = MultimodalIndex.create(tmp_path / "idx", text_index_config(minilm_path))
     index.add([make_sample_pdf(tmp_path / "ok.pdf", FACTS[:1])])
     page = {"doc_id": "deadbeef00000000", "page_index": 0, "text": "half written"}
     index.store.add(PAGES, [page], None)
     index.store.add(leg_table("bm25"), [{**page, "chunk_index": -1}], index.legs["bm25"].schema())
-    # uncommitted rows never reach results, even before cleanup
+    # uncommitted rows never reach results
     assert all(p.doc_id != page["doc_id"] for p in index.retriever().retrieve("half written"))
     assert index.store.orphan_ids() == {page["doc_id"]}
-    reopened = MultimodalIndex.open(tmp_path / "idx")
-    assert reopened.store.orphan_ids() == set()
-    assert reopened.store.count(DOCUMENTS) == 1 and reopened.num_pages() == 1
+    reopened = MultimodalIndex.open(tmp_path / "idx")  # a reader: changes nothing
+    assert reopened.store.orphan_ids() == {page["doc_id"]}
+    assert reopened.num_pages() == 1 and reopened.store.count(PAGES) == 2
+    assert any("no pending marker" in p for p in reopened.check())
+    report = reopened.repair(remove_orphans=True)  # removed only on request
+    assert report.removed_orphans == [page["doc_id"]] and reopened.check() == []
+    assert reopened.store.count(DOCUMENTS) == 1 and reopened.store.count(PAGES) == 1
 
 
 def test_unavailable_models_are_skipped_with_one_line(tmp_path, minilm, minilm_path, caplog):

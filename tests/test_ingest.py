@@ -252,6 +252,10 @@ def test_image_file_is_a_one_page_document(name, tmp_path):
     assert page.figures[0].bbox == (0.0, 0.0, 800.0, 360.0)
 
 
+@pytest.mark.skipif(
+    shutil.which("pdftoppm") is None or shutil.which("pdfinfo") is None,
+    reason="poppler (pdftoppm, pdfinfo) is not installed: apt-get install poppler-utils",
+)
 def test_pdf2image_renders_the_same_size_as_pymupdf(mixed):
     cfg = IngestConfig(ocr="never", dpi=100, figures=False)
     with DocumentReader(mixed.path, cfg) as reader:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pdfgen
@@ -14,6 +15,11 @@ from mm_retriever.ingest import DocumentReader, document_id, get_ocr_engine, ocr
 from mm_retriever.ingest.merge import new_ocr_lines
 from mm_retriever.ingest.ocr import PageLine
 from mm_retriever.ingest.text import TextLine
+
+needs_tesseract = pytest.mark.skipif(
+    shutil.which("tesseract") is None,
+    reason="tesseract is not installed: apt-get install tesseract-ocr tesseract-ocr-eng",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +42,7 @@ def _read_scan(path: Path, engine: str, **options) -> tuple[DocumentReader, list
     return reader, pages
 
 
-@pytest.mark.parametrize("engine", ["rapidocr", "tesseract"])
+@pytest.mark.parametrize("engine", ["rapidocr", pytest.param("tesseract", marks=needs_tesseract)])
 def test_scanned_page_is_read_by_ocr(engine, scanned, ocr_cache):
     reader, pages = _read_scan(scanned, engine)
     page = pages[0]
@@ -74,6 +80,7 @@ def test_ocr_never_leaves_the_scan_empty(scanned, ocr_cache):
     assert not ocr_cache.exists()
 
 
+@needs_tesseract
 def test_second_read_hits_the_cache(scanned):
     first, pages1 = _read_scan(scanned, "tesseract")
     second, pages2 = _read_scan(scanned, "tesseract")
@@ -95,6 +102,7 @@ def test_a_precomputed_cache_file_is_used(scanned):
     assert reader.counts == {"ocr_pages": 1, "ocr_cached": 1}
 
 
+@needs_tesseract
 def test_unreadable_cache_file_is_recomputed(scanned):
     path = ocr_cache_path("tesseract", 150, document_id(scanned), 0)
     path.parent.mkdir(parents=True)
@@ -105,6 +113,7 @@ def test_unreadable_cache_file_is_recomputed(scanned):
     assert json.loads(path.read_text())["text"] == pages[0].ocr_text
 
 
+@needs_tesseract
 def test_ocr_always_merges_with_the_layer_without_duplicates(tmp_path):
     path = pdfgen.make_sample_pdf(tmp_path / "fact.pdf", [pdfgen.TEXT_FACT])
     cfg = IngestConfig(ocr="always", ocr_engine="tesseract", ocr_dpi=100)
@@ -116,6 +125,7 @@ def test_ocr_always_merges_with_the_layer_without_duplicates(tmp_path):
     assert page.text.startswith(page.layer_text)
 
 
+@needs_tesseract
 def test_raster_chart_gets_ocr_in_auto_mode(tmp_path):
     """A chart embedded as an image has no text layer: auto OCR adds its labels."""
     mixed = pdfgen.make_mixed_pdf(tmp_path / "mixed.pdf")
@@ -136,6 +146,7 @@ def test_raster_chart_gets_ocr_in_auto_mode(tmp_path):
         assert reader.page(2).text_source == "layer"
 
 
+@needs_tesseract
 def test_image_document_is_read_by_ocr(tmp_path):
     path = pdfgen.make_image_document(tmp_path / "memo.png")
     with DocumentReader(path, IngestConfig(ocr_engine="tesseract")) as reader:
@@ -148,6 +159,7 @@ def test_image_document_is_read_by_ocr(tmp_path):
         assert 0 <= x0 < x1 <= 800 and 0 <= y0 < y1 <= 360
 
 
+@needs_tesseract
 def test_engines_are_shared_and_named():
     assert get_ocr_engine("tesseract") is get_ocr_engine("tesseract", 150)
     assert get_ocr_engine("tesseract", 200).dpi == 200
@@ -156,6 +168,7 @@ def test_engines_are_shared_and_named():
         get_ocr_engine("easyocr")
 
 
+@needs_tesseract
 def test_engine_reads_pixels():
     image = pdfgen.text_image(["Quarterly report", "Net income rose sharply."], size_pt=(500, 260))
     result = get_ocr_engine("tesseract").read(image)

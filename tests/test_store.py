@@ -85,7 +85,11 @@ def test_documents_delete_and_orphans(tmp_path) -> None:
     assert [d["doc_id"] for d in docs] == ["aaa", "bbb"]
     assert docs[0]["metadata"] == {"k": 1} and docs[0]["n_pages"] == 3
     assert store.orphan_ids() == {"ccc"}
-    assert store.cleanup_orphans() == ["ccc"]
+    # no marker proves "ccc" is a failed write: recovery leaves it alone
+    assert not store.recover() and store.orphan_ids() == {"ccc"}
+    store.mark_pending("ccc", "add")  # what a writer commits before its first row
+    assert store.orphan_ids() == set()
+    assert store.recover().undone == ["ccc"] and store.pending() == []
     assert store.count(PAGES) == 5 and store.count(leg_table("x")) == 5
 
     store.delete_document("aaa")

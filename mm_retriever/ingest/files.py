@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -18,6 +19,15 @@ def document_id(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:16]
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` as valid UTF-8 text: bytes of a file name that are not UTF-8 shown as ``\\xe9``.
+
+    POSIX file names are bytes; Python keeps undecodable ones as lone surrogates, which cannot
+    be stored (Arrow strings are UTF-8) or printed.
+    """
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def is_supported(path: str | Path) -> bool:

@@ -16,7 +16,13 @@ from mm_retriever.config import IngestConfig
 from mm_retriever.errors import IngestError
 from mm_retriever.ingest.chunking import Unit, chunk_units
 from mm_retriever.ingest.figures import FigureBox, build_figures, detect_figures, raster_boxes
-from mm_retriever.ingest.files import IMAGE_SUFFIXES, PDF_SUFFIXES, SUPPORTED_SUFFIXES, document_id
+from mm_retriever.ingest.files import (
+    IMAGE_SUFFIXES,
+    PDF_SUFFIXES,
+    SUPPORTED_SUFFIXES,
+    display_path,
+    document_id,
+)
 from mm_retriever.ingest.geometry import center_in
 from mm_retriever.ingest.merge import merge_text, new_ocr_lines
 from mm_retriever.ingest.ocr import PageOCR, get_ocr_engine, ocr_page
@@ -70,7 +76,8 @@ class DocumentReader:
     def __init__(self, path: str | Path, config: IngestConfig | None = None) -> None:
         self.path = Path(path)
         self.config = config or IngestConfig()
-        self.source = str(self.path.expanduser().resolve())
+        self.source = display_path(self.path.expanduser().resolve())
+        self.warning: str | None = None  # set when the file was damaged but could be read
         self.timings: dict[str, float] = defaultdict(float)
         self.counts: dict[str, int] = defaultdict(int)
         self._doc: pymupdf.Document | None = None
@@ -87,7 +94,7 @@ class DocumentReader:
             raise IngestError(str(path), "file not found")
         self.doc_id = document_id(self.path)
         self.metadata: dict[str, Any] = {
-            "file_name": self.path.name,
+            "file_name": display_path(self.path.name),
             "file_size": self.path.stat().st_size,
         }
         if suffix in PDF_SUFFIXES:
@@ -99,7 +106,10 @@ class DocumentReader:
 
     def _open_pdf(self) -> None:
         try:
-            doc = pymupdf.open(self.path, filetype="pdf")
+            if display_path(self.path) == str(self.path):
+                doc = pymupdf.open(self.path, filetype="pdf")
+            else:  # a file name that is not valid UTF-8: MuPDF cannot take it as a path
+                doc = pymupdf.open(stream=self.path.read_bytes(), filetype="pdf")
         except Exception as e:  # MuPDF raises several types for damaged files
             raise IngestError(str(self.path), f"not a readable PDF ({_short(e)})") from e
         if doc.needs_pass:
@@ -108,10 +118,16 @@ class DocumentReader:
         if doc.page_count == 0:
             doc.close()
             raise IngestError(str(self.path), "has no pages")
+        if doc.is_repaired:
+            self.warning = (
+                "the PDF is damaged (truncated or corrupt) and was repaired on reading; "
+                "pages or content may be missing"
+            )
+            log.warning("%s: %s", self.source, self.warning)
         self._doc = doc
         self.n_pages = doc.page_count
         meta = {k: v for k, v in (doc.metadata or {}).items() if v}
-        self.title = _clean_title(meta.get("title"), self.path.stem)
+        self.title = _clean_title(meta.get("title"), display_path(self.path.stem))
         self.metadata.update(meta)
         self.metadata.update({"media_type": "application/pdf", "n_pages": self.n_pages})
 
@@ -126,7 +142,7 @@ class DocumentReader:
         if self._image.width < 1 or self._image.height < 1:
             raise IngestError(str(self.path), "has no pages")
         self.n_pages = 1
-        self.title = self.path.stem
+        self.title = display_path(self.path.stem)
         media = {"PNG": "image/png", "JPEG": "image/jpeg"}.get(fmt, f"image/{fmt.lower()}")
         self.metadata.update({"media_type": media, "n_pages": 1, "format": fmt})
 

@@ -1,9 +1,23 @@
 """LanceDB storage for an index: manifest, documents, pages, figures and one table per leg.
 
-Write protocol (one document at a time): rows for ``pages``, ``figures`` and every ``leg_<name>``
-table first, the ``documents`` row last. The ``documents`` row is the commit marker: a document
-without one is not in the index, and its rows are orphans that ``cleanup_orphans`` deletes (the
-index calls it when it can tell no other writer is running, and on any failed write).
+Write protocol (one document at a time, by a writer holding the writer lock):
+
+1. a ``pending`` marker row (doc_id, op="add") is committed;
+2. rows for ``pages``, ``figures`` and every ``leg_<name>`` table are written;
+3. the ``documents`` row is written: the commit marker, a document without one is not in the
+   index and readers never return its pages;
+4. the pending marker is removed.
+
+Deleting marks (op="delete"), removes the ``documents`` row first, then the other rows, then the
+marker. A writer that dies leaves its marker behind; the next writer (under the lock) finishes
+or undoes exactly the documents named by markers (``recover``). Nothing else is ever removed
+automatically: opening, searching and ``info`` only read. Rows that no marker explains are
+reported by ``check`` (``mm-retriever doctor``) and removed only on request (``repair``).
+
+Readers follow writers: the connection checks for a newer table version on every read
+(``read_consistency_interval``, 0 s for local folders, 5 s for object stores by default), so
+``table(name).version`` changes as soon as another process commits, and legs that key caches on
+it rebuild them.
 """
 
 from __future__ import annotations
@@ -11,22 +25,41 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import socket
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from mm_retriever.errors import IndexCorruptError, IndexReadOnlyError, WriterBusyError
 from mm_retriever.filters import quote_string
 from mm_retriever.store.arrow import rows_to_table
-from mm_retriever.store.schema import BASE_SCHEMAS, DOCUMENTS, MANIFEST, MANIFEST_SCHEMA
+from mm_retriever.store.schema import (
+    BASE_SCHEMAS,
+    DOCUMENTS,
+    MANIFEST,
+    MANIFEST_SCHEMA,
+    PENDING,
+    PENDING_SCHEMA,
+    now_iso,
+)
 
 if TYPE_CHECKING:
     from lancedb.table import Table
 
 log = logging.getLogger("mm_retriever")
+
+LOCK_FILE = ".writer.lock"
+LEASE_TABLE = "writer_lease"
+LOCAL_CONSISTENCY = timedelta(0)
+REMOTE_CONSISTENCY = timedelta(seconds=5)
+#: tables that hold no per-document rows
+SERVICE_TABLES = frozenset({MANIFEST, PENDING, LEASE_TABLE})
 
 
 def is_local_uri(uri: str | Path) -> bool:
@@ -42,26 +75,52 @@ def local_path(uri: str | Path) -> Path | None:
     return Path(s[len("file://") :] if s.startswith("file://") else s).expanduser()
 
 
+def writer_id() -> str:
+    """Who is writing: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Recovery:
+    """What ``LanceDBStore.recover`` did with the markers of writes that died."""
+
+    undone: list[str] = field(default_factory=list)  # adds rolled back (never committed)
+    completed: list[str] = field(default_factory=list)  # deletes finished
+    cleared: list[str] = field(default_factory=list)  # adds that had committed: marker only
+
+    def __bool__(self) -> bool:
+        return bool(self.undone or self.completed or self.cleared)
+
+
 class LanceDBStore:
-    """An index's tables in one LanceDB database (a local folder or an object-store URI)."""
+    """An index's tables in one LanceDB database (a local folder or an object-store URI).
+
+    ``read_consistency_interval``: how stale a read may be (None: the LanceDB default, never
+    refresh; default 0 s locally, 5 s on object stores, where each check is a request).
+    Creating the store creates nothing on disk; writers create the folder and tables.
+    """
 
     def __init__(
         self,
         uri: str | Path,
         *,
         storage_options: Mapping[str, str] | None = None,
-        read_consistency_interval: timedelta | None = None,
+        read_consistency_interval: timedelta | str | None = "default",
     ) -> None:
         import lancedb
 
         self.uri = str(uri)
         self.path = local_path(uri)
-        if self.path is not None:
-            self.path.mkdir(parents=True, exist_ok=True)
+        if read_consistency_interval == "default":
+            read_consistency_interval = (
+                LOCAL_CONSISTENCY if self.path is not None else REMOTE_CONSISTENCY
+            )
+        self.read_consistency_interval = read_consistency_interval
+        self.storage_options = dict(storage_options) if storage_options else None
         self.db = lancedb.connect(
             str(self.path) if self.path is not None else self.uri,
-            storage_options=dict(storage_options) if storage_options else None,
-            read_consistency_interval=read_consistency_interval,
+            storage_options=self.storage_options,
+            read_consistency_interval=read_consistency_interval,  # type: ignore[arg-type]
         )
         self._tables: dict[str, Table] = {}
 
@@ -70,6 +129,8 @@ class LanceDBStore:
 
     # ------------------------------------------------------------------ tables
     def table_names(self) -> list[str]:
+        if self.path is not None and not self.path.is_dir():
+            return []
         names: list[str] = []
         token = None
         while True:
@@ -83,17 +144,26 @@ class LanceDBStore:
         return name in self._tables or name in self.table_names()
 
     def table(self, name: str) -> Table | None:
-        """The open table ``name`` (handles are cached), or None if it does not exist."""
+        """The open table ``name`` (handles are cached), or None if it does not exist.
+
+        A table that exists but cannot be opened raises ``IndexCorruptError``.
+        """
         tbl = self._tables.get(name)
         if tbl is None:
             if name not in self.table_names():
                 return None
-            tbl = self._tables[name] = self.db.open_table(name)
+            try:
+                tbl = self.db.open_table(name)
+            except Exception as exc:
+                raise IndexCorruptError(self.uri, name, f"{type(exc).__name__}: {exc}") from exc
+            self._tables[name] = tbl
         return tbl
 
     def ensure_table(self, name: str, schema: pa.Schema) -> Table:
         tbl = self.table(name)
         if tbl is None:
+            if self.path is not None:
+                self.path.mkdir(parents=True, exist_ok=True)
             tbl = self.db.create_table(name, schema=schema, exist_ok=True)
             self._tables[name] = tbl
         return tbl
@@ -103,10 +173,17 @@ class LanceDBStore:
         tbl = self.table(name)
         return -1 if tbl is None else int(tbl.version)
 
+    def refresh(self) -> None:
+        """Move every open table handle to its latest committed version (writers, under lock)."""
+        for tbl in self._tables.values():
+            tbl.checkout_latest()
+
     def drop_all(self) -> None:
+        """Drop every table (but the object-store write lease, held by the caller)."""
         for name in self.table_names():
-            self.db.drop_table(name, ignore_missing=True)
-        self._tables.clear()
+            if name != LEASE_TABLE:
+                self.db.drop_table(name, ignore_missing=True)
+                self._tables.pop(name, None)
 
     def add(
         self, name: str, rows: Sequence[Mapping[str, Any]] | pa.Table, schema: pa.Schema | None
@@ -149,16 +226,24 @@ class LanceDBStore:
         return 0 if tbl is None else int(tbl.count_rows(where))
 
     def doc_tables(self) -> list[str]:
-        """Every table that holds per-document rows (all but the manifest)."""
-        return [n for n in self.table_names() if n != MANIFEST]
+        """Every table that holds per-document rows (all but manifest, pending and lease)."""
+        return [n for n in self.table_names() if n not in SERVICE_TABLES]
 
     # --------------------------------------------------------------- manifest
     def read_manifest(self) -> dict[str, Any] | None:
+        """The manifest's keys, or None when there is no manifest table.
+
+        An unreadable manifest (a damaged table, a value that is not JSON) raises
+        ``IndexCorruptError``; it never reads as "no index".
+        """
         tbl = self.table(MANIFEST)
         if tbl is None:
             return None
-        rows = tbl.search().limit(None).to_arrow().to_pylist()
-        return {r["key"]: json.loads(r["value"]) for r in rows} if rows else None
+        try:
+            rows = tbl.search().limit(None).to_arrow().to_pylist()
+            return {r["key"]: json.loads(r["value"]) for r in rows} if rows else None
+        except Exception as exc:
+            raise IndexCorruptError(self.uri, MANIFEST, f"{type(exc).__name__}: {exc}") from exc
 
     def write_manifest(self, values: Mapping[str, Any]) -> None:
         """Insert or update manifest keys (one atomic merge)."""
@@ -190,19 +275,86 @@ class LanceDBStore:
             r["metadata"] = json.loads(r["metadata"] or "{}")
         return sorted(rows, key=lambda r: (r["added_at"], r["source"], r["doc_id"]))
 
-    def delete_document(self, doc_id: str) -> None:
-        """Remove a document everywhere: its commit marker first, then every other table's rows."""
+    def delete_rows(self, doc_id: str) -> None:
+        """Remove a document's rows from every table but ``documents`` (an uncommitted write)."""
         where = f"doc_id = {quote_string(doc_id)}"
-        for name in [DOCUMENTS, *[n for n in self.doc_tables() if n != DOCUMENTS]]:
+        for name in self.doc_tables():
+            if name == DOCUMENTS:
+                continue
             tbl = self.table(name)
             if tbl is not None and tbl.count_rows(where):
                 tbl.delete(where)
 
+    def delete_document(self, doc_id: str) -> None:
+        """Remove a document everywhere (call under the writer lock).
+
+        A pending "delete" marker is committed first, so a writer that dies half way leaves a
+        marker that the next writer completes; then the commit marker (``documents`` row), so
+        readers stop returning the document at once, then the other rows, then the marker.
+        """
+        from mm_retriever import faults
+
+        self.mark_pending(doc_id, "delete")
+        faults.point("delete:marked")
+        tbl = self.table(DOCUMENTS)
+        where = f"doc_id = {quote_string(doc_id)}"
+        if tbl is not None and tbl.count_rows(where):
+            tbl.delete(where)
+        faults.point("delete:uncommitted")
+        self.delete_rows(doc_id)
+        faults.point("delete:rows")
+        self.clear_pending(doc_id)
+
+    # --------------------------------------------------------- pending writes
+    def mark_pending(self, doc_id: str, op: str) -> None:
+        """Commit a marker saying this writer is about to add or delete ``doc_id``."""
+        row = {"doc_id": doc_id, "op": op, "started_at": now_iso(), "owner": writer_id()}
+        self.add(PENDING, [row], PENDING_SCHEMA)
+
+    def clear_pending(self, doc_id: str) -> None:
+        tbl = self.table(PENDING)
+        if tbl is not None:
+            tbl.delete(f"doc_id = {quote_string(doc_id)}")
+
+    def pending(self) -> list[dict[str, Any]]:
+        """Markers of writes in progress, or left by writers that died."""
+        return self.query(PENDING).to_pylist()
+
+    def recover(self) -> Recovery:
+        """Finish or undo the writes that pending markers name (only under the writer lock).
+
+        An "add" whose ``documents`` row exists had committed: only its marker goes. An "add"
+        without one never committed: its rows are removed. A "delete" is completed. Rows that
+        no marker names are left alone.
+        """
+        done = Recovery()
+        markers = self.pending()
+        if not markers:
+            return done
+        committed = self.document_ids()
+        for doc_id, op in sorted({(m["doc_id"], m["op"]) for m in markers}):
+            if op == "delete":
+                self.delete_document(doc_id)
+                done.completed.append(doc_id)
+            elif doc_id in committed:
+                done.cleared.append(doc_id)
+            else:
+                self.delete_rows(doc_id)
+                done.undone.append(doc_id)
+            self.clear_pending(doc_id)
+        if done:
+            log.warning(
+                "recovered interrupted writes: %d add(s) undone, %d delete(s) completed",
+                len(done.undone),
+                len(done.completed),
+            )
+        return done
+
     def orphan_ids(self) -> set[str]:
-        """doc_ids with rows in some table but no ``documents`` row."""
+        """doc_ids with rows in some table but neither a ``documents`` row nor a marker."""
         import pyarrow.compute as pc
 
-        committed = self.document_ids()
+        committed = self.document_ids() | {m["doc_id"] for m in self.pending()}
         orphans: set[str] = set()
         for name in self.doc_tables():
             if name == DOCUMENTS:
@@ -211,14 +363,60 @@ class LanceDBStore:
             orphans.update(pc.unique(ids).to_pylist())
         return {d for d in orphans - committed if d is not None}
 
-    def cleanup_orphans(self) -> list[str]:
-        """Delete rows of documents that were never committed; returns their ids."""
-        orphans = sorted(self.orphan_ids())
-        for doc_id in orphans:
-            self.delete_document(doc_id)
-        if orphans:
-            log.warning("removed partial rows of %d uncommitted document(s)", len(orphans))
-        return orphans
+    # ------------------------------------------------------------- integrity
+    def check(self, expected: Sequence[str] = ()) -> list[str]:
+        """Problems found (empty: healthy): tables missing or unreadable, unexplained rows.
+
+        ``expected``: tables that must exist (the manifest's list). Every table is opened and
+        scanned fully, so this reads the whole index (``mm-retriever doctor``).
+        """
+        problems: list[str] = []
+        names = set(self.table_names())
+        for name in expected:
+            if name not in names:
+                problems.append(f"table '{name}' is missing")
+        orphaned = any(n not in SERVICE_TABLES for n in names)
+        if DOCUMENTS not in names and orphaned and DOCUMENTS not in expected:
+            problems.append(f"table '{DOCUMENTS}' is missing")
+        for name in sorted(names):
+            try:
+                tbl = self.table(name)
+                if tbl is not None:
+                    tbl.search().limit(None).to_arrow()
+            except Exception as exc:
+                problems.append(f"table '{name}' is unreadable ({type(exc).__name__}: {exc})")
+        if not problems:
+            for m in self.pending():
+                problems.append(
+                    f"interrupted {m['op']} of document {m['doc_id']} by {m['owner']} at "
+                    f"{m['started_at']} (the next write completes or undoes it)"
+                )
+            orphans = self.orphan_ids()
+            if orphans:
+                problems.append(
+                    f"{len(orphans)} document id(s) have rows but no documents row and no "
+                    f"pending marker: {', '.join(sorted(orphans)[:10])}"
+                )
+        return problems
+
+    def verify(self, expected: Sequence[str] = ()) -> None:
+        """Raise ``IndexCorruptError`` when a table the index needs is missing or cannot be opened.
+
+        Cheap (opens tables, reads no data); run on every open and before every write.
+        """
+        names = set(self.table_names())
+        for name in expected:
+            if name not in names:
+                raise IndexCorruptError(self.uri, name, "the table is missing")
+        if DOCUMENTS not in names and any(n not in SERVICE_TABLES for n in names):
+            raise IndexCorruptError(self.uri, DOCUMENTS, "the table is missing")
+        for name in sorted(names):
+            tbl = self.table(name)
+            try:
+                if tbl is not None:
+                    tbl.count_rows()
+            except Exception as exc:
+                raise IndexCorruptError(self.uri, name, f"{type(exc).__name__}: {exc}") from exc
 
     def optimize(
         self, names: Sequence[str] | None = None, *, prune: bool = False, min_fragments: int = 1
@@ -232,6 +430,8 @@ class LanceDBStore:
         """
         done = []
         for name in names or self.table_names():
+            if name == LEASE_TABLE:
+                continue
             tbl = self.table(name)
             if tbl is None:
                 continue
@@ -254,27 +454,81 @@ class LanceDBStore:
             out[name] = sum(f.stat().st_size for f in _files(folder))
         return out
 
+    # ------------------------------------------------------------------ locks
     @contextlib.contextmanager
-    def writer_lock(self, blocking: bool = True) -> Iterator[bool]:
-        """An inter-process lock held while writing (local indexes; a no-op for remote URIs).
+    def writer_lock(self, timeout: float = -1) -> Iterator[None]:
+        """Hold the index's single-writer lock while writing.
 
-        Yields whether the lock was acquired (always True when ``blocking``).
+        Local folders: an OS file lock (``.writer.lock``); waits for another writer to finish
+        (``timeout`` seconds, -1: forever). Object stores have no such lock: a lease table is
+        created atomically (Lance commits refuse to create a table that exists); while another
+        writer holds it, ``WriterBusyError`` names the holder. Every table handle is refreshed
+        to its latest version once the lock is held.
         """
-        if self.path is None:
-            yield True
-            return
+        lock = self._local_lock if self.path is not None else self._lease
+        with lock(timeout):
+            self.refresh()
+            yield
+
+    @contextlib.contextmanager
+    def _local_lock(self, timeout: float) -> Iterator[None]:
         from filelock import FileLock, Timeout
 
-        lock = FileLock(str(self.path / ".writer.lock"))
+        assert self.path is not None
         try:
-            lock.acquire(timeout=-1 if blocking else 0)
+            self.path.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(self.path / LOCK_FILE))
+            lock.acquire(timeout=timeout)
         except Timeout:
-            yield False
-            return
+            raise WriterBusyError(
+                self.uri, f"another process holds {self.path / LOCK_FILE}"
+            ) from None
+        except OSError as exc:
+            raise IndexReadOnlyError(self.uri, str(exc)) from exc
         try:
-            yield True
+            yield
         finally:
             lock.release()
+
+    @contextlib.contextmanager
+    def _lease(self, timeout: float) -> Iterator[None]:
+        owner = writer_id()
+        row = {"doc_id": "", "op": "lease", "started_at": now_iso(), "owner": owner}
+        data = rows_to_table([row], PENDING_SCHEMA)
+        try:
+            self.db.create_table(LEASE_TABLE, data=data, exist_ok=False)
+        except (ValueError, OSError) as exc:
+            holder = self.lease_holder()
+            if holder is None:  # not a conflict: e.g. read-only credentials
+                raise IndexReadOnlyError(self.uri, str(exc)) from exc
+            raise WriterBusyError(
+                self.uri,
+                f"writer {holder['owner']} holds the write lease since {holder['started_at']}"
+                " (object stores allow one writer at a time; if that writer died, run "
+                f"`mm-retriever repair --index {self.uri} --break-lock`)",
+            ) from None
+        try:
+            yield
+        finally:
+            self.break_lease()
+
+    def lease_holder(self) -> dict[str, Any] | None:
+        """Who holds the object-store write lease (None: nobody)."""
+        if LEASE_TABLE not in self.table_names():
+            return None
+        try:
+            rows = self.db.open_table(LEASE_TABLE).search().limit(1).to_arrow().to_pylist()
+        except Exception:
+            return {"owner": "unknown", "started_at": "unknown"}
+        return rows[0] if rows else {"owner": "unknown", "started_at": "unknown"}
+
+    def break_lease(self) -> bool:
+        """Remove the object-store write lease (after its writer died). True if one was held."""
+        held = LEASE_TABLE in self.table_names()
+        if held:
+            self.db.drop_table(LEASE_TABLE, ignore_missing=True)
+        self._tables.pop(LEASE_TABLE, None)
+        return held
 
 
 def _files(folder: Path) -> Iterator[Path]:

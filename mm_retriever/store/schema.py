@@ -18,6 +18,7 @@ MANIFEST = "manifest"
 DOCUMENTS = "documents"
 PAGES = "pages"
 FIGURES = "figures"
+PENDING = "pending"
 LEG_PREFIX = "leg_"
 
 MANIFEST_SCHEMA = pa.schema([("key", pa.string()), ("value", pa.string())])
@@ -61,11 +62,24 @@ FIGURES_SCHEMA = pa.schema(
     ]
 )
 
+# A write in progress: one row per document a writer is adding or deleting, committed before
+# its first row is written and removed after its last. A marker left behind proves which rows
+# belong to a write that died; only those are ever cleaned up.
+PENDING_SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("op", pa.string()),  # "add" | "delete"
+        ("started_at", pa.string()),  # ISO 8601, UTC
+        ("owner", pa.string()),  # host:pid of the writer
+    ]
+)
+
 BASE_SCHEMAS = {
     MANIFEST: MANIFEST_SCHEMA,
     DOCUMENTS: DOCUMENTS_SCHEMA,
     PAGES: PAGES_SCHEMA,
     FIGURES: FIGURES_SCHEMA,
+    PENDING: PENDING_SCHEMA,
 }
 
 

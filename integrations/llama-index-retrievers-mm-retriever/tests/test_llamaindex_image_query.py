@@ -15,6 +15,7 @@ from llama_index.retrievers.mm_retriever import MMRetriever
 from tiny_models import tiny_clip, tiny_colpali, visual_legs  # noqa: F401  (session fixtures)
 
 from mm_retriever.config import IndexConfig, IngestConfig, LegSpec
+from mm_retriever.protocols import Query
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +72,12 @@ async def test_image_query_async_with_text(visual_index, mixed, tmp_path):
     # a text query on the same retriever uses every leg
     plain = retriever.retrieve("rainfall chart")
     assert any("bm25" in n.node.metadata["leg_ranks"] for n in plain)
+
+
+@pytest.mark.parametrize("clean", [True, False])
+def test_image_queries_keep_the_query_cleaning_setting(visual_index, clean):
+    retriever = MMRetriever(index=visual_index, retriever_kwargs={"clean_query": clean})
+    image_hybrid = retriever._image_hybrid()
+    assert image_hybrid.clean_query is clean
+    question = "Which chart shows rainfall? Round your answer to two decimals."
+    assert (image_hybrid.prepare(Query(text=question)).text == question) is not clean

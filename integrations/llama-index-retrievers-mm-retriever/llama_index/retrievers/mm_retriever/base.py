@@ -286,6 +286,7 @@ class MMRetriever(BaseRetriever):
                 max_figures=hybrid.max_figures,
                 include_images=hybrid.include_images,
                 write_images=hybrid.write_images,
+                clean_query=hybrid.clean_query,
             )
         return self._image_retriever
 

@@ -1,0 +1,37 @@
+"""Named crash points for fault-injection tests of the write path.
+
+``MM_RETRIEVER_CRASH_AT="write:pages"`` (or ``"write:pages#3"``: the third time that point is
+reached) makes the process kill itself with SIGKILL there, as a power cut or ``kill -9`` would:
+no ``finally`` blocks, no flush. Unset (the normal case), ``point`` is one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+ENV = "MM_RETRIEVER_CRASH_AT"
+_target: tuple[str, int] | None = None
+_seen: dict[str, int] = {}
+
+
+def _parse(value: str) -> tuple[str, int] | None:
+    if not value:
+        return None
+    name, _, nth = value.partition("#")
+    return name, int(nth or 1)
+
+
+def point(name: str) -> None:
+    """Crash here if the environment asks for this point (and occurrence)."""
+    global _target
+    if _target is None:
+        value = os.environ.get(ENV, "")
+        if not value:
+            return
+        _target = _parse(value)
+    if _target is None or _target[0] != name:
+        return
+    _seen[name] = _seen.get(name, 0) + 1
+    if _seen[name] == _target[1]:
+        os.kill(os.getpid(), signal.SIGKILL)

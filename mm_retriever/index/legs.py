@@ -1,0 +1,55 @@
+"""Leg construction: a leg instance from its ``LegSpec`` (registry name and options)."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from mm_retriever import registry
+from mm_retriever.config import LegSpec
+from mm_retriever.errors import MissingExtraError, ModelUnavailableError
+from mm_retriever.protocols import Leg
+
+log = logging.getLogger("mm_retriever")
+
+
+def _accepts(factory: Any, param: str) -> bool:
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return True
+    return param in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def build_leg(spec: LegSpec, device: str | None) -> Leg:
+    """Instantiate a leg from its spec (``name`` and ``device`` passed when the leg takes them)."""
+    factory = registry.legs.get(spec.name)
+    kwargs = dict(spec.options)
+    if _accepts(factory, "name"):
+        kwargs["name"] = spec.leg_name
+    if device is not None and _accepts(factory, "device"):
+        kwargs["device"] = device
+    leg = factory(**kwargs)
+    if getattr(leg, "name", None) != spec.leg_name:
+        leg.name = spec.leg_name
+    return leg
+
+
+def build_legs(
+    specs: Iterable[LegSpec], device: str | None
+) -> tuple[dict[str, Leg], dict[str, str]]:
+    """Legs by name, plus the skipped ones (name -> reason) whose model or package is missing."""
+    legs: dict[str, Leg] = {}
+    skipped: dict[str, str] = {}
+    for spec in specs:
+        name = spec.leg_name
+        if name in legs or name in skipped:
+            raise ValueError(f"two legs are named '{name}'; give one an alias")
+        try:
+            legs[name] = build_leg(spec, device)
+        except (ModelUnavailableError, MissingExtraError) as exc:
+            skipped[name] = str(exc)
+            log.warning("leg '%s' skipped: %s", name, exc)
+    return legs, skipped

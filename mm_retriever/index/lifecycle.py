@@ -1,0 +1,392 @@
+"""MultimodalIndex: create/open an index, add and delete documents, hand out retrievers.
+
+An index is a LanceDB database (a local folder or an object-store URI) holding a manifest (the
+full ``IndexConfig`` with each leg's resolved encoder settings, library versions, times, the
+list of its tables), the ``documents``, ``pages``, ``figures`` and ``pending`` tables and one
+``leg_<name>`` table per leg. ``MultimodalIndex.open(uri)`` rebuilds exactly the stored pipeline.
+
+Opening and searching only read. Writing (``add``, ``delete``, ``repair``) happens under the
+store's writer lock, which first brings every table to its latest version and finishes or undoes
+the writes that crashed writers left pending (``mm_retriever.index.writer``). Re-adding an
+unchanged file (same content hash) does nothing, also when two processes add it at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import importlib.metadata
+import logging
+import shutil
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mm_retriever import registry
+from mm_retriever.config import IndexConfig, LegSpec
+from mm_retriever.errors import IndexCorruptError, MMRetrieverError
+from mm_retriever.index.legs import build_legs
+from mm_retriever.index.writer import IndexWriter, IngestReport, leg_schema
+from mm_retriever.protocols import Leg
+from mm_retriever.store import DOCUMENTS, SCHEMA_VERSION, LanceDBStore, leg_table
+from mm_retriever.store.schema import BASE_SCHEMAS, MANIFEST, now_iso
+
+if TYPE_CHECKING:
+    from mm_retriever.hybrid import HybridRetriever
+
+log = logging.getLogger("mm_retriever")
+
+IMAGES_DIR = "_images"
+_VERSIONED = (
+    "mm-retriever",
+    "lancedb",
+    "pyarrow",
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "colpali-engine",
+    "pymupdf",
+)
+
+
+class IndexExistsError(MMRetrieverError, FileExistsError):
+    """``create`` found an index already at the URI."""
+
+
+class IndexNotFoundError(MMRetrieverError, FileNotFoundError):
+    """``open`` found no index at the URI."""
+
+
+@dataclass
+class RepairReport:
+    """What ``MultimodalIndex.repair`` found and did."""
+
+    problems: list[str] = field(default_factory=list)  # found before repairing
+    recovered: list[str] = field(default_factory=list)  # interrupted writes finished/undone
+    removed_orphans: list[str] = field(default_factory=list)  # unexplained rows removed
+
+
+def library_versions() -> dict[str, str]:
+    out = {}
+    for dist in _VERSIONED:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            out[dist] = importlib.metadata.version(dist)
+    return out
+
+
+class MultimodalIndex:
+    """A multimodal page index over PDFs and images, stored in LanceDB."""
+
+    def __init__(
+        self,
+        store: LanceDBStore,
+        config: IndexConfig,
+        legs: dict[str, Leg],
+        skipped_legs: dict[str, str] | None = None,
+        *,
+        write_blockers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.legs = legs
+        self.skipped_legs = dict(skipped_legs or {})
+        # legs stored in the manifest that could not be rebuilt fully here: writing would leave
+        # new documents without (some of) their rows, so add() refuses while any exist
+        self._write_blockers = dict(write_blockers or {})
+        self.batch_size = 8
+        self.flush_pages = 64
+        self.compact_fragments = 16  # compact a table once it holds this many fragments
+        self.lock_timeout: float = -1  # seconds to wait for another writer (-1: forever)
+
+    def __repr__(self) -> str:
+        return f"MultimodalIndex({self.uri!r}, legs={list(self.legs)})"
+
+    @property
+    def uri(self) -> str:
+        return self.store.uri
+
+    @property
+    def path(self) -> Path | None:
+        """The folder of a local index (None for object stores)."""
+        return self.store.path
+
+    @functools.cached_property
+    def image_cache_dir(self) -> Path | None:
+        """Where retrievers write page images for ``image_path``: a folder of the user cache
+        (``$MM_RETRIEVER_CACHE/page-images/<index key>``), never inside the index, so that
+        searching changes nothing in it. None when the manifest cannot be read."""
+        from mm_retriever.ingest.ocr import cache_root
+
+        created = (self.store.read_manifest() or {}).get("created_at", "")
+        key = hashlib.sha256(f"{self.uri}\n{created}".encode()).hexdigest()[:16]
+        return cache_root() / "page-images" / key
+
+    # ----------------------------------------------------------- create/open
+    @classmethod
+    def create(
+        cls,
+        uri: str | Path,
+        config: IndexConfig | None = None,
+        *,
+        overwrite: bool = False,
+        storage_options: Mapping[str, str] | None = None,
+    ) -> MultimodalIndex:
+        """Create an empty index at ``uri`` with ``config`` (defaults: all legs, RRF).
+
+        Legs whose model is not available are skipped with one warning each and left out of
+        the stored config (see ``skipped_legs``); the figure leg falls back to figure text.
+        Every table is created empty, and listed in the manifest, so a table that later goes
+        missing is reported as damage, never read as "no documents".
+        """
+        config = config or IndexConfig()
+        store = LanceDBStore(uri, storage_options=storage_options)
+        # the manifest is written last: when it exists, the index is complete (checked again
+        # under the lock, where a concurrent create() has finished)
+        if MANIFEST in store.table_names() and not overwrite:
+            raise IndexExistsError(
+                f"an index already exists at {uri}: open it with MultimodalIndex.open(), "
+                "or pass overwrite=True to replace it"
+            )
+        registry.fusions.get(config.fusion.name)  # unknown fusion: fail before writing
+        legs, skipped = build_legs(config.legs, config.device)
+        if not legs:
+            raise MMRetrieverError(
+                "no retrieval leg could be built: "
+                + "; ".join(f"{k}: {v}" for k, v in skipped.items())
+            )
+        with store.writer_lock():
+            if store.doc_tables() or MANIFEST in store.table_names():
+                if not overwrite:
+                    raise IndexExistsError(
+                        f"an index already exists at {uri}: open it with "
+                        "MultimodalIndex.open(), or pass overwrite=True to replace it"
+                    )
+                store.drop_all()
+                if store.path is not None:
+                    shutil.rmtree(store.path / IMAGES_DIR, ignore_errors=True)
+            by_name = {s.leg_name: s for s in config.legs}
+            stored = config.model_copy(
+                update={
+                    "legs": [
+                        LegSpec(
+                            name=by_name[n].name,
+                            alias=by_name[n].alias,
+                            weight=by_name[n].weight,
+                            options=leg.config(),
+                        )
+                        for n, leg in legs.items()
+                    ]
+                }
+            )
+            tables = {name: schema for name, schema in BASE_SCHEMAS.items() if name != MANIFEST}
+            for name, leg in legs.items():
+                schema = leg_schema(leg)
+                if schema is not None:
+                    tables[leg_table(name)] = schema
+            for name, schema in tables.items():
+                store.ensure_table(name, schema)
+            now = now_iso()
+            store.write_manifest(  # last: an index without a manifest is no index
+                {
+                    "schema_version": SCHEMA_VERSION,
+                    "config": stored.model_dump(mode="json"),
+                    "requested_config": config.model_dump(mode="json"),
+                    "skipped_legs": skipped,
+                    "versions": library_versions(),
+                    "tables": sorted(tables),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        return cls(store, stored, legs, skipped)
+
+    @classmethod
+    def open(
+        cls,
+        uri: str | Path,
+        *,
+        device: str | None = None,
+        storage_options: Mapping[str, str] | None = None,
+        read_consistency_interval: timedelta | str | None = "default",
+    ) -> MultimodalIndex:
+        """Open the index at ``uri`` and rebuild its legs from the manifest. Writes nothing.
+
+        ``device`` overrides the stored device (e.g. open a GPU-built index on CPU).
+        ``read_consistency_interval``: how soon other processes' writes become visible (0 s
+        locally, 5 s on object stores by default; None: never after opening).
+        Raises ``IndexNotFoundError`` (no index there) or ``IndexCorruptError`` (a table the
+        index needs is missing or unreadable).
+        """
+        from mm_retriever.store import local_path
+
+        path = local_path(uri)
+        if path is not None and not path.is_dir():  # connecting would create the folder
+            raise IndexNotFoundError(
+                f"no mm-retriever index at {uri}: create one with MultimodalIndex.create() "
+                "or `mm-retriever index PATH --index DIR`"
+            )
+        store = LanceDBStore(
+            uri,
+            storage_options=storage_options,
+            read_consistency_interval=read_consistency_interval,
+        )
+        manifest = store.read_manifest()
+        if manifest is None:
+            if store.doc_tables():
+                raise IndexCorruptError(store.uri, MANIFEST, "the table is missing or empty")
+            raise IndexNotFoundError(
+                f"no mm-retriever index at {uri}: create one with MultimodalIndex.create() "
+                "or `mm-retriever index PATH --index DIR`"
+            )
+        version = int(manifest.get("schema_version", 0))
+        if version > SCHEMA_VERSION:
+            raise MMRetrieverError(
+                f"the index at {uri} has schema version {version}, newer than this "
+                f"mm-retriever understands ({SCHEMA_VERSION}); upgrade mm-retriever"
+            )
+        if "config" not in manifest:
+            raise IndexCorruptError(store.uri, MANIFEST, "it holds no 'config' entry")
+        store.verify(manifest.get("tables") or ())
+        config = IndexConfig.model_validate(manifest["config"])
+        if device is not None:
+            config = config.model_copy(update={"device": device})
+        legs, skipped = build_legs(config.legs, config.device)
+        blockers = dict(skipped)
+        for name, leg in legs.items():
+            image_model = getattr(leg, "unavailable_image_model", None)
+            if image_model:  # the figure leg fell back to text-only: reading works, writing not
+                blockers[name] = f"image model '{image_model}' is not available"
+        return cls(store, config, legs, skipped, write_blockers=blockers)
+
+    @classmethod
+    def exists(cls, uri: str | Path, *, storage_options: Mapping[str, str] | None = None) -> bool:
+        """Whether an index (a manifest table) exists at ``uri``. Creates and reads nothing.
+
+        True also for a damaged manifest: ``open`` then says what is wrong.
+        """
+        from mm_retriever.store import local_path
+
+        path = local_path(uri)
+        if path is not None:
+            return (path / f"{MANIFEST}.lance").is_dir()
+        try:
+            return MANIFEST in LanceDBStore(uri, storage_options=storage_options).table_names()
+        except Exception:
+            return False
+
+    def manifest(self) -> dict[str, Any]:
+        return self.store.read_manifest() or {}
+
+    # --------------------------------------------------------------- writing
+    @contextlib.contextmanager
+    def _writing(self, report: IngestReport | RepairReport | None = None) -> Any:
+        """The writer lock, held with fresh tables, checked and with crashed writes recovered.
+
+        Yields the ids that were pending before recovery (a re-run of an interrupted delete
+        finds its document there).
+        """
+        with self.store.writer_lock(self.lock_timeout):
+            self.store.verify(self.manifest().get("tables") or ())
+            pending = {m["doc_id"] for m in self.store.pending()}
+            recovered = self.store.recover()
+            if report is not None:
+                report.recovered.extend(recovered.undone + recovered.completed + recovered.cleared)
+            yield pending
+
+    def add(
+        self, paths: str | Path | Iterable[str | Path], *, progress: bool = False
+    ) -> IngestReport:
+        """Index files and folders (PDF, PNG, JPEG). One bad file never stops the rest."""
+        from mm_retriever.ingest import iter_files
+
+        if self._write_blockers:
+            raise MMRetrieverError(
+                "cannot add documents: this index's leg(s) "
+                + "; ".join(f"'{n}' ({why})" for n, why in self._write_blockers.items())
+                + " cannot be rebuilt here"
+            )
+        if isinstance(paths, str | Path):
+            paths = [paths]
+        start = time.perf_counter()
+        report = IngestReport()
+        files = iter_files(paths)
+        writer = IndexWriter(
+            self.store,
+            self.config,
+            self.legs,
+            batch_size=self.batch_size,
+            flush_pages=self.flush_pages,
+        )
+        with self._writing(report):
+            writer.add_files(files, report, progress)
+            if report.added or report.recovered:
+                t0 = time.perf_counter()
+                writer.after_write(self.compact_fragments)
+                report.timings["optimize"] = time.perf_counter() - t0
+        report.seconds = time.perf_counter() - start
+        return report
+
+    def delete(self, doc_id: str) -> None:
+        """Remove a document (by id) from every table. Unknown ids raise ``KeyError``."""
+        if not isinstance(doc_id, str) or not doc_id:
+            raise KeyError(f"document ids are non-empty strings, got {doc_id!r}")
+        with self._writing() as pending:
+            if not self.store.has_document(doc_id) and doc_id not in pending:
+                raise KeyError(f"no document with id '{doc_id}' in the index at {self.uri}")
+            self.store.delete_document(doc_id)
+            if self.path is not None:  # written by mm-retriever < 0.2
+                shutil.rmtree(self.path / IMAGES_DIR / doc_id, ignore_errors=True)
+            if self.image_cache_dir is not None:
+                shutil.rmtree(self.image_cache_dir / doc_id, ignore_errors=True)
+            self._writer().after_write(self.compact_fragments)
+
+    def _writer(self) -> IndexWriter:
+        return IndexWriter(self.store, self.config, self.legs)
+
+    def check(self) -> list[str]:
+        """Problems with the index (empty: healthy). Reads every table; changes nothing."""
+        return self.store.check(self.manifest().get("tables") or ())
+
+    def repair(self, *, remove_orphans: bool = False) -> RepairReport:
+        """Finish or undo interrupted writes; with ``remove_orphans``, also delete rows that
+        belong to no document and no pending write (e.g. left by mm-retriever < 0.2).
+
+        A missing or unreadable table is not repaired here (``IndexCorruptError``): nothing
+        can tell which rows it held; restore it or rebuild the index.
+        """
+        report = RepairReport(problems=self.check())
+        with self._writing(report):
+            if remove_orphans:
+                for doc_id in sorted(self.store.orphan_ids()):
+                    self.store.delete_rows(doc_id)
+                    report.removed_orphans.append(doc_id)
+            if report.recovered or report.removed_orphans:
+                self._writer().after_write(self.compact_fragments)
+        return report
+
+    # --------------------------------------------------------------- reading
+    def documents(self) -> list[dict[str, Any]]:
+        """One dict per indexed document: doc_id, source, title, n_pages, added_at, metadata."""
+        return self.store.documents()
+
+    def num_pages(self) -> int:
+        """Pages of committed documents (rows of a write in progress do not count)."""
+        n_pages = self.store.query(DOCUMENTS, columns=["n_pages"]).column("n_pages")
+        return int(sum(n_pages.to_pylist()))
+
+    def __len__(self) -> int:
+        return self.store.count(DOCUMENTS)
+
+    def retriever(self, **kwargs: Any) -> HybridRetriever:
+        """A HybridRetriever over this index (kwargs: fusion, legs, weights, candidates, ...)."""
+        from mm_retriever.hybrid import HybridRetriever
+
+        return HybridRetriever(self, **kwargs)
+
+    def bytes_per_table(self) -> dict[str, int]:
+        """Bytes on disk per table (local indexes)."""
+        return self.store.table_bytes()

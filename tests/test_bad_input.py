@@ -1,0 +1,184 @@
+"""Bad input gets a clear error or a warning and loses nothing: retrieve arguments, damaged and
+oddly named files, CLI misuse (unknown ids, a damaged manifest, an existing index given to
+``demo``, ``index`` options an existing index would ignore)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from pdfgen import make_sample_pdf
+from reliability_harness import bm25_config
+from typer.testing import CliRunner
+
+from mm_retriever.cli import app
+from mm_retriever.errors import InvalidQueryError
+from mm_retriever.index import MultimodalIndex
+from mm_retriever.protocols import Query
+
+runner = CliRunner()
+FACTS = ["The Saltby ferry carried 812 passengers on its first day.", "Second page text."]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[MultimodalIndex, Path]:
+    root = tmp_path_factory.mktemp("bad_input")
+    pdf = make_sample_pdf(root / "facts.pdf", FACTS)
+    index = MultimodalIndex.create(root / "idx", bm25_config())
+    assert index.add([pdf]).added
+    return index, pdf
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"query": "ferry", "k": 1.5}, "k must be a non-negative integer"),
+        ({"query": "ferry", "k": -1}, "k must be a non-negative integer"),
+        ({"query": "ferry", "k": True}, "k must be a non-negative integer"),
+        ({"query": 123}, "a query is a string, a PIL image or a Query, got int"),
+        ({"query": "ferry \ud800"}, "not valid Unicode"),
+        ({"query": "ferry", "filters": "x"}, "filters must be a mapping"),
+        ({"query": "ferry", "filters": {"page_index": 10**30}}, "out of range"),
+        ({"query": "ferry", "filters": {"page_index": {"lte": -(10**30)}}}, "out of range"),
+        ({"query": "ferry", "filters": {"source": "a\udce9.pdf"}}, "not valid Unicode"),
+    ],
+)
+def test_bad_retrieve_arguments_are_clear_errors(built, kwargs, message) -> None:
+    index, _ = built
+    with pytest.raises(ValueError, match=message) as info:
+        index.retriever().retrieve(**kwargs)
+    assert isinstance(info.value, InvalidQueryError) or "filter" in str(info.value)
+
+
+def test_good_edge_arguments_still_work(built) -> None:
+    index, _ = built
+    retriever = index.retriever()
+    assert retriever.retrieve("ferry", k=0) == []
+    assert retriever.retrieve("Saltby ferry", k=1, filters={"page_index": 2**31 - 1}) == []
+    assert retriever.retrieve("Saltby ferry", k=1, filters={"page_index": {"lte": 0}})
+    import numpy as np
+
+    assert retriever.retrieve("Saltby ferry", k=np.int64(1))
+    with pytest.raises(ValueError, match="the query is empty"):
+        retriever.retrieve("   ")
+    with pytest.raises(InvalidQueryError, match="PIL image"):
+        retriever.retrieve(Query(text="ferry", image="chart.png"))
+
+
+def test_truncated_pdf_is_indexed_with_a_warning(built, tmp_path) -> None:
+    _, pdf = built
+    data = pdf.read_bytes()
+    cut = tmp_path / "cut.pdf"
+    cut.write_bytes(data[: len(data) // 3])
+    index = MultimodalIndex.create(tmp_path / "idx", bm25_config())
+    report = index.add([cut])
+    assert report.added == [str(cut)]
+    assert "damaged (truncated or corrupt) and was repaired" in report.warnings[str(cut)]
+    result = runner.invoke(
+        app, ["index", str(cut), "--index", str(tmp_path / "idx2"), "--leg", "bm25"]
+    )
+    assert result.exit_code == 0 and "warning:" in result.output
+
+
+def test_file_name_that_is_not_utf8_is_indexed(built, tmp_path) -> None:
+    _, pdf = built
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    odd = os.path.join(os.fsencode(folder), b"caf\xe9 report.pdf")
+    shutil.copyfile(pdf, odd)
+    index = MultimodalIndex.create(tmp_path / "idx", bm25_config())
+    report = index.add([folder])
+    assert len(report.added) == 1 and not report.failed
+    (doc,) = index.documents()
+    assert doc["source"].endswith("caf\\xe9 report.pdf")
+    page = index.retriever().retrieve("Saltby ferry passengers", k=1)[0]
+    assert page.source == doc["source"] and page.title
+
+
+def test_delete_of_an_unknown_id_is_a_clear_error(built) -> None:
+    index, _ = built
+    result = runner.invoke(app, ["delete", "0000000000000000", "--index", index.uri])
+    assert result.exit_code == 1
+    assert "no document with id 0000000000000000" in result.output
+    assert "Traceback" not in result.output and len(index) == 1
+    with pytest.raises(KeyError, match="no document with id"):
+        index.delete("0000000000000000")
+
+
+def test_failed_lines_are_not_wrapped(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    bad = tmp_path / ("a-rather-long-folder-name-" * 3) / "not-a-pdf-with-a-long-name.pdf"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("this is not a PDF at all")
+    result = runner.invoke(
+        app, ["index", str(bad), "--index", str(tmp_path / "idx"), "--leg", "bm25"]
+    )
+    assert result.exit_code == 1
+    (line,) = [ln for ln in result.output.splitlines() if ln.startswith("failed:")]
+    assert str(bad) in line and "not a readable PDF" in line
+
+
+def test_demo_never_replaces_an_existing_index(built) -> None:
+    index, _ = built
+    result = runner.invoke(app, ["demo", "--index", index.uri])
+    assert result.exit_code == 1 and "never replaces an existing one" in result.output
+    assert len(MultimodalIndex.open(index.uri)) == 1
+
+
+def test_index_options_an_existing_index_would_ignore_are_an_error(built, tmp_path) -> None:
+    index, pdf = built
+    before = index.store.version("documents")
+    for option in (
+        ["--dpi", "150"],
+        ["--ocr", "always"],
+        ["--leg", "text"],
+        ["--text-model", "BAAI/bge-small-en-v1.5"],
+    ):
+        result = runner.invoke(app, ["index", str(pdf), "--index", index.uri, *option])
+        assert result.exit_code == 1, (option, result.output)
+        assert "would be ignored" in result.output and option[0] in result.output
+    ok = runner.invoke(app, ["index", str(pdf), "--index", index.uri, "--dpi", "72"])
+    assert ok.exit_code == 0, ok.output  # the same value as stored: fine
+    assert index.store.version("documents") == before
+
+
+def test_damaged_manifest_is_not_reported_as_no_index(built, tmp_path) -> None:
+    import lancedb
+
+    index, _ = built
+    copy = tmp_path / "copy"
+    shutil.copytree(index.uri, copy)
+    lancedb.connect(copy).open_table("manifest").update(
+        where="key = 'schema_version'", values={"value": "not json"}
+    )
+    result = runner.invoke(app, ["info", "--index", str(copy)])
+    assert result.exit_code == 1
+    assert "damaged" in result.output and "no index" not in result.output
+    doctor = runner.invoke(app, ["doctor", "--index", str(copy)])
+    assert doctor.exit_code == 1 and "manifest" in doctor.output
+
+
+def test_doctor_and_repair(built, tmp_path) -> None:
+    index, _ = built
+    copy = tmp_path / "copy"
+    shutil.copytree(index.uri, copy)
+    assert "healthy" in runner.invoke(app, ["doctor", "--index", str(copy)]).output
+    idx = MultimodalIndex.open(copy)
+    stray = {"doc_id": "5555555555555555", "page_index": 0, "chunk_index": 0, "text": "stray"}
+    idx.store.add("leg_bm25", [stray], None)
+    idx.store.mark_pending("6666666666666666", "add")
+    idx.store.add("pages", [{"doc_id": "6666666666666666", "page_index": 0}], None)
+    doctor = runner.invoke(app, ["doctor", "--index", str(copy)])
+    assert doctor.exit_code == 1
+    assert "interrupted add of document 6666666666666666" in doctor.output
+    refused = runner.invoke(app, ["repair", "--index", str(copy)], input="n\n")
+    assert refused.exit_code == 1 and idx.store.count("pages") == 3  # nothing without consent
+    done = runner.invoke(app, ["repair", "--index", str(copy), "--yes"])
+    assert done.exit_code == 1  # the stray rows need --remove-orphans
+    assert "1 interrupted write(s) finished or undone" in done.output
+    assert "5555555555555555" in done.output and idx.store.count("pages") == 2
+    done = runner.invoke(app, ["repair", "--index", str(copy), "--yes", "--remove-orphans"])
+    assert done.exit_code == 0 and "1 stray document id(s) removed" in done.output
+    assert MultimodalIndex.open(copy).check() == []
