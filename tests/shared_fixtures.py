@@ -6,12 +6,16 @@ Importing this module sets the offline environment; each conftest imports the fi
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Caches (OCR results, page images served for image_path) go to a folder of this test session,
+# so tests never see files left by earlier runs or by other checkouts on the same machine.
+os.environ["MM_RETRIEVER_CACHE"] = tempfile.mkdtemp(prefix="mm-retriever-test-cache-")
 
 
 @pytest.fixture(scope="session", autouse=True)
