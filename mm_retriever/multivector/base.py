@@ -96,3 +96,19 @@ class KeyedRows:
     def nbytes(self) -> int:
         """Rough bytes of the keys (strings shared per document) and the key -> row map."""
         return 120 * len(self._keys)
+
+
+class KeyedIndex:
+    """What every index shares: page keys in row order (``_rows``), their count and lookup."""
+
+    _rows: KeyedRows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @property
+    def keys(self) -> list[Key]:
+        return self._rows.keys
+
+    def rows_of(self, keys: Iterable[Key]) -> np.ndarray:
+        return self._rows.rows_of(keys)

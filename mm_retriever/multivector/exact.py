@@ -7,13 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from mm_retriever.multivector.base import Key, KeyedRows, top_k
+from mm_retriever.multivector.base import Key, KeyedIndex, KeyedRows, top_k
 from mm_retriever.multivector.flat import FlatMultiVectors
 from mm_retriever.multivector.kernel import maxsim_scores
 from mm_retriever.multivector.quantize import quantize_int8
 
 
-class ExactIndex:
+class ExactIndex(KeyedIndex):
     """Exact MaxSim over all pages (or the allowed rows).
 
     RAM: every vector, as ``dtype`` (float16, float32, or int8 codes with one scale a page).
@@ -28,16 +28,6 @@ class ExactIndex:
         self._rows = KeyedRows()
         self.vectors = FlatMultiVectors(dim, dtype)
         self._scales = np.zeros(0, dtype=np.float32) if dtype == "int8" else None
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    @property
-    def keys(self) -> list[Key]:
-        return self._rows.keys
-
-    def rows_of(self, keys: Iterable[Key]) -> np.ndarray:
-        return self._rows.rows_of(keys)
 
     @property
     def nbytes(self) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from mm_retriever.multivector.base import Key, KeyedRows, top_k
+from mm_retriever.multivector.base import Key, KeyedIndex, KeyedRows, top_k
 from mm_retriever.multivector.first_stage import build_first_stage
 from mm_retriever.multivector.kernel import maxsim_scores
 
@@ -19,7 +19,7 @@ from mm_retriever.multivector.kernel import maxsim_scores
 Fetch = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-class TwoStageIndex:
+class TwoStageIndex(KeyedIndex):
     """A first stage (``binary``, ``mean``, ``ann``, ``cascade``), exact rerank of its best."""
 
     kind = "two_stage"
@@ -42,16 +42,6 @@ class TwoStageIndex:
         self.candidates = candidates
         self.first = build_first_stage(first_stage, dim, segments, probe, prefilter)
         self._rows = KeyedRows()
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    @property
-    def keys(self) -> list[Key]:
-        return self._rows.keys
-
-    def rows_of(self, keys: Iterable[Key]) -> np.ndarray:
-        return self._rows.rows_of(keys)
 
     @property
     def nbytes(self) -> int:
