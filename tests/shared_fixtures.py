@@ -5,7 +5,9 @@ Importing this module sets the offline environment; each conftest imports the fi
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -16,6 +18,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Caches (OCR results, page images served for image_path) go to a folder of this test session,
 # so tests never see files left by earlier runs or by other checkouts on the same machine.
 os.environ["MM_RETRIEVER_CACHE"] = tempfile.mkdtemp(prefix="mm-retriever-test-cache-")
+atexit.register(shutil.rmtree, os.environ["MM_RETRIEVER_CACHE"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
