@@ -401,6 +401,33 @@ def repair(
         raise typer.Exit(1)
 
 
+@app.command()
+def compact(
+    index: IndexOpt,
+    keep_versions_for: Annotated[
+        float,
+        typer.Option(
+            "--keep-versions-for",
+            help="seconds of old table versions to keep (0: none; keep a few minutes while "
+            "other processes are searching)",
+            min=0,
+        ),
+    ] = 0.0,
+) -> None:
+    """Compact the index's tables and delete old table versions, freeing disk space."""
+    from mm_retriever.errors import MMRetrieverError
+
+    idx = _open(index)
+    try:
+        report = idx.optimize(keep_versions_for=keep_versions_for)
+    except MMRetrieverError as e:
+        raise _fail(str(e)) from None
+    line = f"compacted {len(report.tables)} table(s) in {report.seconds:.1f} s"
+    if idx.path is not None:
+        line += f"; {report.bytes_before:,} -> {report.bytes_after:,} bytes on disk"
+    console.print(line)
+
+
 def _sample_folder() -> Path:
     for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
         folder = base / "examples" / "data"

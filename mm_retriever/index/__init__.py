@@ -9,6 +9,7 @@ from mm_retriever.index.lifecycle import (
     IndexExistsError,
     IndexNotFoundError,
     MultimodalIndex,
+    OptimizeReport,
     library_versions,
 )
 from mm_retriever.index.writer import IngestReport
@@ -19,6 +20,7 @@ __all__ = [
     "IndexNotFoundError",
     "IngestReport",
     "MultimodalIndex",
+    "OptimizeReport",
     "build_leg",
     "build_legs",
     "library_versions",

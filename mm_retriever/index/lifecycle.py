@@ -70,6 +70,16 @@ class RepairReport:
     removed_orphans: list[str] = field(default_factory=list)  # unexplained rows removed
 
 
+@dataclass
+class OptimizeReport:
+    """What ``MultimodalIndex.optimize`` did (bytes: local indexes; 0 on object stores)."""
+
+    tables: list[str] = field(default_factory=list)  # tables compacted and cleaned
+    bytes_before: int = 0
+    bytes_after: int = 0
+    seconds: float = 0.0
+
+
 def library_versions() -> dict[str, str]:
     out = {}
     for dist in _VERSIONED:
@@ -100,6 +110,10 @@ class MultimodalIndex:
         self.batch_size = 8
         self.flush_pages = 64
         self.compact_fragments = 16  # compact a table once it holds this many fragments
+        # an add of at least this many pages also compacts every table and deletes table
+        # versions older than keep_versions_for (LanceDB keeps them for 7 days otherwise)
+        self.auto_optimize_pages = 1000
+        self.keep_versions_for = timedelta(minutes=10)
         self.lock_timeout: float = -1  # seconds to wait for another writer (-1: forever)
 
     def __repr__(self) -> str:
@@ -325,7 +339,9 @@ class MultimodalIndex:
             writer.add_files(files, report, progress)
             if report.added or report.recovered:
                 t0 = time.perf_counter()
-                writer.after_write(self.compact_fragments)
+                large = report.pages >= self.auto_optimize_pages
+                keep = self.keep_versions_for if large else None
+                writer.after_write(self.compact_fragments, keep)
                 report.timings["optimize"] = time.perf_counter() - t0
         report.seconds = time.perf_counter() - start
         return report
@@ -367,6 +383,33 @@ class MultimodalIndex:
             if report.recovered or report.removed_orphans:
                 self._writer().after_write(self.compact_fragments)
         return report
+
+    def optimize(self, *, keep_versions_for: timedelta | float = timedelta(0)) -> OptimizeReport:
+        """Compact every table, delete table versions older than ``keep_versions_for`` (a
+        timedelta or seconds; 0 = every old version) and rebuild table indexes, under the writer
+        lock. Committed documents are untouched; only superseded data files go.
+
+        Readers of this index always read the newest version; a reader in another process that
+        is in the middle of a query on an older version can fail that query if its files are
+        deleted, so keep a few minutes (e.g. 300 s) where such readers run.
+        """
+        if not isinstance(keep_versions_for, timedelta):
+            seconds = keep_versions_for
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+                raise TypeError("keep_versions_for is a timedelta or a number of seconds")
+            if keep_versions_for < 0:
+                raise ValueError("keep_versions_for must not be negative")
+            keep_versions_for = timedelta(seconds=keep_versions_for)
+        before = sum(self.store.table_bytes().values())
+        t0 = time.perf_counter()
+        with self._writing():
+            tables = self.store.optimize(keep_versions_for=keep_versions_for)
+        return OptimizeReport(
+            tables=tables,
+            bytes_before=before,
+            bytes_after=sum(self.store.table_bytes().values()),
+            seconds=time.perf_counter() - t0,
+        )
 
     # --------------------------------------------------------------- reading
     def documents(self) -> list[dict[str, Any]]:

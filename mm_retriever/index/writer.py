@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -199,10 +200,13 @@ class IndexWriter:
                 exc,
             )
 
-    def after_write(self, compact_fragments: int) -> None:
-        """Compact tables, refresh legs that keep an index (``refresh``), stamp the manifest."""
+    def after_write(
+        self, compact_fragments: int, keep_versions_for: timedelta | None = None
+    ) -> None:
+        """Compact tables (and, with ``keep_versions_for``, every table and its old versions),
+        refresh legs that keep an index (``refresh``), stamp the manifest."""
         faults.point("after:optimize")
-        self.store.optimize(min_fragments=compact_fragments)
+        self.store.optimize(min_fragments=compact_fragments, keep_versions_for=keep_versions_for)
         for leg in self.legs.values():
             refresh = getattr(leg, "refresh", None)  # optional (see protocols.Leg)
             if callable(refresh):

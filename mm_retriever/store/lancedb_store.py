@@ -419,15 +419,23 @@ class LanceDBStore:
                 raise IndexCorruptError(self.uri, name, f"{type(exc).__name__}: {exc}") from exc
 
     def optimize(
-        self, names: Sequence[str] | None = None, *, prune: bool = False, min_fragments: int = 1
+        self,
+        names: Sequence[str] | None = None,
+        *,
+        prune: bool = False,
+        min_fragments: int = 1,
+        keep_versions_for: timedelta | None = None,
     ) -> list[str]:
         """Compact tables made of many small fragments (each per-document append makes one).
 
         Only tables with at least ``min_fragments`` fragments are rewritten, so frequent small
-        adds do not rewrite the whole table each time. ``prune`` also deletes every old table
-        version at once (LanceDB otherwise keeps them for 7 days); do it only when no other
-        process reads an older version. Returns the tables compacted.
+        adds do not rewrite the whole table each time. ``keep_versions_for`` deletes table
+        versions older than that (LanceDB otherwise keeps them for 7 days) and makes every table
+        count; ``prune`` is ``keep_versions_for=0``: every old version at once — do it only when
+        no other process reads an older version. Returns the tables compacted.
         """
+        if prune:
+            keep_versions_for = timedelta(0)
         done = []
         for name in names or self.table_names():
             if name == LEASE_TABLE:
@@ -436,10 +444,10 @@ class LanceDBStore:
             if tbl is None:
                 continue
             fragments = tbl.stats()["fragment_stats"]["num_fragments"]
-            if prune or fragments >= max(min_fragments, 2):
-                with warnings.catch_warnings():  # pruning every old version is asked for here
+            if keep_versions_for is not None or fragments >= max(min_fragments, 2):
+                with warnings.catch_warnings():  # pruning old versions is asked for here
                     warnings.filterwarnings("ignore", message=".*removes every version.*")
-                    tbl.optimize(cleanup_older_than=timedelta(0) if prune else None)
+                    tbl.optimize(cleanup_older_than=keep_versions_for)
                 done.append(name)
         return done
 
