@@ -169,7 +169,7 @@ class HybridRetriever:
         filters: Mapping[str, Any] | None = None,
     ) -> list[RetrievedPage]:
         """The ``k`` best pages for ``query`` (text, a PIL image, or a Query with both)."""
-        q = Query.of(query)
+        q = self.prepare(Query.of(query))  # once: leg_hits and the document prior share it
         if check_k(k) == 0:
             return []
         hits = self.leg_hits(q, max(k, self.candidates), filters)
@@ -179,12 +179,11 @@ class HybridRetriever:
 
     def rerank_documents(self, query: Query, fused: Sequence[FusedHit]) -> list[FusedHit]:
         """``fused`` re-ranked by the document prior (unchanged without one, without query text,
-        or when every page comes from one document)."""
+        or when every page comes from one document). ``query`` is the prepared query."""
         prior = self.document_prior
         if prior is None or not query.text or len({h.doc_id for h in fused}) < 2:
             return list(fused)
-        text = self.prepare(query).text or ""
-        scores = prior.document_scores(self.index.store, text, fused)
+        scores = prior.document_scores(self.index.store, query.text, fused)
         return apply_document_prior(fused, scores, prior.weight)
 
     async def aretrieve(

@@ -220,6 +220,17 @@ def _run_chunks(run, n: int) -> None:
         raise MemoryError("MaxSim kernel could not allocate its scratch memory")
 
 
+def _kernel_buffers(
+    q_all: torch.Tensor, q_split: list[int], groups: int, n_pages: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What both C kernels take: the query tokens zero-padded to ``groups`` of 16 (float32),
+    each query's token offsets, and the ``[n_queries, n_pages]`` output."""
+    padded = torch.zeros(groups * 16, q_all.shape[1], dtype=torch.float32)
+    padded[: len(q_all)] = q_all
+    qoff = torch.tensor([0, *np.cumsum(q_split)], dtype=torch.int64)
+    return padded, qoff, torch.empty(len(q_split), n_pages, dtype=torch.float32)
+
+
 def _maxsim_amx(
     q_all: torch.Tensor,
     q_split: list[int],
@@ -229,17 +240,14 @@ def _maxsim_amx(
 ) -> torch.Tensor:
     lib = maxsim_native.load()
     assert lib is not None
-    n_q_tokens, dim = q_all.shape
-    groups = 2 * max(1, math.ceil(n_q_tokens / 32))  # the kernel takes groups in pairs
-    padded = torch.zeros(groups * 16, dim, dtype=torch.float32)
-    padded[:n_q_tokens] = q_all
+    dim = q_all.shape[1]
+    groups = 2 * max(1, math.ceil(len(q_all) / 32))  # the kernel takes groups in pairs
+    padded, qoff, out = _kernel_buffers(q_all, q_split, groups, r.numel())
     hi = padded.to(torch.bfloat16)
     lo = (padded - hi.float()).to(torch.bfloat16)
     use_lo = int(bool(lo.any()))
     b_hi, b_lo = _pack_b(hi, groups), _pack_b(lo, groups)
-    qoff = torch.tensor([0, *np.cumsum(q_split)], dtype=torch.int64)
     n = r.numel()
-    out = torch.empty(len(q_split), n, dtype=torch.float32)
     kind = _AMX_KINDS[values.dtype]
 
     def run(start: int, stop: int) -> int:
@@ -263,14 +271,11 @@ def _maxsim_cpu(
     """The portable compiled float32 kernel (``_maxsim_generic.c``)."""
     lib = maxsim_native.load_generic()
     assert lib is not None
-    n_q_tokens, dim = q_all.shape
-    groups = max(1, math.ceil(n_q_tokens / 16))
-    padded = torch.zeros(groups * 16, dim, dtype=torch.float32)
-    padded[:n_q_tokens] = q_all
+    dim = q_all.shape[1]
+    groups = max(1, math.ceil(len(q_all) / 16))
+    padded, qoff, out = _kernel_buffers(q_all, q_split, groups, r.numel())
     q_t = padded.view(groups, 16, dim).permute(2, 0, 1).contiguous()  # [D, G, 16]
-    qoff = torch.tensor([0, *np.cumsum(q_split)], dtype=torch.int64)
     n = r.numel()
-    out = torch.empty(len(q_split), n, dtype=torch.float32)
     kind = _AMX_KINDS[values.dtype]
 
     def run(start: int, stop: int) -> int:

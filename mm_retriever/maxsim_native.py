@@ -92,24 +92,9 @@ def _load() -> ctypes.CDLL:
     lib = ctypes.CDLL(str(_build(os.environ.get("CC", "cc"))))
     if lib.mm_amx_init() != 0:
         raise RuntimeError("the OS refused AMX tile state (arch_prctl ARCH_REQ_XCOMP_PERM)")
-    i64, p = ctypes.c_int64, ctypes.c_void_p
+    i64, i32, p = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
     lib.mm_maxsim_amx.restype = ctypes.c_int
-    lib.mm_maxsim_amx.argtypes = [
-        p,
-        ctypes.c_int,
-        i64,
-        p,
-        p,
-        i64,
-        p,
-        p,
-        ctypes.c_int,
-        ctypes.c_int,
-        p,
-        ctypes.c_int,
-        p,
-        i64,
-    ]
+    lib.mm_maxsim_amx.argtypes = [p, i32, i64, p, p, i64, p, p, i32, i32, p, i32, p, i64]
     return lib
 
 
@@ -122,22 +107,9 @@ def _load_generic() -> ctypes.CDLL:
     except RuntimeError:  # a compiler without -march=native: portable code
         path = _build(compiler, GENERIC_SOURCE, base)
     lib = ctypes.CDLL(str(path))
-    i64, p = ctypes.c_int64, ctypes.c_void_p
+    i64, i32, p = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
     lib.mm_maxsim_generic.restype = ctypes.c_int
-    lib.mm_maxsim_generic.argtypes = [
-        p,
-        ctypes.c_int,
-        i64,
-        p,
-        p,
-        i64,
-        p,
-        ctypes.c_int,
-        p,
-        ctypes.c_int,
-        p,
-        i64,
-    ]
+    lib.mm_maxsim_generic.argtypes = [p, i32, i64, p, p, i64, p, i32, p, i32, p, i64]
     return lib
 
 
