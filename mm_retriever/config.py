@@ -50,6 +50,13 @@ class IngestConfig(BaseModel):
     )
     image_format: Literal["jpeg", "png"] = "jpeg"
     image_quality: int = Field(85, ge=10, le=100)
+    image_store: Literal["source", "encoded"] = Field(
+        "source",
+        description="source: keep each file once (table 'sources') and render page images "
+        "and figure crops from it on demand, as ingestion rendered them (the pymupdf renderer; "
+        "about 50 KB a page on the dev set); encoded: store every page image and crop (about "
+        "300 KB a page at 144 dpi)",
+    )
 
 
 class PluginSpec(BaseModel):

@@ -192,7 +192,7 @@ def explain_page(
             out.boxes += _figure_boxes(index, name, hits[name])
         if similarity and getattr(leg, "kind", "") == "page" and q.text:
             try:
-                out.similarity = page_similarity(leg, name, q.text, _image(row))
+                out.similarity = page_similarity(leg, name, q.text, _image(index, row))
             except Exception as exc:  # a model whose processor lacks the helpers: say so
                 out.notes.append(f"no similarity map for leg '{name}': {exc}")
     return out
@@ -214,7 +214,7 @@ def overlay_png(
     ``SimilarityMap.tokens``) instead of the combined map.
     """
     explanation = explain_page(index, query, doc_id, page_index, legs=legs)
-    image = _image(_page_row(index, doc_id, page_index))
+    image = _image(index, _page_row(index, doc_id, page_index))
     return encode_png(render_overlay(image, explanation, token=token), max_width)
 
 
@@ -267,7 +267,11 @@ def _page_row(index: MultimodalIndex, doc_id: str, page_index: int) -> dict[str,
     return rows[0]
 
 
-def _image(row: dict[str, Any]) -> Image.Image:
+def _image(index: MultimodalIndex, row: dict[str, Any]) -> Image.Image:
+    """The page image as users get it: stored bytes, or rendered from the kept source file."""
+    if not row.get("image"):
+        found = index.page_images.render_encoded(row["doc_id"], row["page_index"])
+        row["image"] = found[0] if found is not None else None
     if not row.get("image"):
         raise PageNotFoundError(f"page {row['page_index']} of '{row['doc_id']}' has no image")
     return Image.open(io.BytesIO(row["image"])).convert("RGB")
@@ -345,10 +349,11 @@ def _ocr_words(
         ocr = load_cached(ocr_cache_path(cfg.ocr_engine, dpi, doc_id, page_index))
         if ocr is not None:
             break
-    if ocr is None and run and row.get("text") and row.get("image"):
+    has_image = row.get("image") or index.page_images.has_source(doc_id)
+    if ocr is None and run and row.get("text") and has_image:
         try:  # OCR the stored page image at its own resolution (cached like the ingest's)
             engine = get_ocr_engine(cfg.ocr_engine, cfg.dpi)
-            image = _image(row)
+            image = _image(index, row)
             ocr, _ = ocr_page(
                 engine, lambda: (image, float(row["width"]) / image.width), doc_id, page_index
             )

@@ -242,6 +242,8 @@ class HybridRetriever:
                 image_bytes=row.get("image"),
                 image_mime=row.get("image_mime") or "image/jpeg",
             )
+            if self.include_images and row and not page.image_bytes:
+                self._load_image(page)
             page.image_path = self._image_path(page)
             out.append(page)
         return out
@@ -276,6 +278,10 @@ class HybridRetriever:
         if self.include_images:
             columns.append("image")
         rows = self.index.store.query(FIGURES, pages_where(list(wanted)), columns).to_pylist()
+        if self.include_images:
+            self.index.page_images.fill_figures(
+                [r for r in rows if r["figure_index"] in wanted[(r["doc_id"], r["page_index"])]]
+            )
         out: dict[tuple[str, int], list[RetrievedFigure]] = defaultdict(list)
         for r in rows:
             key = (r["doc_id"], r["page_index"])
@@ -296,13 +302,33 @@ class HybridRetriever:
             figs.sort(key=lambda f: (-f.score, f.figure_index))
         return out
 
+    def _cache_name(self, page: RetrievedPage) -> str:
+        return f"{page.doc_id}/{page.page_index}.{_EXT.get(page.image_mime, 'jpg')}"
+
+    def _load_image(self, page: RetrievedPage) -> None:
+        """Fill the image of a page stored as its source: the cached file, else a render."""
+        cache = self.index.image_cache
+        path = cache.get(self._cache_name(page)) if cache is not None else None
+        if path is not None:
+            with contextlib.suppress(OSError):
+                page.image_bytes = path.read_bytes()
+                return
+        found = self.index.page_images.render_encoded(page.doc_id, page.page_index)
+        if found is not None:
+            page.image_bytes, page.image_mime = found
+
     def _image_path(self, page: RetrievedPage) -> str | None:
-        root = self.index.image_cache_dir  # outside the index: readers never write there
-        if root is None:
+        cache = self.index.image_cache  # outside the index: readers never write there
+        if cache is None:
             return None
-        path = root / page.doc_id / f"{page.page_index}.{_EXT.get(page.image_mime, 'jpg')}"
-        if path.exists():
+        name = self._cache_name(page)
+        path = cache.get(name)
+        if path is not None:
             return str(path)
+        if not (self.write_images and page.image_bytes):
+            return None
+        path = cache.put(name, page.image_bytes)
+        return None if path is None else str(path)
         if not (self.write_images and page.image_bytes):
             return None
         tmp = None

@@ -29,8 +29,10 @@ from typing import TYPE_CHECKING, Any
 from mm_retriever import registry
 from mm_retriever.config import IndexConfig, LegSpec
 from mm_retriever.errors import IndexCorruptError, MMRetrieverError
+from mm_retriever.image_cache import ImageCache
 from mm_retriever.index.legs import build_legs
 from mm_retriever.index.writer import IndexWriter, IngestReport, leg_schema
+from mm_retriever.page_images import PageImages
 from mm_retriever.protocols import Leg
 from mm_retriever.store import DOCUMENTS, SCHEMA_VERSION, LanceDBStore, leg_table
 from mm_retriever.store.schema import BASE_SCHEMAS, MANIFEST, now_iso
@@ -138,6 +140,18 @@ class MultimodalIndex:
         created = (self.store.read_manifest() or {}).get("created_at", "")
         key = hashlib.sha256(f"{self.uri}\n{created}".encode()).hexdigest()[:16]
         return cache_root() / "page-images" / key
+
+    @functools.cached_property
+    def image_cache(self) -> ImageCache | None:
+        """The bounded folder behind ``image_path`` (``image_cache_dir``; LRU eviction at
+        ``$MM_RETRIEVER_IMAGE_CACHE_MB``, default 1024 MB; set ``.max_bytes`` to change)."""
+        root = self.image_cache_dir
+        return None if root is None else ImageCache(root)
+
+    @functools.cached_property
+    def page_images(self) -> PageImages:
+        """Page images and figure crops as stored, or rendered from the kept source file."""
+        return PageImages(self.store)
 
     # ----------------------------------------------------------- create/open
     @classmethod

@@ -21,15 +21,17 @@ from mm_retriever import faults
 from mm_retriever.config import IndexConfig
 from mm_retriever.errors import IngestError
 from mm_retriever.protocols import Leg
-from mm_retriever.store import DOCUMENTS, FIGURES, PAGES, LanceDBStore, leg_table
+from mm_retriever.store import DOCUMENTS, FIGURES, PAGES, SOURCES, LanceDBStore, leg_table
 from mm_retriever.store.schema import (
     DOCUMENTS_SCHEMA,
     FIGURES_SCHEMA,
     PAGES_SCHEMA,
+    SOURCES_SCHEMA,
     document_row,
     figure_rows,
     now_iso,
     page_rows,
+    source_rows,
 )
 from mm_retriever.types import Page
 
@@ -72,6 +74,20 @@ class IndexWriter:
         self.legs = legs
         self.batch_size = batch_size
         self.flush_pages = flush_pages
+        self._keep_sources: bool | None = None
+
+    @property
+    def keep_sources(self) -> bool:
+        """Whether documents are stored as their source file (schema 2, ``image_store="source"``,
+        rendered by pymupdf) rather than as encoded page images; an index of schema 1 keeps its
+        layout so that older mm-retriever versions can still read it."""
+        if self._keep_sources is None:
+            ingest = self.config.ingest
+            version = int((self.store.read_manifest() or {}).get("schema_version", 0))
+            self._keep_sources = (
+                version >= 2 and ingest.image_store == "source" and ingest.renderer == "pymupdf"
+            )
+        return self._keep_sources
 
     def add_files(self, files: list[Path], report: IngestReport, progress: bool) -> None:
         """Add each file not yet in the index; one bad file never stops the rest."""
@@ -146,6 +162,19 @@ class IndexWriter:
         buffered = 0
         n_pages = 0
         pages_iter: Iterator[list[Page]] = iter(reader.pages(batch_size=self.batch_size))
+        keep = self.keep_sources
+        if keep:
+            t0 = time.perf_counter()
+            buffer[SOURCES].extend(
+                source_rows(
+                    reader.doc_id,
+                    reader.path,
+                    ingest.dpi,
+                    ingest.image_format,
+                    ingest.image_quality,
+                )
+            )
+            timings["images"] += time.perf_counter() - t0
         while True:
             t0 = time.perf_counter()
             batch = next(pages_iter, None)
@@ -156,8 +185,10 @@ class IndexWriter:
             if not batch:
                 continue
             t0 = time.perf_counter()
-            buffer[PAGES].extend(page_rows(batch, ingest.image_format, ingest.image_quality))
-            buffer[FIGURES].extend(figure_rows(batch))
+            buffer[PAGES].extend(
+                page_rows(batch, ingest.image_format, ingest.image_quality, images=not keep)
+            )
+            buffer[FIGURES].extend(figure_rows(batch, images=not keep))
             timings["images"] += time.perf_counter() - t0
             for name, leg in self.legs.items():
                 t0 = time.perf_counter()
@@ -179,7 +210,7 @@ class IndexWriter:
 
     def _flush(self, buffer: dict[str, list[dict[str, Any]]], timings: dict[str, float]) -> None:
         t0 = time.perf_counter()
-        schemas = {PAGES: PAGES_SCHEMA, FIGURES: FIGURES_SCHEMA}
+        schemas = {PAGES: PAGES_SCHEMA, FIGURES: FIGURES_SCHEMA, SOURCES: SOURCES_SCHEMA}
         schemas.update({leg_table(n): leg_schema(leg) for n, leg in self.legs.items()})
         for table, rows in buffer.items():
             if rows:

@@ -148,12 +148,11 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @app.get("/pages/{doc_id}/{page_index}", dependencies=read, tags=["pages"])
     def page_image(doc_id: DocId, page_index: PageIndex) -> Response:
         """The stored page image (JPEG or PNG)."""
-        row = _page(index, doc_id, page_index, ["image", "image_mime"])
-        if not row.get("image"):
+        _page(index, doc_id, page_index, ["page_index"])
+        found = index.page_images.page(doc_id, page_index)  # stored, or rendered from source
+        if found is None:
             raise HTTPException(404, f"page {page_index} of '{doc_id}' has no stored image")
-        return Response(
-            row["image"], media_type=row.get("image_mime") or "image/jpeg", headers=_CACHE
-        )
+        return Response(found[0], media_type=found[1], headers=_CACHE)
 
     @app.get("/pages/{doc_id}/{page_index}/overlay", dependencies=read, tags=["pages"])
     def page_overlay(
@@ -212,7 +211,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
             {"doc_id": doc_id, "page_index": page_index, "figure_index": figure_index},
             {"doc_id": str, "page_index": int, "figure_index": int},
         )
-        rows = index.store.query(FIGURES, where, ["image"]).to_pylist()
+        rows = index.store.query(FIGURES, where, ["doc_id", "page_index", "bbox", "image"])
+        rows = rows.to_pylist()
+        index.page_images.fill_figures(rows)  # crops of documents kept as their source file
         if not rows or not rows[0]["image"] or not index.store.has_document(doc_id):
             raise HTTPException(404, f"no figure {figure_index} on page {page_index} of '{doc_id}'")
         return Response(rows[0]["image"], media_type="image/png", headers=_CACHE)

@@ -7,6 +7,7 @@ from mm_retriever.store.schema import (
     MANIFEST,
     PAGES,
     SCHEMA_VERSION,
+    SOURCES,
     leg_table,
 )
 
@@ -16,6 +17,7 @@ __all__ = [
     "MANIFEST",
     "PAGES",
     "SCHEMA_VERSION",
+    "SOURCES",
     "LanceDBStore",
     "is_local_uri",
     "leg_table",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -12,13 +13,19 @@ import pyarrow as pa
 from mm_retriever.store.arrow import vector_type
 from mm_retriever.types import Document, Page
 
-SCHEMA_VERSION = 1
+# 1: each page's encoded image in ``pages.image``, figure PNG crops in ``figures.image``, the
+#    page text also as ``layer_text`` and ``ocr_text``.
+# 2: the source file once per document in ``sources``; pages and crops are rendered from it on
+#    demand (``pages.image``/``figures.image`` null), ``layer_text``/``ocr_text`` left empty.
+#    Rows with an image (other renderers, or ``image_store="encoded"``) still read as in 1.
+SCHEMA_VERSION = 2
 
 MANIFEST = "manifest"
 DOCUMENTS = "documents"
 PAGES = "pages"
 FIGURES = "figures"
 PENDING = "pending"
+SOURCES = "sources"
 LEG_PREFIX = "leg_"
 
 MANIFEST_SCHEMA = pa.schema([("key", pa.string()), ("value", pa.string())])
@@ -62,6 +69,19 @@ FIGURES_SCHEMA = pa.schema(
     ]
 )
 
+# The source file of a document, kept once: pages and figure crops are rendered from it on
+# demand at ``dpi`` and encoded as ``image_format``/``image_quality`` (what ingestion rendered).
+SOURCES_SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("mime", pa.string()),  # application/pdf, image/png, image/jpeg
+        ("data", pa.large_binary()),
+        ("dpi", pa.int32()),
+        ("image_format", pa.string()),  # jpeg | png
+        ("image_quality", pa.int32()),
+    ]
+)
+
 # A write in progress: one row per document a writer is adding or deleting, committed before
 # its first row is written and removed after its last. A marker left behind proves which rows
 # belong to a write that died; only those are ever cleaned up.
@@ -79,6 +99,7 @@ BASE_SCHEMAS = {
     DOCUMENTS: DOCUMENTS_SCHEMA,
     PAGES: PAGES_SCHEMA,
     FIGURES: FIGURES_SCHEMA,
+    SOURCES: SOURCES_SCHEMA,
     PENDING: PENDING_SCHEMA,
 }
 
@@ -103,8 +124,37 @@ def document_row(doc: Document, n_pages: int) -> dict[str, Any]:
     }
 
 
-def page_rows(pages: Sequence[Page], image_format: str = "jpeg", quality: int = 85) -> list[dict]:
-    """Rows of the ``pages`` table; page images are encoded once here (JPEG or PNG)."""
+def source_rows(
+    doc_id: str, path: str | Path, dpi: int, image_format: str = "jpeg", quality: int = 85
+) -> list[dict]:
+    """The ``sources`` row of a document: its file's bytes once, with the render settings.
+
+    Write it with the first ``pages`` rows (before the ``documents`` row, so the commit rule
+    holds); ``page_rows``/``figure_rows`` then leave their images out (``images=False``).
+    """
+    from mm_retriever.ingest.files import PDF_SUFFIXES
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    mime = "application/pdf" if suffix in PDF_SUFFIXES else f"image/{suffix.lstrip('.')}"
+    return [
+        {
+            "doc_id": doc_id,
+            "mime": mime.replace("image/jpg", "image/jpeg"),
+            "data": path.read_bytes(),
+            "dpi": dpi,
+            "image_format": image_format,
+            "image_quality": quality,
+        }
+    ]
+
+
+def page_rows(
+    pages: Sequence[Page], image_format: str = "jpeg", quality: int = 85, images: bool = True
+) -> list[dict]:
+    """Rows of the ``pages`` table: the page text once (``text``; ``layer_text``/``ocr_text``
+    stay empty). ``images``: encode each page image here (JPEG or PNG); False when the
+    document's ``sources`` row is kept and pages are rendered from it on demand."""
     from mm_retriever.ingest import encode_image
 
     mime = "image/png" if image_format == "png" else "image/jpeg"
@@ -115,18 +165,19 @@ def page_rows(pages: Sequence[Page], image_format: str = "jpeg", quality: int = 
             "width": p.width,
             "height": p.height,
             "text": p.text,
-            "layer_text": p.layer_text,
-            "ocr_text": p.ocr_text,
+            "layer_text": "",
+            "ocr_text": "",
             "text_source": p.text_source,
-            "image": encode_image(p.image, image_format, quality) if p.image else None,
+            "image": encode_image(p.image, image_format, quality) if images and p.image else None,
             "image_mime": mime,
         }
         for p in pages
     ]
 
 
-def figure_rows(pages: Sequence[Page]) -> list[dict]:
-    """Rows of the ``figures`` table; crops stored as PNG."""
+def figure_rows(pages: Sequence[Page], images: bool = True) -> list[dict]:
+    """Rows of the ``figures`` table; crops stored as PNG (``images``), or cut again from the
+    rendered page on demand (False: the document's ``sources`` row is kept)."""
     from mm_retriever.ingest import encode_image
 
     return [
@@ -138,7 +189,7 @@ def figure_rows(pages: Sequence[Page]) -> list[dict]:
             "kind": f.kind,
             "caption": f.caption,
             "inside_text": f.inside_text,
-            "image": encode_image(f.image, "png") if f.image is not None else None,
+            "image": encode_image(f.image, "png") if images and f.image is not None else None,
         }
         for p in pages
         for f in p.figures
