@@ -1,22 +1,22 @@
 """HybridRetriever: run the legs, fuse their page rankings, hydrate the top pages.
 
 Hydration reads the ``documents``, ``pages`` and ``figures`` tables once each per query. Page
-images come back as the stored bytes (``RetrievedPage.image_bytes``, decoded lazily by
-``.image()``); they are also written once to a cache folder outside the index
-(``MultimodalIndex.image_cache_dir``) on first retrieval and exposed as ``image_path`` (turn
-off with ``write_images=False``). Only committed documents (with a
-``documents`` row) are returned, so a document being written by another process never shows.
+images come back encoded (``RetrievedPage.image_bytes``, decoded lazily by ``.image()``): the
+stored bytes, or, for documents kept as their source file (schema 2), the page rendered and
+encoded as at ingest time (``MultimodalIndex.page_images``). They are also written once to a
+bounded cache folder outside the index (``MultimodalIndex.image_cache``, LRU eviction) on first
+retrieval and exposed as ``image_path`` (turn off with ``write_images=False``); a later hit reads
+the cached file instead of rendering again. Only committed documents (with a ``documents`` row)
+are returned, so a document being written by another process never shows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import tempfile
+import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
@@ -39,6 +39,8 @@ from mm_retriever.types import FusedHit, LegHit, RetrievedFigure, RetrievedPage
 
 if TYPE_CHECKING:
     from mm_retriever.index import MultimodalIndex
+
+log = logging.getLogger("mm_retriever")
 
 _EXT = {"image/jpeg": "jpg", "image/png": "png"}
 
@@ -313,7 +315,11 @@ class HybridRetriever:
             with contextlib.suppress(OSError):
                 page.image_bytes = path.read_bytes()
                 return
-        found = self.index.page_images.render_encoded(page.doc_id, page.page_index)
+        try:
+            found = self.index.page_images.render_encoded(page.doc_id, page.page_index)
+        except Exception as exc:  # a damaged source: the page still comes back, without image
+            log.warning("no image for %s p.%d: %s", page.doc_id, page.page_number, exc)
+            return
         if found is not None:
             page.image_bytes, page.image_mime = found
 
@@ -329,18 +335,3 @@ class HybridRetriever:
             return None
         path = cache.put(name, page.image_bytes)
         return None if path is None else str(path)
-        if not (self.write_images and page.image_bytes):
-            return None
-        tmp = None
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                f.write(page.image_bytes)
-            os.replace(tmp, path)
-        except OSError:
-            if tmp is not None:
-                with contextlib.suppress(OSError):
-                    Path(tmp).unlink()
-            return None
-        return str(path)
