@@ -25,7 +25,7 @@ from mm_retriever.config import IndexConfig, IngestConfig, LegSpec
 from mm_retriever.index import IndexExistsError, IndexNotFoundError, MultimodalIndex
 from mm_retriever.retrievers.base import build_encoder
 from mm_retriever.retrievers.bm25 import BM25Retriever
-from mm_retriever.store import DOCUMENTS, FIGURES, PAGES, leg_table
+from mm_retriever.store import DOCUMENTS, FIGURES, PAGES, SCHEMA_VERSION, leg_table
 from mm_retriever.types import Page
 
 FACTS = [
@@ -114,7 +114,7 @@ def test_reopen_rebuilds_config_and_results(built, minilm) -> None:
     assert list(reopened.legs) == list(index.legs)
     assert reopened.legs["text"].encoder is index.legs["text"].encoder  # shared, not reloaded
     manifest = reopened.manifest()
-    assert manifest["schema_version"] == 1 and "lancedb" in manifest["versions"]
+    assert manifest["schema_version"] == SCHEMA_VERSION and "lancedb" in manifest["versions"]
     assert IndexConfig.model_validate(manifest["config"]) == index.config
     stored_text = manifest["config"]["legs"][0]["options"]["encoder"]["options"]
     assert stored_text["model"] == index.legs["text"].encoder.model_name
