@@ -38,6 +38,7 @@ class _Source:
     dpi: int
     image_format: str
     image_quality: int
+    size: int = 0  # bytes of the source file held in memory
     pdf: pymupdf.Document | None = None
     image: Image.Image | None = None
 
@@ -49,16 +50,23 @@ class _Source:
 class PageImages:
     """Renders pages and figure crops of schema-2 documents from their ``sources`` row.
 
-    ``max_documents``: source files kept open (each holds its bytes in memory);
-    ``max_bytes``: encoded page images kept in memory. Thread-safe (one render at a time:
+    ``max_documents`` / ``max_source_bytes``: source files kept open (each holds its bytes in
+    memory; the most recent one always stays); ``max_bytes``: encoded page images kept in
+    memory. Thread-safe (one render at a time:
     MuPDF documents are not thread-safe).
     """
 
     def __init__(
-        self, store: LanceDBStore, *, max_documents: int = 4, max_bytes: int = 32 << 20
+        self,
+        store: LanceDBStore,
+        *,
+        max_documents: int = 4,
+        max_source_bytes: int = 256 << 20,
+        max_bytes: int = 32 << 20,
     ) -> None:
         self.store = store
         self.max_documents = max_documents
+        self.max_source_bytes = max_source_bytes
         self.max_bytes = max_bytes
         self._sources: OrderedDict[str, _Source | None] = OrderedDict()
         self._encoded: OrderedDict[tuple[str, int], tuple[bytes, str]] = OrderedDict()
@@ -153,11 +161,19 @@ class PageImages:
         rows = self.store.query(SOURCES, f"doc_id = {quote_string(doc_id)}", limit=1).to_pylist()
         src = _open(rows[0]) if rows else None
         self._sources[doc_id] = src
-        while len(self._sources) > max(1, self.max_documents):
+        while len(self._sources) > 1 and (
+            len(self._sources) > self.max_documents
+            or sum(v.size for v in self._sources.values() if v) > self.max_source_bytes
+        ):
             _, old = self._sources.popitem(last=False)
             if old is not None and old.pdf is not None:
                 old.pdf.close()
         return src
+
+    def open_sources(self) -> list[str]:
+        """doc_ids whose source is open (least recently used first)."""
+        with self._lock:
+            return [d for d, src in self._sources.items() if src is not None]
 
     def _render(
         self, doc_id: str, page_index: int
@@ -200,6 +216,7 @@ def _open(row: dict[str, Any]) -> _Source:
         dpi=int(row["dpi"]),
         image_format=row["image_format"] or "jpeg",
         image_quality=int(row["image_quality"] or 85),
+        size=len(row["data"]),
     )
     if row["mime"] == "application/pdf":
         src.pdf = pymupdf.open(stream=row["data"], filetype="pdf")

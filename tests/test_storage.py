@@ -16,6 +16,7 @@ from PIL import Image
 from mm_retriever.config import IndexConfig, IngestConfig, LegSpec
 from mm_retriever.image_cache import ENV_LIMIT, ImageCache, default_limit
 from mm_retriever.index import MultimodalIndex
+from mm_retriever.page_images import PageImages
 from mm_retriever.store import FIGURES, PAGES, SCHEMA_VERSION, SOURCES
 
 V1_INDEX = Path(__file__).parent / "data" / "index_v1"  # written by main f4f2974 (schema 1)
@@ -214,3 +215,16 @@ def test_retriever_image_folder_stays_bounded(two_layouts: dict) -> None:
         assert last.image_path and Path(last.image_path).exists()
     finally:
         cache.max_bytes = old
+
+
+def test_open_sources_are_bounded(two_layouts: dict) -> None:
+    index = two_layouts["source"]
+    pdf, png = _doc_id(index, "mixed.pdf"), _doc_id(index, "memo.png")
+    images = PageImages(index.store, max_source_bytes=1)  # keeps only the latest source open
+    assert images.page(pdf, 1) is not None and images.open_sources() == [pdf]
+    assert images.page(png, 0) is not None and images.open_sources() == [png]
+    roomy = PageImages(index.store)
+    assert roomy.page(pdf, 0) is not None and roomy.page(png, 0) is not None
+    assert roomy.open_sources() == [pdf, png]
+    roomy.clear()
+    assert roomy.open_sources() == []
