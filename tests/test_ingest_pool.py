@@ -158,3 +158,16 @@ def test_workers_setting_is_validated(files, tmp_path, minilm_path, monkeypatch)
     with pytest.raises(ValueError, match="0 or more"):
         index.add(files[0], workers=-2)
     assert index.documents() == []  # nothing was written
+
+
+def test_cli_index_takes_workers(files, tmp_path, minilm_path) -> None:
+    from typer.testing import CliRunner
+
+    from mm_retriever.cli import app
+
+    args = ["index", str(files[0]), "--index", str(tmp_path / "idx"), "--leg", "bm25"]
+    result = CliRunner().invoke(app, [*args, "--workers", "2", "--ocr", "never"])
+    assert result.exit_code == 0, result.output
+    assert "indexed 1 document(s)" in result.output
+    result = CliRunner().invoke(app, [*args, "--workers", "-1"])
+    assert result.exit_code == 2 and "greater than or equal to 0" in result.output
