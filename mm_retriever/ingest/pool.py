@@ -226,6 +226,7 @@ def _open_task(path: str, config: IngestConfig) -> _Header:
 
 
 def _pages_task(path: str, config: IngestConfig, start: int, stop: int) -> _Chunk:
+    cpu = time.process_time()
     faults.point(f"read:{Path(path).name}")
     try:
         reader = _reader(path, config)
@@ -234,11 +235,9 @@ def _pages_task(path: str, config: IngestConfig, start: int, stop: int) -> _Chun
     except Exception as exc:
         raise _TaskError(f"{type(exc).__name__}: {exc}") from None
     faults.point("read:pages")
-    return _Chunk(
-        pages,
-        {k: v - timings.get(k, 0.0) for k, v in reader.timings.items()},
-        {k: v - counts.get(k, 0) for k, v in reader.counts.items()},
-    )
+    spent = {k: v - timings.get(k, 0.0) for k, v in reader.timings.items()}
+    spent["reader_cpu"] = time.process_time() - cpu  # CPU seconds of the worker on this task
+    return _Chunk(pages, spent, {k: v - counts.get(k, 0) for k, v in reader.counts.items()})
 
 
 @dataclass
