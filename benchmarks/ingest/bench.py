@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -112,17 +113,20 @@ def render_only(files: list[Path], dpi: int) -> dict:
     from mm_retriever.ingest.render import render_page, render_pdf2image
 
     seconds = {"pymupdf": 0.0, "pdf2image": 0.0}
+    cpu = {"pymupdf": 0.0, "pdf2image": 0.0}  # pdf2image: pdftoppm (a child) + this process
     pages = 0
     for path in files:
         with pymupdf.open(path) as doc:
             n = doc.page_count
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for i in range(n):
                 render_page(doc.load_page(i), dpi)
             seconds["pymupdf"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
+            cpu["pymupdf"] += time.process_time() - c0
+        t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu()
         images = render_pdf2image(path, 0, n - 1, dpi)
         seconds["pdf2image"] += time.perf_counter() - t0
+        cpu["pdf2image"] += time.process_time() - c0 + _children_cpu() - k0
         assert len(images) == n
         pages += n
     return {
@@ -131,7 +135,14 @@ def render_only(files: list[Path], dpi: int) -> dict:
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
         "pages_per_second": {k: round(pages / v, 2) for k, v in seconds.items()},
         "pymupdf_speedup": round(seconds["pdf2image"] / seconds["pymupdf"], 2),
+        "cpu_seconds": {k: round(v, 1) for k, v in cpu.items()},
+        "pymupdf_speedup_cpu": round(cpu["pdf2image"] / cpu["pymupdf"], 2),
     }
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
