@@ -232,6 +232,14 @@ def index(
     page_model: Annotated[str | None, typer.Option(help="ColPali-family model")] = None,
     figure_model: Annotated[str | None, typer.Option(help="CLIP/SigLIP model")] = None,
     leg: Annotated[list[str] | None, typer.Option(help="legs to build (repeat)")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="processes that read, render and OCR pages (default: $MM_RETRIEVER_WORKERS or "
+            "one per core; 0 or 1: in this process)",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Index documents (new index, or add to an existing one)."""
@@ -253,8 +261,8 @@ def index(
     from mm_retriever.errors import MMRetrieverError
 
     try:
-        report = idx.add(paths, progress=True)
-    except MMRetrieverError as e:
+        report = idx.add(paths, progress=True, workers=workers)
+    except (MMRetrieverError, ValueError) as e:  # ValueError: a bad $MM_RETRIEVER_WORKERS
         raise _fail(str(e)) from None
     console.print(
         f"indexed {len(report.added)} document(s), {report.pages} page(s) "

@@ -22,6 +22,18 @@ def _parse(value: str) -> tuple[str, int] | None:
     return name, int(nth or 1)
 
 
+def configure(value: str | None) -> None:
+    """Use ``value`` (``None``: no crash point) instead of the environment from now on (a pool
+    worker gets its parent's setting this way)."""
+    global _target
+    _seen.clear()
+    if value:
+        os.environ[ENV] = value
+    else:
+        os.environ.pop(ENV, None)
+    _target = _parse(value or "")
+
+
 def point(name: str) -> None:
     """Crash here if the environment asks for this point (and occurrence)."""
     global _target

@@ -26,15 +26,16 @@ from mm_retriever.index import MultimodalIndex
 WORKER = Path(__file__).with_name("reliability_worker.py")
 
 #: crash points of an add of three new documents (the third has figures), with how many times
-#: each is reached; and of a delete
+#: each is reached (read in the writing process: MM_RETRIEVER_WORKERS=1; the three documents'
+#: pages are encoded and written together); and of a delete
 ADD_POINTS = {
     "read:open": 3,
     "write:marked": 3,
-    "read:pages": 6,
-    "encode:bm25": 3,
-    "write:pages": 3,
+    "read:pages": 3,
+    "encode:bm25": 1,
+    "write:pages": 1,
     "write:figures": 1,
-    "write:leg_bm25": 3,
+    "write:leg_bm25": 1,
     "write:documents": 3,
     "commit:marker": 3,
     "commit:done": 3,
@@ -98,6 +99,7 @@ def run_worker(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``reliability_worker.py INDEX ARGS...`` in a fresh Python process."""
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    env["MM_RETRIEVER_WORKERS"] = "1"  # the crash points are in the writing process
     env.pop(CRASH_ENV, None)
     if crash_at:
         env[CRASH_ENV] = crash_at
@@ -113,6 +115,7 @@ def run_worker(
 
 def start_worker(index: Path, *args: str) -> subprocess.Popen[str]:
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    env["MM_RETRIEVER_WORKERS"] = "1"  # the crash points are in the writing process
     env.pop(CRASH_ENV, None)
     return subprocess.Popen(
         [sys.executable, str(WORKER), str(index), *args],

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_FALLBACK_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+# torch: the checkpoint as loaded; onnx: its transformer exported here and run on ONNX Runtime
+# (mm_retriever.encoders.onnx_backend)
+BACKENDS = ("torch", "onnx")
 BGE_EN_QUERY = "Represent this sentence for searching relevant passages: "
 BGE_ZH_QUERY = "为这个句子生成表示以用于检索相关文章："
 E5 = ("query: ", "passage: ")
@@ -139,7 +142,9 @@ class SentenceTransformerEncoder:
     """A sentence-transformers model (BGE, E5, MiniLM, ...) with its family's prompts applied.
 
     ``encode_query`` / ``encode_document`` return float32 ``[n, dim]`` L2-normalised arrays.
-    Queries longer than ``max_length`` tokens are truncated with a warning.
+    Queries longer than ``max_length`` tokens are truncated with a warning. ``backend="onnx"``
+    runs the transformer on ONNX Runtime (exported locally once; needs the ``onnx`` extra) with
+    the same embeddings.
     """
 
     def __init__(
@@ -153,8 +158,12 @@ class SentenceTransformerEncoder:
         query_prompt: str | None = None,
         document_prompt: str | None = None,
         max_length: int | None = None,
+        backend: str = "torch",
     ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
         set_runtime(self, device, dtype, batch_size)
+        self.backend = backend
         model = str(model)
         self.requested_model = model
 
@@ -207,6 +216,12 @@ class SentenceTransformerEncoder:
         if self.dtype != torch.float32:
             st.to(self.dtype)
         st.eval()
+        if self.backend == "onnx":
+            if self.device.type != "cpu" or self.dtype != torch.float32:
+                raise ValueError("backend='onnx' runs float32 on the CPU (device='cpu')")
+            from mm_retriever.encoders.onnx_backend import use_onnx
+
+            use_onnx(st, path, threads=torch.get_num_threads())
         return st
 
     def _position_limit(self) -> int | None:
@@ -274,6 +289,7 @@ class SentenceTransformerEncoder:
             "query_prompt": self.prompts.query,
             "document_prompt": self.prompts.document,
             "max_length": self.max_length,
+            "backend": self.backend,
         }
 
     def __repr__(self) -> str:

@@ -111,6 +111,8 @@ class MultimodalIndex:
         self._write_blockers = dict(write_blockers or {})
         self.batch_size = 8
         self.flush_pages = 64
+        # reader processes for add() (None: $MM_RETRIEVER_WORKERS or every core; 0/1: none)
+        self.workers: int | None = None
         self.compact_fragments = 16  # compact a table once it holds this many fragments
         # an add of at least this many pages also compacts every table and deletes table
         # versions older than keep_versions_for (LanceDB keeps them for 7 days otherwise)
@@ -326,10 +328,22 @@ class MultimodalIndex:
             yield pending
 
     def add(
-        self, paths: str | Path | Iterable[str | Path], *, progress: bool = False
+        self,
+        paths: str | Path | Iterable[str | Path],
+        *,
+        progress: bool = False,
+        workers: int | None = None,
     ) -> IngestReport:
-        """Index files and folders (PDF, PNG, JPEG). One bad file never stops the rest."""
+        """Index files and folders (PDF, PNG, JPEG). One bad file never stops the rest.
+
+        ``workers``: processes that open, render, read and OCR pages (default ``self.workers``,
+        else ``$MM_RETRIEVER_WORKERS``, else one per core); 0 or 1 reads in this process. A
+        file that crashes its reader process is reported in ``failed``; the rest is indexed.
+        """
         from mm_retriever.ingest import iter_files
+        from mm_retriever.ingest.pool import check_workers
+
+        n_workers = check_workers(workers if workers is not None else self.workers)
 
         if self._write_blockers:
             raise MMRetrieverError(
@@ -348,6 +362,7 @@ class MultimodalIndex:
             self.legs,
             batch_size=self.batch_size,
             flush_pages=self.flush_pages,
+            workers=n_workers,
         )
         with self._writing(report):
             writer.add_files(files, report, progress)

@@ -4,18 +4,23 @@ Everything here runs under the store's writer lock (``IndexWriter.add``). For ea
 a pending marker, the rows of ``pages``, ``figures`` and every leg table, the ``documents`` row
 (the commit marker), the marker removed (see ``mm_retriever.store.lancedb_store``). A failure
 removes what was written for that file; a crash leaves the marker for the next writer.
+Rows of several documents may share one write (their markers are all set before it);
+documents are committed in file order.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mm_retriever import faults
 from mm_retriever.config import IndexConfig
@@ -33,7 +38,10 @@ from mm_retriever.store.schema import (
     page_rows,
     source_rows,
 )
-from mm_retriever.types import Page
+from mm_retriever.types import Document, Page
+
+if TYPE_CHECKING:
+    from mm_retriever.ingest.pool import Event
 
 log = logging.getLogger("mm_retriever")
 
@@ -51,10 +59,31 @@ class IngestReport:
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
     doc_ids: dict[str, str] = field(default_factory=dict)  # path -> doc_id (added + unchanged)
+    workers: int = 1  # reader processes used (1: read in the writing process)
 
     @property
     def ok(self) -> bool:
         return not self.failed
+
+
+@dataclass
+class _OpenDocument:
+    """A document marked pending: its header, pages read so far, whether all are read."""
+
+    document: Document
+    warning: str | None
+    pages: int = 0
+    done: bool = False
+
+
+@dataclass
+class _Run:
+    """The state of one ``add_files``: open documents in file order, pages to encode."""
+
+    report: IngestReport
+    timings: dict[str, float]
+    open: dict[str, _OpenDocument] = field(default_factory=dict)
+    batch: list[Page] = field(default_factory=list)
 
 
 class IndexWriter:
@@ -68,12 +97,14 @@ class IndexWriter:
         *,
         batch_size: int = 8,
         flush_pages: int = 64,
+        workers: int = 1,
     ) -> None:
         self.store = store
         self.config = config
         self.legs = legs
         self.batch_size = batch_size
         self.flush_pages = flush_pages
+        self.workers = workers  # reader processes (0 or 1: read in this process)
         self._keep_sources: bool | None = None
 
     @property
@@ -90,134 +121,180 @@ class IndexWriter:
         return self._keep_sources
 
     def add_files(self, files: list[Path], report: IngestReport, progress: bool) -> None:
-        """Add each file not yet in the index; one bad file never stops the rest."""
+        """Add each file not yet in the index; one bad file never stops the rest.
+
+        Files are read by ``read_documents`` (``workers`` processes, or this one); pages of
+        consecutive documents are encoded together, ``flush_pages`` at a time, so encoders get
+        full batches, and each document is committed in file order once all its rows are
+        written.
+        """
+        from mm_retriever.ingest.pool import read_documents
+
         timings: dict[str, float] = defaultdict(float)
         known = self.store.document_ids()  # fresh: read under the lock
-        with _Progress(progress, len(files)) as bar:
-            for path in files:
-                bar.start_file(path)
-                self._add_file(path, known, report, timings, bar)
-                bar.end_file()
+        report.workers = self.workers
+        events = read_documents(
+            files,
+            self.config.ingest,
+            workers=self.workers,
+            batch_size=self.batch_size,
+            known=known,
+        )
+        run = _Run(report, timings)
+        with (
+            _Progress(progress, len(files)) as bar,
+            contextlib.closing(events),
+            _encoder_threads(self.workers),
+        ):
+            try:
+                while True:
+                    t0 = time.perf_counter()
+                    event = next(events, None)
+                    timings["ingest"] += time.perf_counter() - t0
+                    if event is None:
+                        break
+                    self._on_event(event, run, bar)
+                self._flush(run)
+                self._commit_ready(run)
+            except BaseException:
+                for doc in list(run.open.values()):
+                    self._rollback(doc.document.doc_id)
+                raise
         for stage, seconds in timings.items():
             report.timings[stage] = report.timings.get(stage, 0.0) + seconds
 
-    def _add_file(
-        self,
-        path: Path,
-        known: set[str],
-        report: IngestReport,
-        timings: dict[str, float],
-        bar: _Progress,
-    ) -> None:
-        from mm_retriever.ingest import DocumentReader
+    def _on_event(self, event: Event, run: _Run, bar: _Progress) -> None:
+        from mm_retriever.ingest.pool import Done, Failed, Opened, Pages, Unchanged
 
-        key = str(path)
-        t0 = time.perf_counter()
-        faults.point("read:open")
-        try:
-            reader = DocumentReader(path, self.config.ingest)
-        except IngestError as exc:
-            report.failed[key] = exc.reason
-            return
-        except Exception as exc:  # an unexpected reader bug: report, go on
-            report.failed[key] = f"{type(exc).__name__}: {exc}"
-            return
-        finally:
-            timings["open"] += time.perf_counter() - t0
-        with reader:
-            bar.set_total(reader.n_pages)
-            doc_id = reader.doc_id
-            report.doc_ids[key] = doc_id
-            if doc_id in known:
-                report.unchanged.append(key)
+        report = run.report
+        if isinstance(event, Pages):
+            doc = run.open.get(event.key)
+            if doc is None or not event.pages:
                 return
-            warning = getattr(reader, "warning", None)
+            doc.pages += len(event.pages)
+            run.batch.extend(event.pages)
+            bar.advance(len(event.pages))
+            if len(run.batch) >= self.flush_pages:
+                self._flush(run)
+                self._commit_ready(run)
+        elif isinstance(event, Opened):
+            bar.start_file(Path(event.key))
+            bar.set_total(event.n_pages)
+            doc_id = event.document.doc_id
+            report.doc_ids[event.key] = doc_id
             self.store.mark_pending(doc_id, "add")
             faults.point("write:marked")
+            run.open[event.key] = _OpenDocument(event.document, event.warning)
+            if self.keep_sources:
+                self._write_source(run, event.key, doc_id)
+        elif isinstance(event, Done):
+            doc = run.open.get(event.key)
+            if doc is not None:
+                doc.done = True
+            for stage, seconds in event.timings.items():
+                run.timings[stage] += float(seconds)
+            bar.end_file()
+            self._commit_ready(run)
+        elif isinstance(event, Unchanged):
+            report.doc_ids[event.key] = event.doc_id
+            report.unchanged.append(event.key)
+            bar.end_file()
+        elif isinstance(event, Failed):
+            self._fail(run, event.key, event.reason)
+            bar.end_file()
+
+    def _flush(self, run: _Run) -> None:
+        """Encode the buffered pages (all their documents at once) and write their rows.
+
+        When that fails, each document is tried alone, so only the one at fault fails."""
+        pages, run.batch = run.batch, []
+        if not pages:
+            return
+        try:
+            self._write_rows(pages, run.timings)
+        except Exception:
+            by_doc: dict[str, list[Page]] = defaultdict(list)
+            for page in pages:
+                by_doc[page.doc_id].append(page)
+            for doc_id, doc_pages in by_doc.items():
+                try:
+                    self._write_rows(doc_pages, run.timings)
+                except Exception as exc:
+                    key = next(k for k, d in run.open.items() if d.document.doc_id == doc_id)
+                    self._fail(run, key, f"{type(exc).__name__}: {exc}")
+
+    def _write_source(self, run: _Run, key: str, doc_id: str) -> None:
+        """Write the document's ``sources`` row (its file, once) right after its marker."""
+        ingest = self.config.ingest
+        try:
+            t0 = time.perf_counter()
+            rows = source_rows(doc_id, key, ingest.dpi, ingest.image_format, ingest.image_quality)
+            run.timings["images"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            faults.point(f"write:{SOURCES}")
+            self.store.add(SOURCES, rows, SOURCES_SCHEMA)
+            run.timings["write"] += time.perf_counter() - t0
+        except Exception as exc:
+            reason = exc.reason if isinstance(exc, IngestError) else f"{type(exc).__name__}: {exc}"
+            self._fail(run, key, reason)
+
+    def _write_rows(self, pages: list[Page], timings: dict[str, float]) -> None:
+        """Rows of ``pages`` for ``pages``, ``figures`` and every leg, one write per table."""
+        ingest = self.config.ingest
+        rows: dict[str, list[dict[str, Any]]] = {}
+        t0 = time.perf_counter()
+        images = not self.keep_sources
+        rows[PAGES] = page_rows(pages, ingest.image_format, ingest.image_quality, images=images)
+        rows[FIGURES] = figure_rows(pages, images=images)
+        timings["images"] += time.perf_counter() - t0
+        for name, leg in self.legs.items():
+            t0 = time.perf_counter()
+            rows[leg_table(name)] = leg.rows(pages)
+            timings[f"encode:{name}"] += time.perf_counter() - t0
+            faults.point(f"encode:{name}")
+        t0 = time.perf_counter()
+        schemas = {PAGES: PAGES_SCHEMA, FIGURES: FIGURES_SCHEMA}
+        schemas.update({leg_table(n): leg_schema(leg) for n, leg in self.legs.items()})
+        for table, table_rows in rows.items():
+            if table_rows:
+                faults.point(f"write:{table}")
+                self.store.add(table, table_rows, schemas.get(table))
+        timings["write"] += time.perf_counter() - t0
+
+    def _commit_ready(self, run: _Run) -> None:
+        """Commit, in file order, every document whose pages are all read and written."""
+        waiting = {p.doc_id for p in run.batch}
+        for key, doc in list(run.open.items()):
+            if not doc.done or doc.document.doc_id in waiting:
+                break
+            doc_id = doc.document.doc_id
             try:
-                n = self._write_document(reader, timings, bar)
-            except BaseException as exc:
-                self._rollback(doc_id)
-                if not isinstance(exc, Exception):
-                    raise
-                log.warning("could not index %s: %s: %s", key, type(exc).__name__, exc)
-                report.failed[key] = f"{type(exc).__name__}: {exc}"
-                del report.doc_ids[key]
-                return
+                t0 = time.perf_counter()
+                faults.point("write:documents")
+                self.store.add(DOCUMENTS, [document_row(doc.document, doc.pages)], DOCUMENTS_SCHEMA)
+                run.timings["write"] += time.perf_counter() - t0
+            except Exception as exc:
+                self._fail(run, key, f"{type(exc).__name__}: {exc}")
+                continue
             faults.point("commit:marker")
             self.store.clear_pending(doc_id)
             faults.point("commit:done")
-            for stage, seconds in (getattr(reader, "timings", None) or {}).items():
-                timings[stage] += float(seconds)
-        known.add(doc_id)
-        report.added.append(key)
-        report.pages += n
-        if warning:
-            report.warnings[key] = warning
+            del run.open[key]
+            run.report.added.append(key)
+            run.report.pages += doc.pages
+            if doc.warning:
+                run.report.warnings[key] = doc.warning
 
-    def _write_document(self, reader: Any, timings: dict[str, float], bar: _Progress) -> int:
-        """Encode and write one document's rows, then its documents row. Returns its pages."""
-        ingest = self.config.ingest
-        buffer: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        buffered = 0
-        n_pages = 0
-        pages_iter: Iterator[list[Page]] = iter(reader.pages(batch_size=self.batch_size))
-        keep = self.keep_sources
-        if keep:
-            t0 = time.perf_counter()
-            buffer[SOURCES].extend(
-                source_rows(
-                    reader.doc_id,
-                    reader.path,
-                    ingest.dpi,
-                    ingest.image_format,
-                    ingest.image_quality,
-                )
-            )
-            timings["images"] += time.perf_counter() - t0
-        while True:
-            t0 = time.perf_counter()
-            batch = next(pages_iter, None)
-            timings["ingest"] += time.perf_counter() - t0
-            faults.point("read:pages")
-            if batch is None:
-                break
-            if not batch:
-                continue
-            t0 = time.perf_counter()
-            buffer[PAGES].extend(
-                page_rows(batch, ingest.image_format, ingest.image_quality, images=not keep)
-            )
-            buffer[FIGURES].extend(figure_rows(batch, images=not keep))
-            timings["images"] += time.perf_counter() - t0
-            for name, leg in self.legs.items():
-                t0 = time.perf_counter()
-                buffer[leg_table(name)].extend(leg.rows(batch))
-                timings[f"encode:{name}"] += time.perf_counter() - t0
-                faults.point(f"encode:{name}")
-            n_pages += len(batch)
-            buffered += len(batch)
-            bar.advance(len(batch))
-            if buffered >= self.flush_pages:
-                self._flush(buffer, timings)
-                buffered = 0
-        self._flush(buffer, timings)
-        t0 = time.perf_counter()
-        faults.point("write:documents")
-        self.store.add(DOCUMENTS, [document_row(reader.document(), n_pages)], DOCUMENTS_SCHEMA)
-        timings["write"] += time.perf_counter() - t0
-        return n_pages
-
-    def _flush(self, buffer: dict[str, list[dict[str, Any]]], timings: dict[str, float]) -> None:
-        t0 = time.perf_counter()
-        schemas = {PAGES: PAGES_SCHEMA, FIGURES: FIGURES_SCHEMA, SOURCES: SOURCES_SCHEMA}
-        schemas.update({leg_table(n): leg_schema(leg) for n, leg in self.legs.items()})
-        for table, rows in buffer.items():
-            if rows:
-                faults.point(f"write:{table}")
-                self.store.add(table, rows, schemas.get(table))
-        buffer.clear()
-        timings["write"] += time.perf_counter() - t0
+    def _fail(self, run: _Run, key: str, reason: str) -> None:
+        """Report ``key`` as failed; remove what was written for it and its buffered pages."""
+        doc = run.open.pop(key, None)
+        if doc is not None:
+            doc_id = doc.document.doc_id
+            run.batch = [p for p in run.batch if p.doc_id != doc_id]
+            self._rollback(doc_id)
+            log.warning("could not index %s: %s", key, reason)
+        run.report.failed[key] = reason
+        run.report.doc_ids.pop(key, None)
 
     def _rollback(self, doc_id: str) -> None:
         """Remove a failed document's rows and its marker (the marker stays if this fails)."""
@@ -244,6 +321,24 @@ class IndexWriter:
                 refresh(self.store)
         faults.point("after:manifest")
         self.store.write_manifest({"updated_at": now_iso()})
+
+
+@contextlib.contextmanager
+def _encoder_threads(workers: int) -> Iterator[None]:
+    """While reader processes use the cores, this process's torch encoders use fewer threads
+    (cores minus readers, at least one), so the two do not oversubscribe the machine."""
+    if workers <= 1 or "torch" not in sys.modules:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    cores = os.cpu_count() or 1
+    torch.set_num_threads(max(1, min(before, cores - workers)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def leg_schema(leg: Leg) -> Any:

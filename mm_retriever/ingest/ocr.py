@@ -106,6 +106,16 @@ class PageOCR:
 # ---------------------------------------------------------------- engines
 
 
+_threads: int | None = None  # ONNX Runtime threads of the OCR models (None: all cores)
+
+
+def set_ocr_threads(threads: int | None) -> None:
+    """Threads each OCR model may use (a pool worker sets 1 so N workers fill N cores).
+    Takes effect for models loaded after the call."""
+    global _threads
+    _threads = threads
+
+
 @functools.cache
 def _rapidocr_model() -> Any:
     """The RapidOCR pipeline with the PP-OCR ONNX models bundled in its wheel (no download)."""
@@ -116,6 +126,9 @@ def _rapidocr_model() -> Any:
         raise MissingExtraError("rapidocr", purpose="OCR with ocr_engine='rapidocr'") from e
     # "error": an empty page is normal here, not worth a warning per page
     params: dict[str, Any] = {"Global.log_level": "error"}
+    if _threads:
+        params["EngineConfig.onnxruntime.intra_op_num_threads"] = _threads
+        params["EngineConfig.onnxruntime.inter_op_num_threads"] = 1
     models = Path(rapidocr.__file__).parent / "models"
     bundled = {
         "Det.model_path": models / "PP-OCRv6_det_small.onnx",

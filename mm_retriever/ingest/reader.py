@@ -163,14 +163,16 @@ class DocumentReader:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         for start in range(0, self.n_pages, batch_size):
-            stop = min(self.n_pages, start + batch_size)
-            if self._image is not None:
-                yield [self._image_page()]
-                continue
-            images = self._render(start, stop)
-            yield [
-                self._pdf_page(i, img) for i, img in zip(range(start, stop), images, strict=True)
-            ]
+            yield self.read_pages(start, min(self.n_pages, start + batch_size))
+
+    def read_pages(self, start: int, stop: int) -> list[Page]:
+        """Pages ``start .. stop - 1`` (0-based), rendered, with text, chunks and figures."""
+        if not 0 <= start < stop <= self.n_pages:
+            raise IndexError(f"page range {start}..{stop} out of range (0..{self.n_pages})")
+        if self._image is not None:
+            return [self._image_page()]
+        images = self._render(start, stop)
+        return [self._pdf_page(i, img) for i, img in zip(range(start, stop), images, strict=True)]
 
     def page(self, index: int) -> Page:
         """One page by 0-based index."""

@@ -132,16 +132,22 @@ def source_rows(
     Write it with the first ``pages`` rows (before the ``documents`` row, so the commit rule
     holds); ``page_rows``/``figure_rows`` then leave their images out (``images=False``).
     """
+    import hashlib
+
+    from mm_retriever.errors import IngestError
     from mm_retriever.ingest.files import PDF_SUFFIXES
 
     path = Path(path)
     suffix = path.suffix.lower()
     mime = "application/pdf" if suffix in PDF_SUFFIXES else f"image/{suffix.lstrip('.')}"
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest()[:16] != doc_id:  # doc ids are content hashes
+        raise IngestError(str(path), "the file changed while it was being indexed; add it again")
     return [
         {
             "doc_id": doc_id,
             "mime": mime.replace("image/jpg", "image/jpeg"),
-            "data": path.read_bytes(),
+            "data": data,
             "dpi": dpi,
             "image_format": image_format,
             "image_quality": quality,
