@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from mm_retriever import faults
-from mm_retriever.config import IndexConfig
+from mm_retriever.config import IndexConfig, IngestConfig
 from mm_retriever.errors import IngestError
 from mm_retriever.protocols import Leg
 from mm_retriever.store import DOCUMENTS, FIGURES, PAGES, LanceDBStore, leg_table
@@ -156,8 +156,8 @@ class IndexWriter:
             if not batch:
                 continue
             t0 = time.perf_counter()
-            buffer[PAGES].extend(page_rows(batch, ingest.image_format, ingest.image_quality))
-            buffer[FIGURES].extend(figure_rows(batch))
+            for table, rows in page_table_rows(batch, ingest).items():
+                buffer[table].extend(rows)
             timings["images"] += time.perf_counter() - t0
             for name, leg in self.legs.items():
                 t0 = time.perf_counter()
@@ -179,8 +179,7 @@ class IndexWriter:
 
     def _flush(self, buffer: dict[str, list[dict[str, Any]]], timings: dict[str, float]) -> None:
         t0 = time.perf_counter()
-        schemas = {PAGES: PAGES_SCHEMA, FIGURES: FIGURES_SCHEMA}
-        schemas.update({leg_table(n): leg_schema(leg) for n, leg in self.legs.items()})
+        schemas = table_schemas(self.legs)
         for table, rows in buffer.items():
             if rows:
                 faults.point(f"write:{table}")
@@ -213,6 +212,21 @@ class IndexWriter:
                 refresh(self.store)
         faults.point("after:manifest")
         self.store.write_manifest({"updated_at": now_iso()})
+
+
+def page_table_rows(batch: Sequence[Page], ingest: IngestConfig) -> dict[str, list[dict]]:
+    """Rows of the index's own per-page tables for a batch of pages (every engine uses this)."""
+    return {
+        PAGES: page_rows(batch, ingest.image_format, ingest.image_quality),
+        FIGURES: figure_rows(batch),
+    }
+
+
+def table_schemas(legs: Mapping[str, Leg]) -> dict[str, Any]:
+    """Schema of every per-page table rows are written to (None: inferred from the rows)."""
+    schemas: dict[str, Any] = {PAGES: PAGES_SCHEMA, FIGURES: FIGURES_SCHEMA}
+    schemas.update({leg_table(n): leg_schema(leg) for n, leg in legs.items()})
+    return schemas
 
 
 def leg_schema(leg: Leg) -> Any:
