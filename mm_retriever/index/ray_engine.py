@@ -506,9 +506,9 @@ def _run(
     )
     known = store.document_ids()
     new: dict[str, _Doc] = {}
-    by_path = {os.fsencode(p): str(p) for p in files}
-    for row in probe.take_all():
-        key = by_path[row["path"]]
+    probed = {row["path"]: row for row in probe.take_all()}
+    for path in files:  # in the order given: of two copies of a file, the first is added
+        key, row = str(path), probed[os.fsencode(path)]
         timings["probe"] += row["seconds"]
         if row["error"] is not None:
             report.failed[key] = row["error"]
