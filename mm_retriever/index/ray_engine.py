@@ -26,6 +26,7 @@ again, without duplicates. Ray retries tasks and restarts actors whose worker di
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -558,6 +559,8 @@ def _run(
         batch_format="pyarrow",
         fn_kwargs={"ingest": ingest, "batch_pages": options.read_batch_pages},
         num_cpus=options.cpus_per_reader,
+        # never fused into the first encoder's actors: reading scales as tasks of its own
+        ray_remote_args_fn=functools.partial(dict, num_cpus=options.cpus_per_reader),
     )
     resources = _encoder_resources(options, len(legs))
     device = "cuda" if options.gpus_per_encoder else config.device
