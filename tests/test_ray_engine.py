@@ -249,3 +249,63 @@ def test_unknown_engine_is_refused(tmp_path) -> None:
     index = MultimodalIndex.create(tmp_path / "i", bm25_config())
     with pytest.raises(ValueError, match="engine"):
         index.add([], engine="spark")
+
+
+def test_object_store_uri(ray_cluster, tmp_path) -> None:
+    """The pipeline writes to an s3:// URI through Lance (moto's S3 server on 127.0.0.1)."""
+    pytest.importorskip("moto.server", reason="moto[server] (the S3 emulator) is not installed")
+    boto3 = pytest.importorskip("boto3", reason="boto3 is not installed")
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        creds = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **creds)
+        s3.create_bucket(Bucket="indexes")
+        options = {"aws_endpoint": endpoint, "allow_http": "true", "aws_region": "us-east-1"}
+        options.update(creds)
+        docs = make_docs(tmp_path / "docs", 3, seed=23)
+        (tmp_path / "docs" / "broken.pdf").write_bytes(b"%PDF-1.4 broken")
+        clean = MultimodalIndex.create(tmp_path / "clean", bm25_config())
+        clean.add(docs)
+        uri = "s3://indexes/reports"
+        index = MultimodalIndex.create(uri, bm25_config(), storage_options=options)
+        index.add(docs[:1])  # local first, then Ray adds the rest
+        report = index.add(tmp_path / "docs", engine="ray")
+        assert sorted(report.added) == sorted(map(str, docs[1:]))
+        assert list(report.failed) == [str(tmp_path / "docs" / "broken.pdf")]
+        reopened = MultimodalIndex.open(uri, storage_options=options)
+        assert row_sets(reopened) == row_sets(clean)
+        assert reopened.check() == [] and reopened.store.pending() == []
+        listed = s3.list_objects_v2(Bucket="indexes", Prefix="reports/pages.lance/data/")
+        assert listed["KeyCount"] > 0  # the rows really live in the bucket
+    finally:
+        server.stop()
+
+
+def test_cli_engine_ray(ray_cluster, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from mm_retriever.cli import app
+
+    docs = make_docs(tmp_path / "docs", 2, seed=29)
+    args = ["index", str(tmp_path / "docs"), "--index", str(tmp_path / "index")]
+    args += ["--leg", "bm25", "--ocr", "never", "--dpi", "72"]
+    result = CliRunner().invoke(app, [*args, "--engine", "ray", "--cpus-per-reader", "1"])
+    assert result.exit_code == 0, result.output
+    assert "indexed 2 document(s)" in result.output
+    assert len(MultimodalIndex.open(tmp_path / "index")) == len(docs)
+    refused = CliRunner().invoke(app, [*args, "--gpus-per-encoder", "1"])
+    assert refused.exit_code != 0 and "need --engine ray" in refused.output
+
+
+def test_missing_extra_names_the_fix(monkeypatch, tmp_path) -> None:
+    from mm_retriever.errors import MissingExtraError
+
+    index = MultimodalIndex.create(tmp_path / "i", bm25_config())
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
+    with pytest.raises(MissingExtraError, match=r"mm-retriever\[ray\].*uv sync --extra ray"):
+        index.add([], engine="ray")

@@ -364,7 +364,8 @@ class _Committer:
         for doc_id, n in json.loads(row["pages"]).items():
             self.docs[doc_id].written += n
         for doc_id, reason in json.loads(row["failed"]).items():
-            self.failed.setdefault(doc_id, reason)
+            if doc_id not in self.committed:  # a committed document keeps its rows
+                self.failed.setdefault(doc_id, reason)
 
     def complete(self) -> list[_Doc]:
         return [
