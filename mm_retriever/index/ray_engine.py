@@ -110,7 +110,8 @@ def require_ray() -> Any:
         import ray.data
     except ImportError as exc:
         err = MissingExtraError(exc.name or "ray", "ray", "engine='ray' / --engine ray")
-        err.args = (f"{err.args[0]} (in a checkout of mm-retriever: uv sync --extra ray)",)
+        err.msg = f"{err.args[0]} (in a checkout of mm-retriever: uv sync --extra ray)"
+        err.args = (err.msg,)
         raise err from exc
     return ray
 
