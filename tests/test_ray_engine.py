@@ -35,6 +35,7 @@ from tiny_models import tiny_model_dir  # noqa: E402
 
 from mm_retriever.config import LegSpec  # noqa: E402
 from mm_retriever.faults import ENV as CRASH_ENV  # noqa: E402
+from mm_retriever.faults import ONCE_ENV  # noqa: E402
 from mm_retriever.index import MultimodalIndex  # noqa: E402
 from mm_retriever.index.ray_engine import RayOptions  # noqa: E402
 
@@ -309,3 +310,31 @@ def test_missing_extra_names_the_fix(monkeypatch, tmp_path) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
     with pytest.raises(MissingExtraError, match=r"mm-retriever\[ray\].*uv sync --extra ray"):
         index.add([], engine="ray")
+
+
+@pytest.mark.parametrize("crash_at", ["ray:read#1", "ray:encode:bm25#1"])
+def test_killed_worker_is_retried(ray_cluster, tmp_path, crash_at) -> None:
+    """A read task's worker or an encoder actor killed (SIGKILL) mid-run: Ray runs it again
+    and the add completes with exactly the rows of a clean build."""
+    docs = make_docs(tmp_path / "docs", 3, seed=31)
+    clean = MultimodalIndex.create(tmp_path / "clean", bm25_config())
+    clean.add(docs)
+    idx = tmp_path / "index"
+    MultimodalIndex.create(idx, bm25_config())
+    once = tmp_path / "crashed"
+    env = dict(os.environ, OMP_NUM_THREADS="1", **{CRASH_ENV: crash_at, ONCE_ENV: str(once)})
+    result = subprocess.run(
+        [sys.executable, str(WORKER), str(idx), ray_cluster, *map(str, docs)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert once.exists()  # a worker did die there
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(out["added"]) == 3 and out["failed"] == {}
+    index = MultimodalIndex.open(idx)
+    assert row_sets(index) == row_sets(clean)
+    assert index.store.pending() == [] and index.check() == []

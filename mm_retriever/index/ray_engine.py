@@ -26,7 +26,6 @@ again, without duplicates. Ray retries tasks and restarts actors whose worker di
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -76,6 +75,7 @@ class RayOptions:
     (``None``: 1, or less on a cluster too small to hold one actor per leg and a reader).
     ``encoders_per_leg``: actors per leg pool (``None``: autoscale from 1 up to the cluster).
     ``commit_every``: commit after this many complete documents (progress kept on a crash).
+    ``memory_per_reader``: bytes of memory Ray reserves per read task (rendering, OCR).
     """
 
     address: str | None = None
@@ -87,6 +87,7 @@ class RayOptions:
     encode_batch_pages: int = 32
     write_batch_pages: int = 64
     commit_every: int = 256
+    memory_per_reader: int = 512 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.cpus_per_reader <= 0:
@@ -95,6 +96,8 @@ class RayOptions:
             raise ValueError("gpus_per_encoder must not be negative")
         if self.cpus_per_encoder is not None and self.cpus_per_encoder <= 0:
             raise ValueError("cpus_per_encoder must be positive")
+        if self.memory_per_reader < 1:
+            raise ValueError("memory_per_reader must be positive")
         if self.commit_every < 1:
             raise ValueError("commit_every must be at least 1")
 
@@ -561,8 +564,9 @@ def _run(
         batch_format="pyarrow",
         fn_kwargs={"ingest": ingest, "batch_pages": options.read_batch_pages},
         num_cpus=options.cpus_per_reader,
-        # never fused into the first encoder's actors: reading scales as tasks of its own
-        ray_remote_args_fn=functools.partial(dict, num_cpus=options.cpus_per_reader),
+        # its own memory request also keeps Ray Data from fusing reading into the first
+        # encoder's actors: reading scales as tasks of its own
+        memory=options.memory_per_reader,
     )
     resources = _encoder_resources(options, len(legs))
     device = "cuda" if options.gpus_per_encoder else config.device
