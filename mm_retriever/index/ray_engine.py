@@ -478,6 +478,8 @@ def add_with_ray(
 ) -> None:
     """Add ``files`` to the index on Ray (call under the writer lock, like ``IndexWriter``)."""
     ray = require_ray()
+    if not files:
+        return
     started = connect(options.address)
     try:
         ctx = ray.data.DataContext.get_current()
