@@ -240,6 +240,19 @@ def index(
             "one per core; 0 or 1: in this process)",
         ),
     ] = None,
+    engine: Annotated[
+        str, typer.Option(help="local | ray (Ray Data; needs the 'ray' extra)")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster: auto | ray://HOST:10001 (default: start a local Ray)"),
+    ] = None,
+    cpus_per_reader: Annotated[
+        float, typer.Option(help="--engine ray: CPUs per page-reading task")
+    ] = 1.0,
+    gpus_per_encoder: Annotated[
+        float | None, typer.Option(help="--engine ray: GPUs per encoder actor (e.g. 1, 0.5)")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Index documents (new index, or add to an existing one)."""
@@ -257,11 +270,32 @@ def index(
         "page_model": page_model,
         "figure_model": figure_model,
     }
-    idx = _open_or_create(index, config, options)
+    if engine not in ("local", "ray"):
+        raise _fail(f"--engine must be 'local' or 'ray', got '{engine}'")
+    if engine == "local" and (ray_address or gpus_per_encoder or cpus_per_reader != 1.0):
+        raise _fail("--ray-address, --cpus-per-reader and --gpus-per-encoder need --engine ray")
+    if engine == "ray" and workers is not None:
+        raise _fail("--workers is for the local engine; with --engine ray use --cpus-per-reader")
     from mm_retriever.errors import MMRetrieverError
 
+    if engine == "ray":
+        from mm_retriever.index.ray_engine import require_ray
+
+        try:
+            require_ray()  # before an index is created
+        except MMRetrieverError as e:
+            raise _fail(str(e)) from None
+    idx = _open_or_create(index, config, options)
+    ray_args: dict[str, Any] = {}
+    if engine == "ray":
+        ray_args = {
+            "engine": "ray",
+            "ray_address": ray_address,
+            "cpus_per_reader": cpus_per_reader,
+            "gpus_per_encoder": gpus_per_encoder,
+        }
     try:
-        report = idx.add(paths, progress=True, workers=workers)
+        report = idx.add(paths, progress=True, workers=workers, **ray_args)
     except (MMRetrieverError, ValueError) as e:  # ValueError: a bad $MM_RETRIEVER_WORKERS
         raise _fail(str(e)) from None
     console.print(

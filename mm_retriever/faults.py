@@ -3,6 +3,9 @@
 ``MM_RETRIEVER_CRASH_AT="write:pages"`` (or ``"write:pages#3"``: the third time that point is
 reached) makes the process kill itself with SIGKILL there, as a power cut or ``kill -9`` would:
 no ``finally`` blocks, no flush. Unset (the normal case), ``point`` is one dictionary lookup.
+
+``MM_RETRIEVER_CRASH_ONCE=/some/file`` makes the crash happen once across processes: the first
+process to reach the point creates the file and dies; later ones (a retried worker) go on.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import os
 import signal
 
 ENV = "MM_RETRIEVER_CRASH_AT"
+ONCE_ENV = "MM_RETRIEVER_CRASH_ONCE"
 _target: tuple[str, int] | None = None
 _seen: dict[str, int] = {}
 
@@ -46,4 +50,10 @@ def point(name: str) -> None:
         return
     _seen[name] = _seen.get(name, 0) + 1
     if _seen[name] == _target[1]:
+        once = os.environ.get(ONCE_ENV)
+        if once:
+            try:
+                os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return
         os.kill(os.getpid(), signal.SIGKILL)

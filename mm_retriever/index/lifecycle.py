@@ -14,6 +14,7 @@ unchanged file (same content hash) does nothing, also when two processes add it 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import importlib.metadata
@@ -39,6 +40,7 @@ from mm_retriever.store.schema import BASE_SCHEMAS, MANIFEST, now_iso
 
 if TYPE_CHECKING:
     from mm_retriever.hybrid import HybridRetriever
+    from mm_retriever.index.ray_engine import RayOptions
 
 log = logging.getLogger("mm_retriever")
 
@@ -333,17 +335,40 @@ class MultimodalIndex:
         *,
         progress: bool = False,
         workers: int | None = None,
+        engine: str = "local",
+        ray_address: str | None = None,
+        cpus_per_reader: float = 1.0,
+        gpus_per_encoder: float | None = None,
+        ray_options: RayOptions | None = None,
     ) -> IngestReport:
         """Index files and folders (PDF, PNG, JPEG). One bad file never stops the rest.
 
         ``workers``: processes that open, render, read and OCR pages (default ``self.workers``,
         else ``$MM_RETRIEVER_WORKERS``, else one per core); 0 or 1 reads in this process. A
         file that crashes its reader process is reported in ``failed``; the rest is indexed.
+
+        ``engine="ray"`` runs the same write on Ray Data (extra ``ray``; see
+        ``mm_retriever.index.ray_engine``): ``ray_address`` (None: the Ray of this process or a
+        local one; ``"auto"``; ``"ray://host:10001"``), ``cpus_per_reader``,
+        ``gpus_per_encoder``; ``ray_options`` sets the rest (batch sizes, actors per leg).
         """
         from mm_retriever.ingest import iter_files
         from mm_retriever.ingest.pool import check_workers
 
         n_workers = check_workers(workers if workers is not None else self.workers)
+
+        if engine not in ("local", "ray"):
+            raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+        if engine == "ray":
+            from mm_retriever.index.ray_engine import RayOptions, require_ray
+
+            require_ray()  # a missing extra fails before anything is read or locked
+            ray_options = dataclasses.replace(
+                ray_options or RayOptions(),
+                address=ray_address,
+                cpus_per_reader=cpus_per_reader,
+                gpus_per_encoder=gpus_per_encoder,
+            )
 
         if self._write_blockers:
             raise MMRetrieverError(
@@ -365,7 +390,14 @@ class MultimodalIndex:
             workers=n_workers,
         )
         with self._writing(report):
-            writer.add_files(files, report, progress)
+            if ray_options is not None:
+                from mm_retriever.index.ray_engine import add_with_ray
+
+                add_with_ray(
+                    self.store, self.config, self.legs, files, report, ray_options, progress
+                )
+            else:
+                writer.add_files(files, report, progress)
             if report.added or report.recovered:
                 t0 = time.perf_counter()
                 large = report.pages >= self.auto_optimize_pages

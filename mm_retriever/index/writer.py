@@ -16,14 +16,14 @@ import os
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mm_retriever import faults
-from mm_retriever.config import IndexConfig
+from mm_retriever.config import IndexConfig, IngestConfig
 from mm_retriever.errors import IngestError
 from mm_retriever.protocols import Leg
 from mm_retriever.store import DOCUMENTS, FIGURES, PAGES, SOURCES, LanceDBStore, leg_table
@@ -113,11 +113,7 @@ class IndexWriter:
         rendered by pymupdf) rather than as encoded page images; an index of schema 1 keeps its
         layout so that older mm-retriever versions can still read it."""
         if self._keep_sources is None:
-            ingest = self.config.ingest
-            version = int((self.store.read_manifest() or {}).get("schema_version", 0))
-            self._keep_sources = (
-                version >= 2 and ingest.image_store == "source" and ingest.renderer == "pymupdf"
-            )
+            self._keep_sources = keeps_sources(self.store, self.config.ingest)
         return self._keep_sources
 
     def add_files(self, files: list[Path], report: IngestReport, progress: bool) -> None:
@@ -243,9 +239,7 @@ class IndexWriter:
         ingest = self.config.ingest
         rows: dict[str, list[dict[str, Any]]] = {}
         t0 = time.perf_counter()
-        images = not self.keep_sources
-        rows[PAGES] = page_rows(pages, ingest.image_format, ingest.image_quality, images=images)
-        rows[FIGURES] = figure_rows(pages, images=images)
+        rows.update(page_table_rows(pages, ingest, images=not self.keep_sources))
         timings["images"] += time.perf_counter() - t0
         for name, leg in self.legs.items():
             t0 = time.perf_counter()
@@ -253,8 +247,7 @@ class IndexWriter:
             timings[f"encode:{name}"] += time.perf_counter() - t0
             faults.point(f"encode:{name}")
         t0 = time.perf_counter()
-        schemas = {PAGES: PAGES_SCHEMA, FIGURES: FIGURES_SCHEMA}
-        schemas.update({leg_table(n): leg_schema(leg) for n, leg in self.legs.items()})
+        schemas = table_schemas(self.legs)
         for table, table_rows in rows.items():
             if table_rows:
                 faults.point(f"write:{table}")
@@ -339,6 +332,37 @@ def _encoder_threads(workers: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def page_table_rows(
+    batch: Sequence[Page], ingest: IngestConfig, *, images: bool = True
+) -> dict[str, list[dict]]:
+    """Rows of the index's own per-page tables for a batch of pages (every engine uses this).
+
+    ``images``: store encoded page images and crops (False: the document's ``sources`` row is
+    kept and they are rendered from it on demand; see ``IndexWriter.keep_sources``)."""
+    return {
+        PAGES: page_rows(batch, ingest.image_format, ingest.image_quality, images=images),
+        FIGURES: figure_rows(batch, images=images),
+    }
+
+
+def keeps_sources(store: LanceDBStore, ingest: IngestConfig) -> bool:
+    """Whether new documents keep their source file (``sources``) instead of encoded images:
+    schema-2 indexes with ``image_store="source"`` rendered by pymupdf (every engine uses this)."""
+    version = int((store.read_manifest() or {}).get("schema_version", 0))
+    return version >= 2 and ingest.image_store == "source" and ingest.renderer == "pymupdf"
+
+
+def table_schemas(legs: Mapping[str, Leg]) -> dict[str, Any]:
+    """Schema of every per-page table rows are written to (None: inferred from the rows)."""
+    schemas: dict[str, Any] = {
+        PAGES: PAGES_SCHEMA,
+        FIGURES: FIGURES_SCHEMA,
+        SOURCES: SOURCES_SCHEMA,
+    }
+    schemas.update({leg_table(n): leg_schema(leg) for n, leg in legs.items()})
+    return schemas
 
 
 def leg_schema(leg: Leg) -> Any:
