@@ -18,12 +18,20 @@ from mm_retriever.retrievers.base import (
     resolved_spec,
 )
 from mm_retriever.store.arrow import vector_type
+from mm_retriever.store.table_indexes import (
+    VECTOR_INDEX_TYPES,
+    ensure_vector_index,
+    find_index,
+)
 from mm_retriever.types import LegHit, Page
 
 if TYPE_CHECKING:
     from mm_retriever.store import LanceDBStore
 
 DEFAULT_TEXT_ENCODER = {"name": "sentence-transformers", "options": {"model": DEFAULT_TEXT_MODEL}}
+
+#: chunks from which the dense text leg searches an ANN index instead of scanning every vector
+DEFAULT_ANN_MIN_ROWS = 50_000
 
 
 def page_chunks(page: Page) -> list[tuple[int, str]]:
@@ -37,8 +45,13 @@ def page_chunks(page: Page) -> list[tuple[int, str]]:
 class TextRetriever(LegBase):
     """Dense retrieval over text chunks; a page scores the max cosine of its chunks.
 
-    Search is exact (brute-force cosine in LanceDB, no ANN index), with metadata filters applied
-    before the search. ``matched`` lists the page's matching chunk indices, best first.
+    Search is exact (brute-force cosine in LanceDB) until the table holds ``ann_min_rows``
+    chunks; from then on a writer keeps a LanceDB ANN index (``ann_index``: IVF_PQ by default)
+    on the vectors and queries probe ``nprobes`` partitions and re-rank ``refine_factor`` x the
+    asked rows by their exact cosine. Rows added since the index was built are scanned exactly
+    next to it. Metadata filters are applied before the search; a filter that leaves fewer than
+    ``ann_min_rows`` chunks is answered by an exact scan of those chunks. ``matched`` lists the
+    page's matching chunk indices, best first.
     """
 
     kind = "text"
@@ -51,11 +64,24 @@ class TextRetriever(LegBase):
         name: str = "text",
         device: str | None = None,
         chunks_per_page: int = 4,
+        ann_min_rows: int = DEFAULT_ANN_MIN_ROWS,
+        ann_index: str = "IVF_PQ",
+        nprobes: int = 32,
+        refine_factor: int = 10,
     ) -> None:
         super().__init__(name, device)
+        if ann_index not in VECTOR_INDEX_TYPES:
+            raise ValueError(
+                f"ann_index must be one of {', '.join(VECTOR_INDEX_TYPES)}, got {ann_index!r}"
+            )
         self.encoder_spec = normalize_spec(encoder, DEFAULT_TEXT_ENCODER)
         self.encoder = build_encoder(self.encoder_spec, device)
         self.chunks_per_page = max(1, int(chunks_per_page))
+        self.ann_min_rows = max(1, int(ann_min_rows))
+        self.ann_index = ann_index
+        self.nprobes = max(1, int(nprobes))
+        self.refine_factor = max(1, int(refine_factor))
+        self._ann: tuple[int, bool] | None = None  # (table version, has an ANN index)
 
     def schema(self) -> pa.Schema:
         return pa.schema(
@@ -84,6 +110,27 @@ class TextRetriever(LegBase):
             for i, (p, idx, text) in enumerate(items)
         ]
 
+    # ----------------------------------------------------------------- index
+    def refresh(self, store: LanceDBStore) -> None:
+        """After a write (writer, under the lock): build the ANN index once the table holds
+        ``ann_min_rows`` chunks; fold many new rows into an existing one."""
+        tbl = store.table(self.table)
+        if tbl is not None:
+            ensure_vector_index(
+                tbl, "vector", min_rows=self.ann_min_rows, index_type=self.ann_index
+            )
+
+    def has_ann_index(self, store: LanceDBStore) -> bool:
+        """Whether the table has an ANN index (looked up once per table version)."""
+        tbl = store.table(self.table)
+        if tbl is None:
+            return False
+        version = int(tbl.version)
+        if self._ann is None or self._ann[0] != version:
+            self._ann = (version, find_index(tbl, "vector", "vector") is not None)
+        return self._ann[1]
+
+    # ---------------------------------------------------------------- search
     def retrieve(
         self, store: LanceDBStore, query: Query, k: int, where: str | None = None
     ) -> list[LegHit]:
@@ -92,9 +139,14 @@ class TextRetriever(LegBase):
             return []
         qvec = encode_query_cached(self.encoder, query.text)
         total = tbl.count_rows(where) if where else tbl.count_rows()
+        ann = total >= self.ann_min_rows and self.has_ann_index(store)
         limit = min(total, k * self.chunks_per_page)
         while True:
             q = tbl.search(qvec, vector_column_name="vector").distance_type("cosine")
+            if ann:
+                q = q.nprobes(self.nprobes).refine_factor(self.refine_factor)
+            else:
+                q = q.bypass_vector_index()
             if where:
                 q = q.where(where, prefilter=True)
             rows = (
@@ -116,12 +168,16 @@ class TextRetriever(LegBase):
                 ),
                 k,
             )
-            if len(hits) >= k or limit >= total:
-                return hits
+            if len(hits) >= k or limit >= total or len(rows) < limit:
+                return hits  # enough pages, every row, or all the index could find
             limit = min(total, limit * 2)
 
     def config(self) -> dict[str, Any]:
         return {
             "encoder": resolved_spec(self.encoder_spec["name"], self.encoder),
             "chunks_per_page": self.chunks_per_page,
+            "ann_min_rows": self.ann_min_rows,
+            "ann_index": self.ann_index,
+            "nprobes": self.nprobes,
+            "refine_factor": self.refine_factor,
         }
