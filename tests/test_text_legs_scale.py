@@ -184,16 +184,20 @@ def test_dense_leg_switches_to_ann_with_filters_and_same_top_hits(
     assert cfg is not None and index_kind(cfg) == "vector"
 
     ann = MultimodalIndex.open(tmp_path / "idx")
+    ann_prefiltered = MultimodalIndex.open(tmp_path / "idx")
+    ann_prefiltered.legs["text"].exact_filtered_rows = 0  # filters go through the ANN search
     flat = MultimodalIndex.open(tmp_path / "idx")
-    flat.legs["text"].ann_min_rows = 10**9  # the same table, scanned exactly
+    flat.legs["text"].has_ann_index = lambda store: False  # the same table, scanned exactly
     assert ann.legs["text"].has_ann_index(ann.store)
     gamma = _doc_id(ann, "gamma")
+    where = f"doc_id = '{gamma}'"
     for query in QUERIES[:5]:
         got = _dense_hits(ann, query)
         assert got and got[:3] == _dense_hits(flat, query)[:3]
-        scoped = _dense_hits(ann, query, where=f"doc_id = '{gamma}'")
-        assert scoped == _dense_hits(flat, query, where=f"doc_id = '{gamma}'")
-        assert {d for d, _ in scoped} == {gamma}
+        want = _dense_hits(flat, query, where=where)
+        assert {d for d, _ in want} == {gamma}
+        assert _dense_hits(ann, query, where=where) == want  # exact over the filtered rows
+        assert _dense_hits(ann_prefiltered, query, where=where)[:3] == want[:3]
     assert _dense_hits(ann, "orchards pears tonnes")[0] == (gamma, 1)
 
 

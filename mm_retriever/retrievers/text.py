@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 
 from mm_retriever.config import DEFAULT_TEXT_MODEL
@@ -49,13 +50,17 @@ class TextRetriever(LegBase):
     chunks; from then on a writer keeps a LanceDB ANN index (``ann_index``: IVF_PQ by default)
     on the vectors and queries probe ``nprobes`` partitions and re-rank ``refine_factor`` x the
     asked rows by their exact cosine. Rows added since the index was built are scanned exactly
-    next to it. Metadata filters are applied before the search; a filter that leaves fewer than
-    ``ann_min_rows`` chunks is answered by an exact scan of those chunks. ``matched`` lists the
+    next to it. Metadata filters are applied before the search: with an ANN index, a filter that
+    leaves few chunks (``exact_filtered_rows``) is answered exactly from those chunks' vectors,
+    a broader one by the ANN search restricted to the matching rows. ``matched`` lists the
     page's matching chunk indices, best first.
     """
 
     kind = "text"
     matched_kind = "chunk"  # what LegHit.matched indexes
+    #: with an ANN index, a filter leaving at most this many chunks is answered exactly (a flat
+    #: scan with a prefilter reads every vector; an ANN search with one is approximate)
+    exact_filtered_rows = 10_000
 
     def __init__(
         self,
@@ -139,7 +144,9 @@ class TextRetriever(LegBase):
             return []
         qvec = encode_query_cached(self.encoder, query.text)
         total = tbl.count_rows(where) if where else tbl.count_rows()
-        ann = total >= self.ann_min_rows and self.has_ann_index(store)
+        ann = self.has_ann_index(store)
+        if ann and where and total <= self.exact_filtered_rows:
+            return self._exact(tbl, qvec, k, where)
         limit = min(total, k * self.chunks_per_page)
         while True:
             q = tbl.search(qvec, vector_column_name="vector").distance_type("cosine")
@@ -171,6 +178,30 @@ class TextRetriever(LegBase):
             if len(hits) >= k or limit >= total or len(rows) < limit:
                 return hits  # enough pages, every row, or all the index could find
             limit = min(total, limit * 2)
+
+    def _exact(self, tbl: Any, qvec: np.ndarray, k: int, where: str) -> list[LegHit]:
+        """Exact cosine over the few rows a filter leaves (read with their vectors at once)."""
+        data = (
+            tbl.search()
+            .where(where)
+            .select(["doc_id", "page_index", "chunk_index", "text", "vector"])
+            .limit(None)
+            .to_arrow()
+        )
+        if data.num_rows == 0:
+            return []
+        column = data.column("vector").combine_chunks()
+        vectors = column.flatten().to_numpy().reshape(len(column), -1)
+        q = np.asarray(qvec, dtype=np.float32).ravel()
+        norms = np.linalg.norm(vectors, axis=1) * max(float(np.linalg.norm(q)), 1e-12)
+        scores = (vectors @ q) / np.maximum(norms, 1e-12)
+        order = np.argsort(-scores, kind="stable")
+        doc_ids, pages, chunks, texts = (
+            data.column(c).to_pylist() for c in ("doc_id", "page_index", "chunk_index", "text")
+        )
+        return rank_pages(
+            ((doc_ids[i], pages[i], float(scores[i]), chunks[i], texts[i]) for i in order), k
+        )
 
     def config(self) -> dict[str, Any]:
         return {
