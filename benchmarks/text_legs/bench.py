@@ -244,6 +244,7 @@ def recall_grid(index: Any, queries: list[str], grid: list[tuple[int, int]]) -> 
         return ids.to_pylist(), time.perf_counter() - t0
 
     flat = [top(q, None, None) for q in qvecs]
+    print("flat done", file=sys.stderr, flush=True)
     out = [{"search": "flat", "recall@10": 1.0, "p50_ms": _pct([t for _, t in flat], 50)}]
     for nprobes, refine in grid:
         res = [top(q, nprobes, refine) for q in qvecs]
@@ -261,13 +262,15 @@ def recall_grid(index: Any, queries: list[str], grid: list[tuple[int, int]]) -> 
     return out
 
 
-def measure(index_path: str, grid: list[tuple[int, int]]) -> dict[str, Any]:
+def measure(
+    index_path: str, grid: list[tuple[int, int]], n_queries: int, out: Path | None
+) -> dict[str, Any]:
     import torch
 
     from mm_retriever.index import MultimodalIndex
 
     torch.set_num_threads(1)
-    queries = _queries()
+    queries = _queries()[:n_queries]
     first = {
         "lancedb (persistent full-text index)": [
             _fresh(index_path, queries[i], "lancedb") for i in range(3)
@@ -301,6 +304,7 @@ def measure(index_path: str, grid: list[tuple[int, int]]) -> dict[str, Any]:
         t0 = time.perf_counter()
         index.legs["bm25"].retrieve(index.store, Query(q), k=50)
         timings["bm25 leg"].append(time.perf_counter() - t0)
+    print("latency done", file=sys.stderr, flush=True)
     latency = {
         name: {
             "p50_ms": _pct(v, 50),
@@ -310,7 +314,7 @@ def measure(index_path: str, grid: list[tuple[int, int]]) -> dict[str, Any]:
         for name, v in timings.items()
     }
     leg = index.legs["text"]
-    return {
+    result = {
         "index": index_path,
         "chunks": index.store.count("leg_text"),
         "pages": index.store.count("leg_bm25"),
@@ -320,9 +324,13 @@ def measure(index_path: str, grid: list[tuple[int, int]]) -> dict[str, Any]:
         "ann_index_present": leg.has_ann_index(index.store),
         "open_to_first_answer": first,
         "hybrid_latency (text+bm25, k=5, query encoding included for corpus/within-doc)": latency,
-        "text_leg_recall_vs_flat": recall_grid(index, queries, grid),
-        "peak_rss_mib": round(_peak_rss_mib()),
+        "queries": len(queries),
     }
+    if out is not None:  # what is measured so far
+        out.write_text(json.dumps(result, indent=2) + "\n")
+    result["text_leg_recall_vs_flat"] = recall_grid(index, queries, grid)
+    result["peak_rss_mib"] = round(_peak_rss_mib())
+    return result
 
 
 def main() -> None:
@@ -334,7 +342,8 @@ def main() -> None:
     p.add_argument("--json")
     p.add_argument("--query", default="")
     p.add_argument("--engine", default="lancedb")
-    p.add_argument("--grid", default="16:5,32:5,32:10,64:10,64:20")
+    p.add_argument("--grid", default="16:5,32:10,64:10")
+    p.add_argument("--queries", type=int, default=200, help="dev questions to time")
     a = p.parse_args()
     if a.mode == "first":
         print(json.dumps(first_answer(a.index, a.query, a.engine)))
@@ -343,7 +352,8 @@ def main() -> None:
         result = build(Path(a.dev_index), Path(a.index), a.chunks)
     else:
         grid = [tuple(int(x) for x in g.split(":")) for g in a.grid.split(",")]
-        result = measure(a.index, grid)  # type: ignore[arg-type]
+        out = Path(a.json) if a.json else None
+        result = measure(a.index, grid, a.queries, out)  # type: ignore[arg-type]
     text = json.dumps(result, indent=2)
     print(text)
     if a.json:

@@ -60,6 +60,7 @@ def main() -> None:
     ap.add_argument("--dataset", type=Path, required=True)
     ap.add_argument("--snapshot", type=Path, required=True)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--engines", default="bm25s,lancedb")
     ap.add_argument("--reuse", action="store_true", help="use an existing snapshot as it is")
     ap.add_argument(
         "--bm25-weights", default="", help="hybrid with these BM25 weights too, e.g. 0.8,1.2"
@@ -74,6 +75,8 @@ def main() -> None:
         from mm_retriever.index import MultimodalIndex
 
         index = MultimodalIndex.open(a.snapshot)
+        with index.store.writer_lock():  # rebuilds the full-text index if its options changed
+            index.legs["bm25"].refresh(index.store)
     else:
         index = snapshot(a.index, a.snapshot)
     have = index.store.document_ids()
@@ -96,7 +99,7 @@ def main() -> None:
     }
     weights = {s.leg_name: s.weight for s in index.config.legs}
     extra = [float(w) for w in a.bm25_weights.split(",") if w]
-    for engine in ("bm25s", "lancedb"):
+    for engine in a.engines.split(","):
         leg.engine = engine
         runs: list[tuple[str, list[str] | None, float | None]] = [
             ("bm25", ["bm25"], None),

@@ -70,6 +70,7 @@ def fold_ascii(text: str) -> str:
 
 
 ENGINES = ("lancedb", "bm25s")
+SINGLE_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"
 
 
 class BM25Retriever(LegBase):
@@ -155,12 +156,13 @@ class BM25Retriever(LegBase):
     # ----------------------------------------------------- full-text index
     def fts_options(self) -> dict[str, Any]:
         """LanceDB ``FTS`` tokenizer options equal to this leg's bm25s tokenisation."""
-        stop_words = list(_stopword_list(self._stopwords)) if self.remove_stop_words else None
+        stop_words = list(_stopword_list(self._stopwords)) if self.remove_stop_words else []
         return {
             "language": self.language.capitalize(),
             "stem": self.stem,
-            "remove_stop_words": bool(stop_words),
-            "custom_stop_words": stop_words or None,
+            # bm25s keeps tokens of two or more word characters: one-character tokens go too
+            "remove_stop_words": True,
+            "custom_stop_words": stop_words + list(SINGLE_CHARACTERS),
             "ascii_folding": True,
             "lower_case": True,
             "with_position": False,
