@@ -465,6 +465,9 @@ class MultimodalIndex:
         t0 = time.perf_counter()
         with self._writing():
             tables = self.store.optimize(keep_versions_for=keep_versions_for)
+            for leg in self.legs.values():  # search indexes of the legs (ANN, full text)
+                if callable(refresh := getattr(leg, "refresh", None)):
+                    refresh(self.store)
         return OptimizeReport(
             tables=tables,
             bytes_before=before,

@@ -1,13 +1,25 @@
-"""BM25 leg: bm25s over page text (or chunks), stop words and Snowball stemming.
+"""BM25 leg: keyword search over page text (or chunks), stop words and Snowball stemming.
 
-The leg's table holds the text (one row per page or chunk). At query time the rows are held in
-memory as one bm25s index, built on first use and rebuilt only when the table's version changes
-(appends and deletes both change BM25 statistics), so a query costs one tokenisation and one
-sparse scoring pass. Statistics are corpus-wide; filters restrict which rows may be returned.
+Two engines (``engine``):
+
+- ``"lancedb"`` (default): LanceDB's full-text index on the leg's table, stored with it. A writer
+  builds it after the first write and keeps it current (``refresh``); LanceDB searches rows
+  added since then with a flat scan next to the index and masks deleted rows, and ``optimize``
+  folds new rows in. Opening an index loads nothing up front, so the first query is fast at any
+  size, and the index lives wherever the table does (local folder or object store).
+- ``"bm25s"``: the rows held in memory as one bm25s index, built on first use and rebuilt when
+  the table's version changes (appends and deletes both change BM25 statistics). Honours
+  ``k1``, ``b`` and ``method``; costs a full tokenisation of the corpus in every process.
+  Also the fallback of ``"lancedb"`` for an index written before the full-text index existed
+  (until its next write or ``optimize``: readers never write).
+
+Both tokenise alike: lower case, accents folded, the same stop word list, Snowball stemming.
+Statistics are corpus-wide; filters restrict which rows may be returned.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import unicodedata
 from collections.abc import Sequence
@@ -20,12 +32,15 @@ import pyarrow as pa
 from mm_retriever.protocols import Query
 from mm_retriever.retrievers.base import LegBase, rank_pages
 from mm_retriever.retrievers.text import page_chunks
+from mm_retriever.store.table_indexes import ensure_fts_index, find_index
 from mm_retriever.types import LegHit, Page
 
 if TYPE_CHECKING:
     import bm25s
 
     from mm_retriever.store import LanceDBStore
+
+log = logging.getLogger("mm_retriever")
 
 SCHEMA = pa.schema(
     [
@@ -54,12 +69,17 @@ def fold_ascii(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
+ENGINES = ("lancedb", "bm25s")
+SINGLE_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"
+
+
 class BM25Retriever(LegBase):
     """Keyword retrieval (BM25) over whole pages (``unit="page"``) or chunks (``"chunk"``).
 
     With chunks, a page scores its best chunk. Tokenisation: lower case, accents folded, stop
-    words removed and Snowball stemming for ``language`` (bm25s tokenizer + PyStemmer).
-    ``k1``, ``b`` and ``method`` are bm25s's BM25 parameters (Lucene's variant by default).
+    words removed and Snowball stemming for ``language``. ``engine``: ``"lancedb"`` (a
+    persistent full-text index in the table, BM25 with k1=1.2, b=0.75) or ``"bm25s"`` (in
+    memory; ``k1``, ``b`` and ``method`` are bm25s's parameters, Lucene's variant by default).
     """
 
     kind = "bm25"
@@ -78,10 +98,14 @@ class BM25Retriever(LegBase):
         k1: float = 1.5,
         b: float = 0.75,
         method: str = "lucene",
+        engine: Literal["lancedb", "bm25s"] = "lancedb",
     ) -> None:
         super().__init__(name, device)
         if unit not in ("page", "chunk"):
             raise ValueError(f"BM25 unit must be 'page' or 'chunk', got {unit!r}")
+        if engine not in ENGINES:
+            raise ValueError(f"BM25 engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        self.engine = engine
         self.unit = unit
         self.language = language
         self.stem = stem
@@ -95,6 +119,8 @@ class BM25Retriever(LegBase):
         self._corpus: _Corpus | None = None
         self._lock = threading.Lock()
         self._build_lock = threading.Lock()
+        self._fts: tuple[int, bool] | None = None  # (table version, has a full-text index)
+        self._warned_fallback = False
 
     def schema(self) -> pa.Schema:
         return SCHEMA
@@ -126,6 +152,55 @@ class BM25Retriever(LegBase):
                 return_ids=False,
                 show_progress=False,
             )
+
+    # ----------------------------------------------------- full-text index
+    def fts_options(self) -> dict[str, Any]:
+        """LanceDB ``FTS`` tokenizer options equal to this leg's bm25s tokenisation."""
+        stop_words = list(_stopword_list(self._stopwords)) if self.remove_stop_words else []
+        return {
+            "language": self.language.capitalize(),
+            "stem": self.stem,
+            # bm25s keeps tokens of two or more word characters: one-character tokens go too
+            "remove_stop_words": True,
+            "custom_stop_words": stop_words + list(SINGLE_CHARACTERS),
+            "ascii_folding": True,
+            "lower_case": True,
+            "with_position": False,
+        }
+
+    def refresh(self, store: LanceDBStore) -> None:
+        """After a write (writer, under the lock): build the full-text index, or fold new rows
+        into it (``engine="lancedb"``; the bm25s engine keeps nothing on disk)."""
+        if self.engine != "lancedb":
+            return
+        tbl = store.table(self.table)
+        if tbl is not None:
+            ensure_fts_index(tbl, "text", self.fts_options())
+
+    def has_fts_index(self, store: LanceDBStore) -> bool:
+        """Whether the table has a full-text index (looked up once per table version)."""
+        tbl = store.table(self.table)
+        if tbl is None:
+            return False
+        version = int(tbl.version)
+        if self._fts is None or self._fts[0] != version:
+            self._fts = (version, find_index(tbl, "text", "fts") is not None)
+        return self._fts[1]
+
+    def _uses_fts(self, store: LanceDBStore) -> bool:
+        if self.engine != "lancedb":
+            return False
+        if self.has_fts_index(store):
+            return True
+        if not self._warned_fallback and store.count(self.table):
+            self._warned_fallback = True
+            log.warning(
+                "leg '%s': the index has no full-text index yet (written by an older "
+                "mm-retriever); searching an in-memory BM25 index until the next write or "
+                "`mm-retriever compact` builds it",
+                self.name,
+            )
+        return False
 
     def _load(self, store: LanceDBStore) -> _Corpus | None:
         """The in-memory index of the table's current rows (rebuilt when the table changed)."""
@@ -192,8 +267,10 @@ class BM25Retriever(LegBase):
     def retrieve(
         self, store: LanceDBStore, query: Query, k: int, where: str | None = None
     ) -> list[LegHit]:
-        if k <= 0:
+        if k <= 0 or not query.text:
             return []
+        if self._uses_fts(store):
+            return self._retrieve_fts(store, query.text, k, where)
         scored = self.scores(store, query)
         if scored is None:
             return []
@@ -222,8 +299,42 @@ class BM25Retriever(LegBase):
                 return hits
             limit *= 2
 
+    def _retrieve_fts(
+        self, store: LanceDBStore, text: str, k: int, where: str | None
+    ) -> list[LegHit]:
+        """Top pages from LanceDB's full-text index (rows matching ``where`` only)."""
+        tbl = store.table(self.table)
+        assert tbl is not None
+        columns = ["doc_id", "page_index", "chunk_index", "_score"]
+        if self.unit == "chunk":
+            columns.append("text")
+        per_page = 1 if self.unit == "page" else self.candidates_per_page
+        limit = k * per_page
+        while True:
+            q = tbl.search(text, query_type="fts", fts_columns="text")
+            if where:
+                q = q.where(where, prefilter=True)
+            rows = q.select(columns).limit(limit).to_arrow().to_pylist()
+            hits = rank_pages(
+                (
+                    (
+                        r["doc_id"],
+                        int(r["page_index"]),
+                        float(r["_score"]),
+                        int(r["chunk_index"]) if r["chunk_index"] >= 0 else None,
+                        r.get("text") or "",
+                    )
+                    for r in rows
+                ),
+                k,
+            )
+            if len(hits) >= k or len(rows) < limit:
+                return hits  # enough pages, or every matching row
+            limit *= 2
+
     def config(self) -> dict[str, Any]:
         return {
+            "engine": self.engine,
             "unit": self.unit,
             "language": self.language,
             "stem": self.stem,
@@ -245,6 +356,15 @@ def _stemmer(language: str) -> Any:
             f"{', '.join(Stemmer.algorithms())}, or stem=False"
         )
     return Stemmer.Stemmer(name)
+
+
+def _stopword_list(name: str | list[str]) -> list[str]:
+    """The words of a bm25s stop word list (by the name bm25s knows it)."""
+    if not isinstance(name, str):
+        return list(name)
+    from bm25s.tokenization import _infer_stopwords
+
+    return list(_infer_stopwords(name))
 
 
 def _stopwords(language: str) -> str:

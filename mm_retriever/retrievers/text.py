@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 
 from mm_retriever.config import DEFAULT_TEXT_MODEL
@@ -18,12 +19,20 @@ from mm_retriever.retrievers.base import (
     resolved_spec,
 )
 from mm_retriever.store.arrow import vector_type
+from mm_retriever.store.table_indexes import (
+    VECTOR_INDEX_TYPES,
+    ensure_vector_index,
+    find_index,
+)
 from mm_retriever.types import LegHit, Page
 
 if TYPE_CHECKING:
     from mm_retriever.store import LanceDBStore
 
 DEFAULT_TEXT_ENCODER = {"name": "sentence-transformers", "options": {"model": DEFAULT_TEXT_MODEL}}
+
+#: chunks from which the dense text leg searches an ANN index instead of scanning every vector
+DEFAULT_ANN_MIN_ROWS = 50_000
 
 
 def page_chunks(page: Page) -> list[tuple[int, str]]:
@@ -37,12 +46,21 @@ def page_chunks(page: Page) -> list[tuple[int, str]]:
 class TextRetriever(LegBase):
     """Dense retrieval over text chunks; a page scores the max cosine of its chunks.
 
-    Search is exact (brute-force cosine in LanceDB, no ANN index), with metadata filters applied
-    before the search. ``matched`` lists the page's matching chunk indices, best first.
+    Search is exact (brute-force cosine in LanceDB) until the table holds ``ann_min_rows``
+    chunks; from then on a writer keeps a LanceDB ANN index (``ann_index``: IVF_PQ by default)
+    on the vectors and queries probe ``nprobes`` partitions and re-rank ``refine_factor`` x the
+    asked rows by their exact cosine. Rows added since the index was built are scanned exactly
+    next to it. Metadata filters are applied before the search: with an ANN index, a filter that
+    leaves few chunks (``exact_filtered_rows``) is answered exactly from those chunks' vectors,
+    a broader one by the ANN search restricted to the matching rows. ``matched`` lists the
+    page's matching chunk indices, best first.
     """
 
     kind = "text"
     matched_kind = "chunk"  # what LegHit.matched indexes
+    #: with an ANN index, a filter leaving at most this many chunks is answered exactly (a flat
+    #: scan with a prefilter reads every vector; an ANN search with one is approximate)
+    exact_filtered_rows = 10_000
 
     def __init__(
         self,
@@ -51,11 +69,24 @@ class TextRetriever(LegBase):
         name: str = "text",
         device: str | None = None,
         chunks_per_page: int = 4,
+        ann_min_rows: int = DEFAULT_ANN_MIN_ROWS,
+        ann_index: str = "IVF_PQ",
+        nprobes: int = 32,
+        refine_factor: int = 10,
     ) -> None:
         super().__init__(name, device)
+        if ann_index not in VECTOR_INDEX_TYPES:
+            raise ValueError(
+                f"ann_index must be one of {', '.join(VECTOR_INDEX_TYPES)}, got {ann_index!r}"
+            )
         self.encoder_spec = normalize_spec(encoder, DEFAULT_TEXT_ENCODER)
         self.encoder = build_encoder(self.encoder_spec, device)
         self.chunks_per_page = max(1, int(chunks_per_page))
+        self.ann_min_rows = max(1, int(ann_min_rows))
+        self.ann_index = ann_index
+        self.nprobes = max(1, int(nprobes))
+        self.refine_factor = max(1, int(refine_factor))
+        self._ann: tuple[int, bool] | None = None  # (table version, has an ANN index)
 
     def schema(self) -> pa.Schema:
         return pa.schema(
@@ -84,6 +115,27 @@ class TextRetriever(LegBase):
             for i, (p, idx, text) in enumerate(items)
         ]
 
+    # ----------------------------------------------------------------- index
+    def refresh(self, store: LanceDBStore) -> None:
+        """After a write (writer, under the lock): build the ANN index once the table holds
+        ``ann_min_rows`` chunks; fold many new rows into an existing one."""
+        tbl = store.table(self.table)
+        if tbl is not None:
+            ensure_vector_index(
+                tbl, "vector", min_rows=self.ann_min_rows, index_type=self.ann_index
+            )
+
+    def has_ann_index(self, store: LanceDBStore) -> bool:
+        """Whether the table has an ANN index (looked up once per table version)."""
+        tbl = store.table(self.table)
+        if tbl is None:
+            return False
+        version = int(tbl.version)
+        if self._ann is None or self._ann[0] != version:
+            self._ann = (version, find_index(tbl, "vector", "vector") is not None)
+        return self._ann[1]
+
+    # ---------------------------------------------------------------- search
     def retrieve(
         self, store: LanceDBStore, query: Query, k: int, where: str | None = None
     ) -> list[LegHit]:
@@ -92,9 +144,16 @@ class TextRetriever(LegBase):
             return []
         qvec = encode_query_cached(self.encoder, query.text)
         total = tbl.count_rows(where) if where else tbl.count_rows()
+        ann = self.has_ann_index(store)
+        if ann and where and total <= self.exact_filtered_rows:
+            return self._exact(tbl, qvec, k, where)
         limit = min(total, k * self.chunks_per_page)
         while True:
             q = tbl.search(qvec, vector_column_name="vector").distance_type("cosine")
+            if ann:
+                q = q.nprobes(self.nprobes).refine_factor(self.refine_factor)
+            else:
+                q = q.bypass_vector_index()
             if where:
                 q = q.where(where, prefilter=True)
             rows = (
@@ -116,12 +175,40 @@ class TextRetriever(LegBase):
                 ),
                 k,
             )
-            if len(hits) >= k or limit >= total:
-                return hits
+            if len(hits) >= k or limit >= total or len(rows) < limit:
+                return hits  # enough pages, every row, or all the index could find
             limit = min(total, limit * 2)
+
+    def _exact(self, tbl: Any, qvec: np.ndarray, k: int, where: str) -> list[LegHit]:
+        """Exact cosine over the few rows a filter leaves (read with their vectors at once)."""
+        data = (
+            tbl.search()
+            .where(where)
+            .select(["doc_id", "page_index", "chunk_index", "text", "vector"])
+            .limit(None)
+            .to_arrow()
+        )
+        if data.num_rows == 0:
+            return []
+        column = data.column("vector").combine_chunks()
+        vectors = column.flatten().to_numpy().reshape(len(column), -1)
+        q = np.asarray(qvec, dtype=np.float32).ravel()
+        norms = np.linalg.norm(vectors, axis=1) * max(float(np.linalg.norm(q)), 1e-12)
+        scores = (vectors @ q) / np.maximum(norms, 1e-12)
+        order = np.argsort(-scores, kind="stable")
+        doc_ids, pages, chunks, texts = (
+            data.column(c).to_pylist() for c in ("doc_id", "page_index", "chunk_index", "text")
+        )
+        return rank_pages(
+            ((doc_ids[i], pages[i], float(scores[i]), chunks[i], texts[i]) for i in order), k
+        )
 
     def config(self) -> dict[str, Any]:
         return {
             "encoder": resolved_spec(self.encoder_spec["name"], self.encoder),
             "chunks_per_page": self.chunks_per_page,
+            "ann_min_rows": self.ann_min_rows,
+            "ann_index": self.ann_index,
+            "nprobes": self.nprobes,
+            "refine_factor": self.refine_factor,
         }
