@@ -1,4 +1,7 @@
 #!/bin/bash
+# As run on 2026-11-29: $side is a detached checkout (`git worktree add --detach DIR COMMIT`) of
+# main f4f2974 (base) and of this branch at 4848cff (new), both run with this repository's venv
+# (PYTHONPATH puts the checkout first). Results: benchmarks/storage/results/.
 # Baseline (main f4f2974) and this branch, same settings, 10 dev docs, rapidocr, shared OCR cache.
 export MM_RETRIEVER_CACHE=/work/scratch/storage/cache
 for side in base new; do
