@@ -335,7 +335,7 @@ def measure(
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["build", "measure", "first"])
+    p.add_argument("mode", choices=["build", "measure", "first", "recall"])
     p.add_argument("--dev-index")
     p.add_argument("--index", required=True)
     p.add_argument("--chunks", type=int, default=100_000)
@@ -348,7 +348,13 @@ def main() -> None:
     if a.mode == "first":
         print(json.dumps(first_answer(a.index, a.query, a.engine)))
         return
-    if a.mode == "build":
+    if a.mode == "recall":  # the recall grid alone (on an index measured before)
+        from mm_retriever.index import MultimodalIndex
+
+        grid = [tuple(int(x) for x in g.split(":")) for g in a.grid.split(",")]
+        index = MultimodalIndex.open(a.index)
+        result = {"text_leg_recall_vs_flat": recall_grid(index, _queries()[: a.queries], grid)}
+    elif a.mode == "build":
         result = build(Path(a.dev_index), Path(a.index), a.chunks)
     else:
         grid = [tuple(int(x) for x in g.split(":")) for g in a.grid.split(",")]
