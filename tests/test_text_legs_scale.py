@@ -225,5 +225,5 @@ def test_text_leg_options_are_checked_and_recorded(tmp_path: Path, minilm_path: 
     index = MultimodalIndex.create(tmp_path / "idx", _text_config(minilm_path, ann_min_rows=7))
     reopened = MultimodalIndex.open(tmp_path / "idx")
     leg = reopened.legs["text"]
-    assert (leg.ann_min_rows, leg.ann_index) == (7, "IVF_PQ")
+    assert (leg.ann_min_rows, leg.ann_index) == (7, "IVF_SQ")
     assert index.legs["text"].config()["nprobes"] == leg.nprobes

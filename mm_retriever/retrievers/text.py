@@ -47,7 +47,7 @@ class TextRetriever(LegBase):
     """Dense retrieval over text chunks; a page scores the max cosine of its chunks.
 
     Search is exact (brute-force cosine in LanceDB) until the table holds ``ann_min_rows``
-    chunks; from then on a writer keeps a LanceDB ANN index (``ann_index``: IVF_PQ by default)
+    chunks; from then on a writer keeps a LanceDB ANN index (``ann_index``: IVF_SQ by default)
     on the vectors and queries probe ``nprobes`` partitions and re-rank ``refine_factor`` x the
     asked rows by their exact cosine. Rows added since the index was built are scanned exactly
     next to it. Metadata filters are applied before the search: with an ANN index, a filter that
@@ -70,9 +70,9 @@ class TextRetriever(LegBase):
         device: str | None = None,
         chunks_per_page: int = 4,
         ann_min_rows: int = DEFAULT_ANN_MIN_ROWS,
-        ann_index: str = "IVF_PQ",
+        ann_index: str = "IVF_SQ",
         nprobes: int = 32,
-        refine_factor: int = 10,
+        refine_factor: int = 5,
     ) -> None:
         super().__init__(name, device)
         if ann_index not in VECTOR_INDEX_TYPES:

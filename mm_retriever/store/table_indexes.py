@@ -63,7 +63,7 @@ def ensure_vector_index(
     column: str,
     *,
     min_rows: int,
-    index_type: str = "IVF_PQ",
+    index_type: str = "IVF_SQ",
     distance: str = "cosine",
 ) -> bool:
     """Build an ANN index on ``column`` once the table holds ``min_rows`` rows (a writer's job).
