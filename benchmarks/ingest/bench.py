@@ -157,6 +157,8 @@ def main() -> None:
         help="text encoder backend(s) for the pool run (torch, onnx); repeat",
     )
     ap.add_argument("--skip-before", action="store_true", help="no workers=1 run")
+    ap.add_argument("--skip-render", action="store_true", help="no render-only comparison")
+    ap.add_argument("--render-only", action="store_true", help="only the render comparison")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))
     args = ap.parse_args()
 
@@ -174,10 +176,12 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="mm-ingest-bench-") as tmp:
         work = Path(tmp)
-        result["render_only"] = render_only(files, dpi=144)
-        print(json.dumps(result["render_only"]), flush=True)
-        runs = [] if args.skip_before else [(1, None)]
-        runs += [(args.workers, b) for b in (args.text_backend or [None])]
+        if not args.skip_render:
+            result["render_only"] = render_only(files, dpi=144)
+            print(json.dumps(result["render_only"]), flush=True)
+        runs = [] if args.skip_before or args.render_only else [(1, None)]
+        if not args.render_only:
+            runs += [(args.workers, b) for b in (args.text_backend or [None])]
         for workers, backend in runs:
             run = build(files, workers, work, backend)
             print(json.dumps(run), flush=True)
