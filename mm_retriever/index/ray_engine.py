@@ -239,7 +239,9 @@ def read_pages(batch: pa.Table, ingest: dict[str, Any], batch_pages: int) -> Ite
 
 
 def _pages_of(batch: pa.Table) -> list[Any]:
-    """The unpickled pages of a batch (None where the row is a failure)."""
+    """The unpickled pages of a batch (None where the row is a failure). Only this job's own
+    read stage writes these columns (pickle is how Ray itself moves Python objects); nothing
+    pickled is ever stored in or read from an index."""
     return [
         pickle.loads(raw) if raw is not None and err is None else None
         for raw, err in zip(
@@ -297,7 +299,7 @@ def write_fragments(
 ) -> pa.Table:
     """Stage 4: every table's rows of these pages written as Lance fragments (uncommitted).
 
-    ``tables``: table name -> (dataset URI, pickled Arrow schema). ``sources``: doc_id -> file
+    ``tables``: table name -> (dataset URI, Arrow IPC schema bytes). ``sources``: doc_id -> file
     path when documents keep their source file (written with their first page; page images and
     crops are then not stored). Returns one row: the fragments per table (pickled), pages
     written per document, failures, seconds per stage.
@@ -341,7 +343,7 @@ def write_fragments(
         if not table_rows:
             continue
         uri, raw_schema = tables[table]
-        schema = pickle.loads(raw_schema)
+        schema = pa.ipc.read_schema(pa.py_buffer(raw_schema))
         faults.point(f"ray:write:{table}")
         fragments[table] = lance_write(
             rows_to_table(table_rows, schema), uri, schema=schema, storage_options=storage_options
@@ -575,7 +577,7 @@ def _run(
                 )
             tbl = store.ensure_table(table, schema)
         dataset = tbl.to_lance()
-        tables[table] = (dataset.uri, pickle.dumps(dataset.schema))
+        tables[table] = (dataset.uri, dataset.schema.serialize().to_pybytes())
 
     # every new document is pending before any of its rows exists (one write)
     marked = [

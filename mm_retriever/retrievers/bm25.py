@@ -32,7 +32,7 @@ import pyarrow as pa
 from mm_retriever.protocols import Query
 from mm_retriever.retrievers.base import LegBase, rank_pages
 from mm_retriever.retrievers.text import page_chunks
-from mm_retriever.store.table_indexes import ensure_fts_index, find_index
+from mm_retriever.store.table_indexes import IndexPresence, ensure_fts_index
 from mm_retriever.types import LegHit, Page
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ class BM25Retriever(LegBase):
         self._corpus: _Corpus | None = None
         self._lock = threading.Lock()
         self._build_lock = threading.Lock()
-        self._fts: tuple[int, bool] | None = None  # (table version, has a full-text index)
+        self._fts = IndexPresence("text", "fts")
         self._warned_fallback = False
 
     def schema(self) -> pa.Schema:
@@ -179,13 +179,7 @@ class BM25Retriever(LegBase):
 
     def has_fts_index(self, store: LanceDBStore) -> bool:
         """Whether the table has a full-text index (looked up once per table version)."""
-        tbl = store.table(self.table)
-        if tbl is None:
-            return False
-        version = int(tbl.version)
-        if self._fts is None or self._fts[0] != version:
-            self._fts = (version, find_index(tbl, "text", "fts") is not None)
-        return self._fts[1]
+        return self._fts(store.table(self.table))
 
     def _uses_fts(self, store: LanceDBStore) -> bool:
         if self.engine != "lancedb":

@@ -21,8 +21,8 @@ from mm_retriever.retrievers.base import (
 from mm_retriever.store.arrow import vector_type
 from mm_retriever.store.table_indexes import (
     VECTOR_INDEX_TYPES,
+    IndexPresence,
     ensure_vector_index,
-    find_index,
 )
 from mm_retriever.types import LegHit, Page
 
@@ -86,7 +86,7 @@ class TextRetriever(LegBase):
         self.ann_index = ann_index
         self.nprobes = max(1, int(nprobes))
         self.refine_factor = max(1, int(refine_factor))
-        self._ann: tuple[int, bool] | None = None  # (table version, has an ANN index)
+        self._ann = IndexPresence("vector", "vector")
 
     def schema(self) -> pa.Schema:
         return pa.schema(
@@ -127,13 +127,7 @@ class TextRetriever(LegBase):
 
     def has_ann_index(self, store: LanceDBStore) -> bool:
         """Whether the table has an ANN index (looked up once per table version)."""
-        tbl = store.table(self.table)
-        if tbl is None:
-            return False
-        version = int(tbl.version)
-        if self._ann is None or self._ann[0] != version:
-            self._ann = (version, find_index(tbl, "vector", "vector") is not None)
-        return self._ann[1]
+        return self._ann(store.table(self.table))
 
     # ---------------------------------------------------------------- search
     def retrieve(

@@ -36,6 +36,24 @@ def find_index(tbl: Table, column: str, kind: str) -> Any | None:
     return None
 
 
+class IndexPresence:
+    """Whether a table has an index of ``kind`` on ``column``, looked up once per table version
+    (readers ask on every query; the answer only changes with a new version)."""
+
+    def __init__(self, column: str, kind: str) -> None:
+        self.column = column
+        self.kind = kind
+        self._seen: tuple[int, bool] | None = None  # (table version, has the index)
+
+    def __call__(self, tbl: Table | None) -> bool:
+        if tbl is None:
+            return False
+        version = int(tbl.version)
+        if self._seen is None or self._seen[0] != version:
+            self._seen = (version, find_index(tbl, self.column, self.kind) is not None)
+        return self._seen[1]
+
+
 def index_kind(cfg: Any) -> str:
     """ "vector" (IvfPq, IvfHnswSq, ...), "fts" or "scalar" (BTree, Bitmap, ...)."""
     name = str(cfg.index_type).lower()
