@@ -7,6 +7,8 @@ or ``cc``) into a per-user cache (``$MM_RETRIEVER_KERNEL_CACHE`` or
 - ``_maxsim_amx.c`` (:func:`load`): x86-64 Linux CPUs with AMX-BF16 and AVX512-BF16;
 - ``_maxsim_generic.c`` (:func:`load_generic`): any CPU, float32 SIMD code built with
   ``-march=native`` (AVX2 / AVX-512 / NEON).
+- ``_maxsim_binary.c`` (:func:`load_binary`): any CPU, float query against sign-bit page
+  vectors through per-byte lookup tables (the ``binary`` first stage).
 
 Wherever one cannot be had (another CPU, no compiler, the OS refusing AMX) its loader returns
 ``None`` and :func:`unavailable_reason` says why; callers then use the next exact path.
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("_maxsim_amx.c")
 GENERIC_SOURCE = Path(__file__).with_name("_maxsim_generic.c")
+BINARY_SOURCE = Path(__file__).with_name("_maxsim_binary.c")
 CFLAGS = ("-O3", "-std=c11", "-mavx512f", "-mavx512bf16", "-mamx-tile", "-mamx-bf16")
 CFLAGS += ("-mf16c", "-shared", "-fPIC", "-D_GNU_SOURCE")
 REQUIRED_FLAGS = ("avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
@@ -98,15 +101,28 @@ def _load() -> ctypes.CDLL:
     return lib
 
 
-def _load_generic() -> ctypes.CDLL:
+def _build_portable(source: Path) -> ctypes.CDLL:
+    """``source`` built with ``-march=native`` (or portable code where the flag is refused)."""
     compiler = os.environ.get("CC", "cc")
     arch = "-mcpu=native" if platform.machine().lower() in ("aarch64", "arm64") else "-march=native"
     base = ("-O3", "-std=c11", "-ffp-contract=fast", "-Wno-psabi", "-shared", "-fPIC")
     try:
-        path = _build(compiler, GENERIC_SOURCE, (*base, arch))
+        path = _build(compiler, source, (*base, arch))
     except RuntimeError:  # a compiler without -march=native: portable code
-        path = _build(compiler, GENERIC_SOURCE, base)
-    lib = ctypes.CDLL(str(path))
+        path = _build(compiler, source, base)
+    return ctypes.CDLL(str(path))
+
+
+def _load_binary() -> ctypes.CDLL:
+    lib = _build_portable(BINARY_SOURCE)
+    i64, i32, p = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
+    lib.mm_maxsim_binary.restype = ctypes.c_int
+    lib.mm_maxsim_binary.argtypes = [p, i64, p, p, i64, p, i32, i32, p]
+    return lib
+
+
+def _load_generic() -> ctypes.CDLL:
+    lib = _build_portable(GENERIC_SOURCE)
     i64, i32, p = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
     lib.mm_maxsim_generic.restype = ctypes.c_int
     lib.mm_maxsim_generic.argtypes = [p, i32, i64, p, p, i64, p, i32, p, i32, p, i64]
@@ -135,6 +151,11 @@ def load_generic() -> ctypes.CDLL | None:
     return _cached("cpu", _load_generic)
 
 
+def load_binary() -> ctypes.CDLL | None:
+    """The sign-bit MaxSim kernel library, or ``None`` where it cannot be built here."""
+    return _cached("binary", _load_binary)
+
+
 def unavailable_reason(name: str = "amx") -> str | None:
-    """Why kernel ``name`` ("amx" or "cpu") did not load (``None`` when loaded or not tried)."""
+    """Why kernel ``name`` ("amx", "cpu", "binary") did not load (``None``: loaded or not tried)."""
     return _state.get(f"{name}_reason")  # type: ignore[return-value]

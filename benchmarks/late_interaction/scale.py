@@ -15,11 +15,9 @@ build time (first stage from a streaming read of the table).
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import shutil
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -86,36 +84,42 @@ class Corpus:
         return out
 
 
-def write_table(root: Path, corpus: Corpus, n_pages: int) -> tuple[Any, float]:
+def write_table(root: Path, corpus: Corpus, n_pages: int, reuse: bool = False) -> tuple[Any, float]:
+    """The synthetic corpus as one Lance table, written in one streaming commit.
+
+    With ``reuse``, a table this function wrote earlier for the same corpus (``corpus.json``
+    records size, tokens and seed) is opened instead of written again.
+    """
+    import json
+
     import lancedb
 
+    stamp = {"pages": n_pages, "tokens": corpus.tokens, "seed": corpus.seed, "dim": DIM}
+    marker = root / "corpus.json"
+    if reuse and marker.exists() and json.loads(marker.read_text()) == stamp:
+        return lancedb.connect(str(root)).open_table("leg_page"), 0.0
     if root.exists():
         shutil.rmtree(root)
     db = lancedb.connect(str(root))
     vtype = multivector_type(DIM, "float16")
     schema = pa.schema([("doc_id", pa.string()), ("page_index", pa.int32()), ("vectors", vtype)])
+
+    def batches():
+        for start in range(0, n_pages, BATCH):
+            n = min(BATCH, n_pages - start)
+            ids = np.arange(start, start + n)
+            yield pa.RecordBatch.from_arrays(
+                [
+                    pa.array([f"doc{i // 20:07d}" for i in ids]),
+                    pa.array((ids % 20).astype(np.int32)),
+                    multivector_array(list(corpus.batch(start, n)), vtype),
+                ],
+                schema=schema,
+            )
+
     t0 = time.perf_counter()
-    tbl = None
-    for start in range(0, n_pages, BATCH):
-        n = min(BATCH, n_pages - start)
-        pages = corpus.batch(start, n)
-        ids = np.arange(start, start + n)
-        data = pa.Table.from_arrays(
-            [
-                pa.array([f"doc{i // 20:07d}" for i in ids]),
-                pa.array((ids % 20).astype(np.int32)),
-                multivector_array(list(pages), vtype),
-            ],
-            schema=schema,
-        )
-        if tbl is None:
-            tbl = db.create_table("leg_page", data, schema=schema)
-        else:
-            tbl.add(data)
-    if tbl.stats()["fragment_stats"]["num_fragments"] > 1:
-        with warnings.catch_warnings():  # one writer, no readers: drop the pre-compaction files
-            warnings.filterwarnings("ignore", message=".*removes every version.*")
-            tbl.optimize(cleanup_older_than=dt.timedelta(0))
+    tbl = db.create_table("leg_page", pa.RecordBatchReader.from_batches(schema, batches()))
+    marker.write_text(json.dumps(stamp))
     return tbl, time.perf_counter() - t0
 
 

@@ -12,6 +12,9 @@
 
 - ``cascade``: ``mean`` picks ``prefilter`` pages, ``binary`` MaxSim keeps the best of those:
   about the recall of ``binary`` at about the cost of ``mean``; RAM is both.
+- ``ivf``: centroid inverted lists (``mm_retriever.multivector.ivf``): only pages on the lists of
+  the query vectors' nearest centres are scored, so the cost follows the candidates, not the corpus.
+- ``ivf_binary``: ``ivf`` picks ``prefilter`` pages, ``binary`` MaxSim keeps the best of those.
 
 Every first stage offers ``candidates(query, n, allowed_rows)``: rows of its ``n`` best pages.
 """
@@ -26,11 +29,9 @@ import numpy as np
 from mm_retriever.errors import MissingExtraError
 from mm_retriever.multivector.base import top_k
 from mm_retriever.multivector.flat import FlatMultiVectors
-from mm_retriever.multivector.kernel import maxsim_scores
-from mm_retriever.multivector.quantize import segment_means, sign_bits, unpack_signs
-
-# Page vectors unpacked from sign bits per scoring step (keeps the +-1 block in cache-sized RAM).
-_BINARY_STEP_TOKENS = 1 << 16
+from mm_retriever.multivector.ivf import IvfFirstStage
+from mm_retriever.multivector.kernel import binary_maxsim, maxsim_scores
+from mm_retriever.multivector.quantize import segment_means, sign_bits
 
 
 class _ScanFirstStage:
@@ -66,30 +67,8 @@ class BinaryFirstStage(_ScanFirstStage):
         self.codes.delete(rows)
 
     def score(self, query: Any, rows: np.ndarray | None = None) -> np.ndarray:
-        """Binary MaxSim of every page (or ``rows``) in steps of about 64k page vectors."""
-        q = np.asarray(query.float().cpu().numpy() if hasattr(query, "detach") else query)
-        q = q.astype(np.float32, copy=False)
-        offsets = self.codes.offsets
-        order = np.arange(len(self.codes)) if rows is None else np.asarray(rows, np.int64)
-        out = np.zeros(order.shape[0], dtype=np.float32)
-        lengths = np.diff(offsets)[order]
-        cum = np.cumsum(lengths)
-        i = 0
-        while i < order.shape[0]:
-            base = cum[i - 1] if i else 0
-            j = max(i + 1, int(np.searchsorted(cum, base + _BINARY_STEP_TOKENS, side="right")))
-            block = order[i:j]
-            if rows is None:  # contiguous: slice, no copy of the codes
-                start, stop = offsets[block[0]], offsets[block[-1] + 1]
-                bits, offs = (
-                    self.codes.values[start:stop],
-                    offsets[block[0] : block[-1] + 2] - start,
-                )
-            else:
-                bits, offs = self.codes.take(block)
-            out[i:j] = maxsim_scores(q, unpack_signs(bits), offs)
-            i = j
-        return out
+        """Binary MaxSim of every page (or ``rows``): float query against the +-1 vectors."""
+        return binary_maxsim(query, self.codes.values, self.codes.offsets, rows)
 
     def config(self) -> dict[str, Any]:
         return {"first_stage": self.kind}
@@ -207,34 +186,43 @@ class CascadeFirstStage:
         if prefilter < 1:
             raise ValueError(f"prefilter must be >= 1, got {prefilter}")
         self.prefilter = prefilter
-        self.mean = MeanFirstStage(dim, segments)
+        self.coarse: MeanFirstStage | IvfFirstStage = MeanFirstStage(dim, segments)
         self.binary = BinaryFirstStage(dim)
 
     def __len__(self) -> int:
-        return len(self.mean)
+        return len(self.coarse)
 
     @property
     def nbytes(self) -> int:
-        return self.mean.nbytes + self.binary.nbytes
+        return self.coarse.nbytes + self.binary.nbytes
 
     def add(self, multivectors: Sequence[np.ndarray]) -> None:
-        self.mean.add(multivectors)
+        self.coarse.add(multivectors)
         self.binary.add(multivectors)
 
     def delete(self, rows: np.ndarray) -> None:
-        self.mean.delete(rows)
+        self.coarse.delete(rows)
         self.binary.delete(rows)
 
     def candidates(self, query: Any, n: int, allowed_rows: np.ndarray | None = None) -> np.ndarray:
-        pre = np.sort(self.mean.candidates(query, max(n, self.prefilter), allowed_rows))
+        pre = np.sort(self.coarse.candidates(query, max(n, self.prefilter), allowed_rows))
         return pre[top_k(self.binary.score(query, pre), n)]
 
     def config(self) -> dict[str, Any]:
-        return {
-            "first_stage": self.kind,
-            "segments": self.mean.segments,
-            "prefilter": self.prefilter,
-        }
+        coarse = {k: v for k, v in self.coarse.config().items() if k != "first_stage"}
+        return {"first_stage": self.kind, **coarse, "prefilter": self.prefilter}
+
+
+class IvfBinaryFirstStage(CascadeFirstStage):
+    """Centroid inverted lists pick ``prefilter`` pages; binary MaxSim keeps the best ``n``."""
+
+    kind = "ivf_binary"
+
+    def __init__(
+        self, dim: int, centroids: int = 4096, nprobe: int = 4, prefilter: int = 3000
+    ) -> None:
+        super().__init__(dim, 1, prefilter)
+        self.coarse = IvfFirstStage(dim, centroids, nprobe)
 
 
 FIRST_STAGES = {
@@ -242,12 +230,20 @@ FIRST_STAGES = {
     "mean": MeanFirstStage,
     "ann": AnnFirstStage,
     "cascade": CascadeFirstStage,
+    "ivf": IvfFirstStage,
+    "ivf_binary": IvfBinaryFirstStage,
 }
-FirstStage = BinaryFirstStage | MeanFirstStage | AnnFirstStage | CascadeFirstStage
+FirstStage = BinaryFirstStage | MeanFirstStage | AnnFirstStage | CascadeFirstStage | IvfFirstStage
 
 
 def build_first_stage(
-    kind: str, dim: int, segments: int = 8, probe: int = 64, prefilter: int = 3000
+    kind: str,
+    dim: int,
+    segments: int = 8,
+    probe: int = 64,
+    prefilter: int = 3000,
+    centroids: int = 4096,
+    nprobe: int = 4,
 ) -> FirstStage:
     if kind == "binary":
         return BinaryFirstStage(dim)
@@ -257,4 +253,8 @@ def build_first_stage(
         return AnnFirstStage(dim, segments, probe)
     if kind == "cascade":
         return CascadeFirstStage(dim, segments, prefilter)
+    if kind == "ivf":
+        return IvfFirstStage(dim, centroids, nprobe)
+    if kind == "ivf_binary":
+        return IvfBinaryFirstStage(dim, centroids, nprobe, prefilter)
     raise ValueError(f"unknown first stage {kind!r}; choose one of {sorted(FIRST_STAGES)}")

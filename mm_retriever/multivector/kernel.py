@@ -47,3 +47,50 @@ def maxsim_scores_batch(
     r = None if rows is None else as_torch(np.asarray(rows, dtype=np.int64))
     qs = [as_torch(q) for q in queries]
     return maxsim_flat_batch(qs, as_torch(values), as_torch(offsets), r).float().cpu().numpy()
+
+
+def _sign_lut(q: np.ndarray, groups: int) -> np.ndarray:
+    """``[W, 256, groups * 16]`` float32: per byte position and byte value, each query token's
+    dot product with that byte's 8 dimensions as +-1 (np.packbits order, bit 7 first)."""
+    tokens, dim = q.shape
+    padded = np.zeros((groups * 16, dim), dtype=np.float32)
+    padded[:tokens] = q
+    patterns = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float32)
+    patterns = 2.0 * patterns - 1.0  # [256, 8]
+    by_byte = padded.reshape(groups * 16, dim // 8, 8)
+    return np.ascontiguousarray(np.einsum("bk,twk->wbt", patterns, by_byte), dtype=np.float32)
+
+
+def binary_maxsim(
+    query: Any, bits: np.ndarray, offsets: np.ndarray, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """MaxSim of a float ``query [Q, D]`` against pages of packed sign bits (``uint8 [T, D/8]``).
+
+    Equal (up to float32 summation order) to ``maxsim_scores(query, unpack_signs(bits), ...)``;
+    the compiled lookup-table kernel where it builds, else exactly that unpacking.
+    """
+    from mm_retriever import maxsim, maxsim_native
+    from mm_retriever.multivector.quantize import unpack_signs
+
+    q = np.asarray(query.float().cpu().numpy() if hasattr(query, "detach") else query)
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    bits = np.ascontiguousarray(bits, dtype=np.uint8)
+    offs = np.ascontiguousarray(offsets, dtype=np.int64)
+    order = np.arange(offs.size - 1) if rows is None else np.asarray(rows, dtype=np.int64)
+    order = np.ascontiguousarray(order)
+    lib = maxsim_native.load_binary()
+    if lib is None or q.shape[0] == 0:
+        return maxsim_scores(q, unpack_signs(bits), offs, order)
+    groups = max(1, -(-q.shape[0] // 16))
+    lut = _sign_lut(q, groups)
+    out = np.empty(order.size, dtype=np.float32)
+    width = bits.shape[1]
+
+    def run(start: int, stop: int) -> int:
+        return lib.mm_maxsim_binary(
+            bits.ctypes.data, width, offs.ctypes.data, order.ctypes.data + 8 * start,
+            stop - start, lut.ctypes.data, groups, q.shape[0], out.ctypes.data + 4 * start,
+        )  # fmt: skip
+
+    maxsim._run_chunks(run, order.size)
+    return out

@@ -20,7 +20,7 @@ Fetch = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 class TwoStageIndex(KeyedIndex):
-    """A first stage (``binary``, ``mean``, ``ann``, ``cascade``), exact rerank of its best."""
+    """A compact first stage (``FIRST_STAGES``) picks candidates; exact MaxSim reranks them."""
 
     kind = "two_stage"
 
@@ -34,13 +34,17 @@ class TwoStageIndex(KeyedIndex):
         candidates: int = 300,
         probe: int = 64,
         prefilter: int = 3000,
+        centroids: int = 4096,
+        nprobe: int = 4,
     ) -> None:
         if candidates < 1:
             raise ValueError(f"candidates must be >= 1, got {candidates}")
         self.dim = dim
         self.fetch = fetch
         self.candidates = candidates
-        self.first = build_first_stage(first_stage, dim, segments, probe, prefilter)
+        self.first = build_first_stage(
+            first_stage, dim, segments, probe, prefilter, centroids, nprobe
+        )
         self._rows = KeyedRows()
 
     @property

@@ -7,8 +7,9 @@ first (``pool_factor``, colpali-engine's hierarchical token pooler). Searching g
 
 - ``"exact"``: every stored vector flat in RAM, exact MaxSim over all (or the filtered) pages.
 - ``"two_stage"``: a compact first stage in RAM (``first_stage``: ``"mean"`` segment means,
-  ``"binary"`` sign bits, ``"cascade"``: means then sign bits, or ``"ann"``: an HNSW graph
-  over the segment means) picks
+  ``"binary"`` sign bits, ``"cascade"``: means then sign bits, ``"ann"``: an HNSW graph
+  over the segment means, ``"ivf"``: inverted lists of ``centroids`` k-means centres probed
+  ``nprobe`` a query vector, or ``"ivf_binary"``: those lists, then sign bits) picks
   ``candidates`` pages; their stored vectors are read by row from
   the Lance table and reranked by exact MaxSim.
 
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
 DEFAULT_PAGE_ENCODER = {"name": "colpali", "options": {"model": DEFAULT_PAGE_MODEL}}
 STORAGE_DTYPES = ("float16", "float32", "int8")
 INDEX_TYPES = ("exact", "two_stage")
-FIRST_STAGES = ("mean", "binary", "ann", "cascade")
+FIRST_STAGES = ("mean", "binary", "ann", "cascade", "ivf", "ivf_binary")
 _KEYS = ["doc_id", "page_index"]
 _BUILD_BATCH = 2048
 
@@ -77,12 +78,14 @@ class PageImageRetriever(LegBase):
         device: str | None = None,
         storage_dtype: Literal["float16", "float32", "int8"] = "float16",
         index: Literal["exact", "two_stage"] = "exact",
-        first_stage: Literal["mean", "binary", "ann", "cascade"] = "cascade",
+        first_stage: Literal["mean", "binary", "ann", "cascade", "ivf", "ivf_binary"] = "cascade",
         segments: int = 8,
         candidates: int = 300,
         probe: int = 64,
         prefilter: int = 3000,
         pool_factor: int = 1,
+        centroids: int = 65536,
+        nprobe: int = 4,
     ) -> None:
         super().__init__(name, device)
         if storage_dtype not in STORAGE_DTYPES:
@@ -98,6 +101,8 @@ class PageImageRetriever(LegBase):
             ("candidates", candidates),
             ("probe", probe),
             ("prefilter", prefilter),
+            ("centroids", centroids),
+            ("nprobe", nprobe),
         ):
             if int(value) < 1:
                 raise ValueError(f"{label} must be >= 1, got {value!r}")
@@ -113,6 +118,8 @@ class PageImageRetriever(LegBase):
         self.probe = int(probe)
         self.prefilter = int(prefilter)
         self.pool_factor = int(pool_factor)
+        self.centroids = int(centroids)
+        self.nprobe = int(nprobe)
         self._mv: ExactIndex | TwoStageIndex | None = None
         self._version: int | None = None
         self._table: Table | None = None
@@ -211,6 +218,8 @@ class PageImageRetriever(LegBase):
             candidates=self.candidates,
             probe=self.probe,
             prefilter=self.prefilter,
+            centroids=self.centroids,
+            nprobe=self.nprobe,
         )
 
     def _add_from(self, mv: ExactIndex | TwoStageIndex, batches: Any) -> None:
@@ -337,4 +346,6 @@ class PageImageRetriever(LegBase):
             "probe": self.probe,
             "prefilter": self.prefilter,
             "pool_factor": self.pool_factor,
+            "centroids": self.centroids,
+            "nprobe": self.nprobe,
         }
