@@ -302,3 +302,52 @@ def test_two_stage_follows_adds_deletes_and_image_queries(tmp_path, pdfs, tiny_c
 
     reopened = MultimodalIndex.open(index.uri)
     assert leg_scores(reopened, "tide") == pytest.approx(leg_scores(index, "tide"), rel=1e-5)
+
+
+# ------------------------------------------------------------------ saved first stages
+@pytest.mark.parametrize("first_stage", ["mean", "binary", "cascade", "ivf", "ivf_binary"])
+def test_two_stage_state_round_trip(first_stage, tmp_path) -> None:
+    from mm_retriever.multivector.persist import load_state, save_state
+
+    pages, queries = clustered_pages(300)
+    opts = {"centroids": 16, "nprobe": 2} if first_stage.startswith("ivf") else {}
+    two, store = in_memory_two_stage(pages, first_stage=first_stage, candidates=30, **opts)
+    save_state(tmp_path, 7, two.config(), two.state())
+    version, arrays = load_state(tmp_path, 9, two.config())
+    assert version == 7 and load_state(tmp_path, 6, two.config()) is None
+    again = TwoStageIndex(64, store.take, first_stage=first_stage, candidates=30, **opts)
+    again.restore(arrays)
+    assert again.keys == two.keys and again.config() == two.config()
+    for q in queries[:5]:
+        a, b = two.search(torch.from_numpy(q), 10), again.search(torch.from_numpy(q), 10)
+        assert a[0].tolist() == b[0].tolist()
+    # the restored index keeps changing in place (memory-mapped copy-on-write)
+    again.delete(keys_for(5))
+    extra, _ = clustered_pages(3, seed=5)
+    again.add(keys_for(3, start=900), extra)
+    assert len(again) == len(again.first) == 298
+    save_state(tmp_path, 8, again.config(), again.state())
+    assert [p.name.split("-")[0] for p in tmp_path.glob("v*")] == ["v8"]  # older state dropped
+
+
+def test_saved_first_stage_is_loaded_by_the_next_process(tmp_path, pdfs, tiny_colpali) -> None:  # noqa: F811
+    options = {"index": "two_stage", "first_stage": "ivf", "centroids": 4, "candidates": 3}
+    index = make_index(tmp_path / "index", tiny_colpali, options)
+    index.add([pdfs[0]])
+    first = leg_scores(index, "rainfall")
+    saved = list((tmp_path / "index" / "_page_index").rglob("meta.json"))
+    assert len(saved) == 1
+
+    other = MultimodalIndex.open(index.uri)
+    leg = other.legs["page"]
+
+    def no_full_read(*_a, **_k):
+        raise AssertionError("the saved state should have been loaded, not rebuilt")
+
+    leg._build = no_full_read
+    assert leg_scores(other, "rainfall") == pytest.approx(first, rel=1e-5)
+    assert leg._mv.first.trained
+
+    index.add([pdfs[1]])  # another writer: the loaded state takes only the new rows
+    found = leg_scores(other, "lighthouse", k=7)
+    assert len(leg._mv) == 7 and len(found) == 3

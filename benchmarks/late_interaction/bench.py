@@ -89,6 +89,11 @@ def main() -> None:
     )
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--reps", default=None, help="comma-separated representation names to run")
+    ap.add_argument(
+        "--reuse-tables",
+        action="store_true",
+        help="open a synthetic table an earlier run wrote under --work (same size, tokens, seed)",
+    )
     args = ap.parse_args()
     if args.sizes == "none":  # kernel and/or quality only
         sizes = []
@@ -120,7 +125,9 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     for n in sizes:
         result["scale"].extend(
-            scale.run_size(args.work, n, args.tokens, args.queries, 2 * 2**30, log)
+            scale.run_size(
+                args.work, n, args.tokens, args.queries, 2 * 2**30, log, reuse=args.reuse_tables
+            )
         )
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))

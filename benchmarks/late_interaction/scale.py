@@ -214,7 +214,51 @@ REPRESENTATIONS: dict[str, dict[str, Any]] = {
         "probe": 64,
         "candidates": 1000,
     },
+    # centroid inverted lists: one build, measured at several query-time settings (variants)
+    "two_stage-ivf-K65536": {
+        "index": "two_stage",
+        "first_stage": "ivf",
+        "centroids": 65536,
+        "nprobe": 4,
+        "candidates": 300,
+        "variants": [
+            {"nprobe": 4, "candidates": 100},
+            {"nprobe": 4, "candidates": 300},
+            {"nprobe": 8, "candidates": 300},
+        ],
+    },
+    "two_stage-ivf_binary-K65536": {
+        "index": "two_stage",
+        "first_stage": "ivf_binary",
+        "centroids": 65536,
+        "nprobe": 4,
+        "prefilter": 2000,
+        "candidates": 100,
+        "variants": [{"nprobe": 4, "prefilter": 2000, "candidates": 100}],
+    },
 }
+#: First stages whose query cost is a scan of every page (skipped above ``scan_max_pages``).
+SCANS = {"binary", "mean", "cascade", None}
+
+
+def set_variant(index: Any, variant: dict[str, Any]) -> None:
+    """Apply query-time settings (``nprobe``, ``prefilter``, ``candidates``) to a built index."""
+    first = index.first
+    coarse = getattr(first, "coarse", first)
+    for key, value in variant.items():
+        if key == "candidates":
+            index.candidates = value
+        elif key == "prefilter":
+            first.prefilter = value
+        elif key == "nprobe":
+            coarse.nprobe = value
+        else:
+            raise ValueError(f"not a query-time setting: {key}")
+
+
+def variant_name(name: str, variant: dict[str, Any]) -> str:
+    short = {"nprobe": "n", "prefilter": "P", "candidates": "C"}
+    return name + "-" + "-".join(f"{short[k]}{v}" for k, v in variant.items())
 
 
 def run_size(
@@ -225,11 +269,14 @@ def run_size(
     exact_ram_limit: int,
     log: Any,
     ann_max_pages: int = 20_000,
+    scan_max_pages: int = 200_000,
+    reuse: bool = False,
 ) -> list[dict[str, Any]]:
     corpus = Corpus(tokens)
-    tbl, write_s = write_table(root / f"pages-{n_pages}", corpus, n_pages)
+    tbl, write_s = write_table(root / f"pages-{n_pages}", corpus, n_pages, reuse=reuse)
     disk = folder_bytes(root / f"pages-{n_pages}" / "leg_page.lance")
-    log(f"{n_pages} pages x {tokens} tokens written in {write_s:.1f}s, {disk / n_pages:.0f} B/page")
+    how = "reused" if reuse and write_s == 0.0 else f"written in {write_s:.1f}s"
+    log(f"{n_pages} pages x {tokens} tokens {how}, {disk / n_pages:.0f} B/page")
     queries = corpus.queries(n_pages, n_queries)
     truth, truth_s = exact_truth(tbl, queries)
     log(f"exact truth (streaming, {n_queries} queries batched) {truth_s:.1f}s")
@@ -238,26 +285,32 @@ def run_size(
         if rep.get("first_stage") == "ann" and n_pages > ann_max_pages:
             log(f"{name}: skipped (HNSW build ran at ~1k vectors/s on this box)")
             continue
+        if rep.get("first_stage") in SCANS and rep["index"] != "exact" and n_pages > scan_max_pages:
+            log(f"{name}: skipped (scans every page: linear, see the growth curve)")
+            continue
         if rep["index"] == "exact":
             if n_pages * tokens * DIM * 2 > exact_ram_limit:
                 log(f"{name}: skipped (would hold {n_pages * tokens * DIM * 2 / 2**30:.1f} GiB)")
                 continue
             index = ExactIndex(DIM)
         else:
-            opts = {k: v for k, v in rep.items() if k != "index"}
+            opts = {k: v for k, v in rep.items() if k not in ("index", "variants")}
             index = TwoStageIndex(DIM, fetcher(tbl), **opts)
         build_s = build(tbl, index)
-        row = {
-            "pages": n_pages,
-            "tokens_per_page": tokens,
-            "representation": name,
-            **measure(index, queries, truth),
-            "ram_bytes_per_page": round(index.nbytes / n_pages, 1),
-            "disk_bytes_per_page": round(disk / n_pages, 1),
-            "build_s": round(build_s, 2),
-            "options": rep,
-        }
-        log(str(row))
-        rows.append(row)
+        for variant in rep.get("variants", [{}]):
+            if variant:
+                set_variant(index, variant)
+            row = {
+                "pages": n_pages,
+                "tokens_per_page": tokens,
+                "representation": variant_name(name, variant) if variant else name,
+                **measure(index, queries, truth),
+                "ram_bytes_per_page": round(index.nbytes / n_pages, 1),
+                "disk_bytes_per_page": round(disk / n_pages, 1),
+                "build_s": round(build_s, 2),
+                "options": {**{k: v for k, v in rep.items() if k != "variants"}, **variant},
+            }
+            log(str(row))
+            rows.append(row)
         del index
     return rows

@@ -66,6 +66,12 @@ class BinaryFirstStage(_ScanFirstStage):
     def delete(self, rows: np.ndarray) -> None:
         self.codes.delete(rows)
 
+    def state(self) -> dict[str, np.ndarray]:
+        return self.codes.state("codes.")
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        self.codes = FlatMultiVectors.restore(arrays, "codes.")
+
     def score(self, query: Any, rows: np.ndarray | None = None) -> np.ndarray:
         """Binary MaxSim of every page (or ``rows``): float query against the +-1 vectors."""
         return binary_maxsim(query, self.codes.values, self.codes.offsets, rows)
@@ -95,6 +101,12 @@ class MeanFirstStage(_ScanFirstStage):
 
     def delete(self, rows: np.ndarray) -> None:
         self.means.delete(rows)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return self.means.state("means.")
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        self.means = FlatMultiVectors.restore(arrays, "means.")
 
     def score(self, query: Any, rows: np.ndarray | None = None) -> np.ndarray:
         return maxsim_scores(query, self.means.values, self.means.offsets, rows)
@@ -160,6 +172,9 @@ class AnnFirstStage(MeanFirstStage):
         self._row_of_id[gone] = -1
         self._row_of_id[self._ids] = np.arange(self._ids.size)
 
+    def state(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError("the ann first stage is rebuilt, not saved")
+
     def candidates(self, query: Any, n: int, allowed_rows: np.ndarray | None = None) -> np.ndarray:
         if allowed_rows is not None:
             return super().candidates(query, n, allowed_rows)
@@ -203,6 +218,14 @@ class CascadeFirstStage:
     def delete(self, rows: np.ndarray) -> None:
         self.coarse.delete(rows)
         self.binary.delete(rows)
+
+    def state(self) -> dict[str, np.ndarray]:
+        parts = {"coarse.": self.coarse.state(), "binary.": self.binary.state()}
+        return {p + k: v for p, arrays in parts.items() for k, v in arrays.items()}
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        for prefix, part in (("coarse.", self.coarse), ("binary.", self.binary)):
+            part.restore({k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)})
 
     def candidates(self, query: Any, n: int, allowed_rows: np.ndarray | None = None) -> np.ndarray:
         pre = np.sort(self.coarse.candidates(query, max(n, self.prefilter), allowed_rows))

@@ -104,3 +104,18 @@ class FlatMultiVectors:
         np.cumsum(lengths, out=out_offsets[1:])
         values = np.concatenate(parts) if parts else np.zeros((0, self.dim), self.dtype)
         return values, out_offsets
+
+    def state(self, prefix: str) -> dict[str, np.ndarray]:
+        """The stored vectors and offsets as arrays (names start with ``prefix``)."""
+        return {f"{prefix}values": self.values, f"{prefix}offsets": self.offsets}
+
+    @classmethod
+    def restore(cls, arrays: dict[str, np.ndarray], prefix: str) -> FlatMultiVectors:
+        """A store over saved arrays (memory-mapped ones are used in place until changed)."""
+        values = arrays[f"{prefix}values"]
+        flat = cls(values.shape[1], values.dtype)
+        flat._values = values
+        flat._used = values.shape[0]
+        flat._offsets_np = np.asarray(arrays[f"{prefix}offsets"], dtype=np.int64)
+        flat._offsets = flat._offsets_np.tolist()
+        return flat

@@ -150,6 +150,12 @@ class _Lists:
         self.offsets = np.zeros(k + 1, dtype=np.int64)
         np.cumsum(counts, out=self.offsets[1:])
 
+    @classmethod
+    def from_csr(cls, offsets: np.ndarray, ids: np.ndarray) -> _Lists:
+        lists = cls.__new__(cls)
+        lists.offsets, lists.ids = offsets, ids
+        return lists
+
     @property
     def nbytes(self) -> int:
         return int(self.ids.nbytes + self.offsets.nbytes)
@@ -289,6 +295,46 @@ class IvfFirstStage:
                     self.n_centroids, np.concatenate(codes), np.concatenate(ids)
                 )
             return [part for part in (self._main, self._tail_lists) if part is not None]
+
+    # ------------------------------------------------------------------ saving
+    def state(self) -> dict[str, np.ndarray]:
+        """Arrays that ``restore`` turns back into this stage (the tail merged into the lists)."""
+        out = {"ids": self._ids, "row_of_id": self._row_of_id}
+        if self._pending is not None:
+            return {**out, **self._pending.state("pending.")}
+        with self._lock:
+            self._tail_lists = None
+            parts = [*self._tail, *([self._main.pairs()] if self._main else [])]
+            if parts:
+                codes, ids = zip(*parts, strict=True)
+                self._main = _Lists(self.n_centroids, np.concatenate(codes), np.concatenate(ids))
+            else:
+                self._main = _Lists(self.n_centroids, np.zeros(0, np.int32), np.zeros(0, np.int32))
+            self._tail = []
+        quant = self.quantizer
+        assert quant is not None
+        return {
+            **out,
+            "coarse": quant.coarse,
+            "fine": quant.fine,
+            "list_ids": self._main.ids,
+            "list_offsets": self._main.offsets,
+            "dead": np.asarray([self._dead], dtype=np.int64),
+        }
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        self._ids = np.asarray(arrays["ids"])
+        self._row_of_id = np.asarray(arrays["row_of_id"])
+        self._tail, self._tail_lists = [], None
+        if "pending.values" in arrays:
+            self._pending = FlatMultiVectors.restore(arrays, "pending.")
+            self.quantizer, self._main = None, None
+            return
+        self._pending = None
+        self.quantizer = Quantizer(np.asarray(arrays["coarse"]), np.asarray(arrays["fine"]))
+        self.n_centroids = self.quantizer.n_centroids
+        self._main = _Lists.from_csr(arrays["list_offsets"], arrays["list_ids"])
+        self._dead = int(arrays["dead"][0])
 
     # ------------------------------------------------------------------ searching
     def scores(self, query: Any) -> np.ndarray:

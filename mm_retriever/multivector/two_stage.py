@@ -81,3 +81,29 @@ class TwoStageIndex(KeyedIndex):
 
     def config(self) -> dict[str, Any]:
         return {"index": self.kind, "candidates": self.candidates, **self.first.config()}
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The keys and the first stage as arrays (``restore`` reads them back).
+
+        Raises ``NotImplementedError`` for a first stage that is rebuilt instead (``ann``).
+        """
+        first = {f"first.{k}": v for k, v in self.first.state().items()}
+        docs = [d for d, _ in self.keys]
+        names, doc_index = np.unique(np.asarray(docs, dtype=object), return_inverse=True)
+        return {
+            "doc_names": np.asarray(names.tolist(), dtype=str),
+            "doc_index": doc_index.astype(np.int32),
+            "page_index": np.asarray([p for _, p in self.keys], dtype=np.int32),
+            **first,
+        }
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        """Load ``state()`` arrays into this (empty, same-config) index."""
+        names = arrays["doc_names"].tolist()
+        docs = [names[i] for i in arrays["doc_index"].tolist()]
+        self._rows = KeyedRows()
+        self._rows.append(list(zip(docs, arrays["page_index"].tolist(), strict=True)))
+        prefix = "first."
+        self.first.restore({k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)})
+        if len(self.first) != len(self._rows):
+            raise ValueError("saved first stage and keys disagree")

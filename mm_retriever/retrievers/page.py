@@ -15,14 +15,19 @@ first (``pool_factor``, colpali-engine's hierarchical token pooler). Searching g
 
 Nothing is read when an index is opened. The first query builds the in-RAM structures in one
 streaming pass over the table; after that a write (this process's or another's, seen as a new
-table version) costs a read of the key columns plus the added rows only.
+table version) costs a read of the key columns plus the added rows only. A two-stage index on a
+local path saves its first stage under ``<index>/_page_index/<table>/`` after a build (or a
+change of more than a tenth of its rows); the next process loads it memory-mapped and applies
+only the table's changes since, instead of reading every vector again.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -53,6 +58,7 @@ STORAGE_DTYPES = ("float16", "float32", "int8")
 INDEX_TYPES = ("exact", "two_stage")
 FIRST_STAGES = ("mean", "binary", "ann", "cascade", "ivf", "ivf_binary")
 _KEYS = ["doc_id", "page_index"]
+log = logging.getLogger(__name__)
 _BUILD_BATCH = 2048
 
 
@@ -242,12 +248,15 @@ class PageImageRetriever(LegBase):
         self._add_from(mv, query.to_batches(_BUILD_BATCH))
         return mv
 
-    def _sync(self, tbl: Table) -> None:
-        """Bring the index to the table's rows: deletes and appends applied in place."""
+    def _sync(self, tbl: Table) -> bool:
+        """Bring the index to the table's rows: deletes and appends applied in place.
+
+        True when that rebuilt the index or changed more than a tenth of its rows.
+        """
         self._table = tbl
         if self._mv is None:
             self._mv = self._build(tbl)
-            return
+            return True
         keys_now = self._table_keys(tbl)
         present = set(keys_now)
         held = self._mv.keys
@@ -256,7 +265,7 @@ class PageImageRetriever(LegBase):
         kept = [k for k in held if k in present] if gone else held
         if keys_now[:survivors] != kept:  # rows reordered or rewritten: start over
             self._mv = self._build(tbl)
-            return
+            return True
         if gone:
             self._mv.delete(gone)
         if len(keys_now) > survivors:
@@ -265,6 +274,52 @@ class PageImageRetriever(LegBase):
                 part = added[i : i + _BUILD_BATCH]
                 data = tbl.take_offsets(part).select(self._vector_columns(tbl)).to_arrow()
                 self._add_from(self._mv, [data])
+        return len(gone) + len(keys_now) - survivors > 0.1 * max(len(keys_now), 1)
+
+    # ---------------------------------------------------------------- saved first stages
+    def _state_root(self, store: LanceDBStore) -> Path | None:
+        """Where a two-stage index saves its first stage (local indexes only)."""
+        if self.index_type != "two_stage" or store.path is None:
+            return None
+        return store.path / "_page_index" / self.table
+
+    def _state_config(self, tbl: Table) -> dict[str, Any]:
+        dim = tbl.schema.field("vectors").type.value_type.list_size
+        return {"dim": dim, **{k: v for k, v in self.config().items() if k != "encoder"}}
+
+    def _load_saved(self, store: LanceDBStore, tbl: Table, version: int) -> bool:
+        root = self._state_root(store)
+        if root is None or not root.exists():
+            return False
+        from mm_retriever.multivector.persist import load_state
+
+        found = load_state(root, version, self._state_config(tbl))
+        if found is None:
+            return False
+        saved_version, arrays = found
+        mv = self._new_index(self._state_config(tbl)["dim"])
+        try:
+            mv.restore(arrays)
+        except (KeyError, ValueError) as exc:
+            log.warning("ignoring the saved page-leg state of %s: %s", self.table, exc)
+            return False
+        self._mv, self._version, self._table = mv, saved_version, tbl
+        return True
+
+    def _save(self, store: LanceDBStore, tbl: Table, version: int) -> None:
+        root = self._state_root(store)
+        if root is None or self._mv is None:
+            return
+        from mm_retriever.multivector.persist import save_state
+
+        try:
+            arrays = self._mv.state()
+        except NotImplementedError:
+            return
+        try:
+            save_state(root, version, self._state_config(tbl), arrays)
+        except OSError as exc:  # a read-only or full disk costs a rebuild later, not this query
+            log.warning("could not save the page-leg state of %s: %s", self.table, exc)
 
     @staticmethod
     def _table_keys(tbl: Table) -> list[tuple[str, int]]:
@@ -278,8 +333,11 @@ class PageImageRetriever(LegBase):
             return None
         with self._lock:
             version = int(tbl.version)
+            if self._mv is None:
+                self._load_saved(store, tbl, version)
             if self._mv is None or self._version != version:
-                self._sync(tbl)
+                if self._sync(tbl):
+                    self._save(store, tbl, version)
                 self._version = version
             return self._mv
 

@@ -1,0 +1,86 @@
+"""Saved first stages: a two-stage index's in-RAM structures, kept next to the table they mirror.
+
+One folder per saved state, ``<root>/v<table version>-<config hash>/``: one ``.npy`` per array
+plus ``meta.json``. A state is written to a temporary folder and renamed into place, so a reader
+never sees half of one; it is loaded memory-mapped copy-on-write, so loading reads only what
+queries touch and later in-place edits stay private to the process. After a save, older states
+of the same root are removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def config_key(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _states(root: Path) -> list[tuple[int, str, Path]]:
+    out = []
+    for path in root.glob("v*-*"):
+        version, _, key = path.name[1:].partition("-")
+        if path.is_dir() and version.isdigit() and (path / "meta.json").exists():
+            out.append((int(version), key, path))
+    return sorted(out)
+
+
+def save_state(
+    root: Path, version: int, config: dict[str, Any], arrays: dict[str, np.ndarray]
+) -> Path:
+    """Write ``arrays`` as the state of table ``version`` under ``config``; drop older states."""
+    key = config_key(config)
+    target = root / f"v{version}-{key}"
+    if target.exists():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".tmp-{uuid.uuid4().hex}"
+    tmp.mkdir()
+    try:
+        for name, arr in arrays.items():
+            np.save(tmp / f"{name}.npy", np.asarray(arr), allow_pickle=False)
+        meta = {"version": version, "config": config, "arrays": sorted(arrays)}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        os.replace(tmp, target)
+    except OSError:
+        if target.exists():  # another process saved the same state first
+            return target
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for old_version, _, path in _states(root):
+        if old_version < version:
+            shutil.rmtree(path, ignore_errors=True)
+    return target
+
+
+def load_state(
+    root: Path, max_version: int, config: dict[str, Any]
+) -> tuple[int, dict[str, np.ndarray]] | None:
+    """The newest saved state for ``config`` at a table version <= ``max_version`` (or None)."""
+    key = config_key(config)
+    for version, saved_key, path in reversed(_states(root)):
+        if saved_key != key or version > max_version:
+            continue
+        try:
+            meta = json.loads((path / "meta.json").read_text())
+            arrays = {
+                name: np.load(path / f"{name}.npy", mmap_mode="c", allow_pickle=False)
+                for name in meta["arrays"]
+            }
+        except (OSError, ValueError, KeyError) as exc:  # removed meanwhile or damaged: skip it
+            log.warning("could not load the saved page-leg state %s: %s", path, exc)
+            continue
+        return version, arrays
+    return None
