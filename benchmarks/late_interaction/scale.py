@@ -9,8 +9,10 @@ Ground truth
 is exact MaxSim over the stored (float16) vectors, computed in one streaming pass.
 
 Per size and representation: p50/p95 latency of one query (after the index is built), recall@10
-against exact, RAM bytes a page of the in-RAM structures, disk bytes a page of the Lance table,
-build time (first stage from a streaming read of the table).
+against exact, RAM bytes a page of the in-RAM structures (their own count; the process's RSS
+growth over the build is reported next to it), disk bytes a page of the Lance table, build time
+(first stage from a streaming read of the table), and for two-stage indexes the saved first
+stage: its bytes a page, the save time, and load + first query as the next process would do it.
 """
 
 from __future__ import annotations
@@ -152,6 +154,41 @@ def fetcher(tbl: Any):
         return values, offsets
 
     return fetch
+
+
+def rss_bytes() -> int:
+    """This process's resident memory now (Linux /proc; 0 elsewhere)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def reopen(root: Path, index: Any, tbl: Any, opts: dict[str, Any], query: Any) -> dict[str, Any]:
+    """Save the first stage, load it into a fresh index as the next process would, query once."""
+    from mm_retriever.multivector.persist import load_state, save_state
+
+    folder = root / "saved-state"
+    shutil.rmtree(folder, ignore_errors=True)
+    t0 = time.perf_counter()
+    save_state(folder, 1, index.config(), index.state())
+    save_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    _, arrays = load_state(folder, 1, index.config())
+    again = TwoStageIndex(DIM, fetcher(tbl), **opts)
+    again.restore(arrays)
+    again.search(query, 10)
+    out = {
+        "save_s": round(save_s, 2),
+        "reopen_first_query_s": round(time.perf_counter() - t0, 2),
+        "saved_bytes_per_page": round(folder_bytes(folder) / len(index), 1),
+    }
+    del again, arrays
+    shutil.rmtree(folder, ignore_errors=True)
+    return out
 
 
 def build(tbl: Any, index: Any) -> float:
@@ -296,7 +333,10 @@ def run_size(
         else:
             opts = {k: v for k, v in rep.items() if k not in ("index", "variants")}
             index = TwoStageIndex(DIM, fetcher(tbl), **opts)
+        rss_before = rss_bytes()
         build_s = build(tbl, index)
+        index.search(queries[0], 10)  # lazy parts (list merges) happen on the first query
+        rss_growth = (rss_bytes() - rss_before) / n_pages
         for variant in rep.get("variants", [{}]):
             if variant:
                 set_variant(index, variant)
@@ -308,9 +348,15 @@ def run_size(
                 "ram_bytes_per_page": round(index.nbytes / n_pages, 1),
                 "disk_bytes_per_page": round(disk / n_pages, 1),
                 "build_s": round(build_s, 2),
+                "rss_growth_bytes_per_page": round(rss_growth, 1),
                 "options": {**{k: v for k, v in rep.items() if k != "variants"}, **variant},
             }
             log(str(row))
             rows.append(row)
+        if rep["index"] == "two_stage" and rep.get("first_stage") != "ann":
+            saved = reopen(root, index, tbl, opts, queries[0])
+            log(f"{name}: saved state {saved}")
+            for row in rows[-len(rep.get("variants", [{}])) :]:
+                row.update(saved)
         del index
     return rows

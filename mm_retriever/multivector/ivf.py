@@ -371,14 +371,24 @@ class IvfFirstStage:
             best[ids] = 0.0
         return total
 
+    def exact_search(
+        self, query: Any, n: int, allowed_rows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Before training: ``(rows, exact MaxSim)`` of the best ``n`` kept pages; after: None."""
+        p = self._pending
+        if p is None:
+            return None
+        scores = maxsim_scores(query, p.values, p.offsets, allowed_rows)
+        best = top_k(scores, n)
+        rows = best if allowed_rows is None else np.asarray(allowed_rows, dtype=np.int64)[best]
+        return rows, scores[best]
+
     def candidates(self, query: Any, n: int, allowed_rows: np.ndarray | None = None) -> np.ndarray:
         if len(self) == 0:
             return np.zeros(0, dtype=np.int64)
-        if self._pending is not None:  # not trained yet: exact MaxSim over the kept vectors
-            p = self._pending
-            s = maxsim_scores(query, p.values, p.offsets, allowed_rows)
-            best = top_k(s, n)
-            return best if allowed_rows is None else np.asarray(allowed_rows)[best]
+        exact = self.exact_search(query, n, allowed_rows)  # not trained yet: exact MaxSim
+        if exact is not None:
+            return exact[0]
         total = self.scores(query)
         if allowed_rows is not None:
             allowed_rows = np.asarray(allowed_rows, dtype=np.int64)

@@ -72,6 +72,10 @@ class TwoStageIndex(KeyedIndex):
     ) -> tuple[np.ndarray, np.ndarray]:
         if len(self) == 0 or (allowed_rows is not None and allowed_rows.size == 0):
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        exact = getattr(getattr(self.first, "coarse", self.first), "exact_search", None)
+        found = exact(query, k, allowed_rows) if exact is not None else None
+        if found is not None:  # an untrained ivf stage holds the vectors: its scores are exact
+            return found
         cands = self.candidates_for(query, allowed_rows)
         fetch_order = np.sort(cands)  # ascending rows read faster
         values, offsets = self.fetch(fetch_order)
