@@ -184,8 +184,9 @@ def test_two_stage_add_delete_and_allowed_rows() -> None:
 
 # ------------------------------------------------------------------ on a real index
 REPRESENTATIONS = {
-    "exact-f16": {},
-    "exact-int8": {"storage_dtype": "int8"},
+    "default": {},  # two_stage + ivf_binary; untrained on a few pages, so exact MaxSim
+    "exact-f16": {"index": "exact"},
+    "exact-int8": {"index": "exact", "storage_dtype": "int8"},
     "two-stage-mean": {"index": "two_stage", "first_stage": "mean", "segments": 2, "candidates": 3},
     "two-stage-binary": {"index": "two_stage", "first_stage": "binary", "candidates": 3},
     "two-stage-cascade": {

@@ -18,6 +18,7 @@ into the main lists when it grows past an eighth of them.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +28,8 @@ import numpy as np
 from mm_retriever.multivector.base import top_k
 from mm_retriever.multivector.flat import FlatMultiVectors
 from mm_retriever.multivector.kernel import maxsim_scores
+
+log = logging.getLogger(__name__)
 
 #: Vectors a centre needs before training (and the most sampled per centre when training).
 TRAIN_PER_CENTROID = 16
@@ -253,6 +256,11 @@ class IvfFirstStage:
             values
             if values.shape[0] <= want
             else values[rng.choice(values.shape[0], want, replace=False)]
+        )
+        log.info(
+            "training %d centres on %d page vectors (once; later pages are only assigned)",
+            self.n_centroids,
+            sample.shape[0],
         )
         self.quantizer = Quantizer.train(sample, self.n_centroids, seed=self.seed)
         self.n_centroids = self.quantizer.n_centroids
