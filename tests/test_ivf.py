@@ -155,3 +155,10 @@ def test_binary_kernel_falls_back_to_unpacking(monkeypatch) -> None:
     ref = maxsim_scores(q, unpack_signs(bits), offsets)
     monkeypatch.setattr(maxsim_native, "load_binary", lambda: None)
     np.testing.assert_allclose(binary_maxsim(q, bits, offsets), ref, atol=1e-5)
+
+
+def test_untrained_stage_is_not_saved() -> None:
+    stage = IvfFirstStage(32, centroids=64, nprobe=2)
+    stage.add(pages_around(5))  # 60 vectors: far from the 1,024 that train it
+    with pytest.raises(NotImplementedError, match="untrained"):
+        stage.state()

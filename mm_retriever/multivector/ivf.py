@@ -307,9 +307,9 @@ class IvfFirstStage:
     # ------------------------------------------------------------------ saving
     def state(self) -> dict[str, np.ndarray]:
         """Arrays that ``restore`` turns back into this stage (the tail merged into the lists)."""
+        if self._pending is not None:  # it holds every vector: the table is the same read
+            raise NotImplementedError("an untrained ivf stage is rebuilt, not saved")
         out = {"ids": self._ids, "row_of_id": self._row_of_id}
-        if self._pending is not None:
-            return {**out, **self._pending.state("pending.")}
         with self._lock:
             self._tail_lists = None
             parts = [*self._tail, *([self._main.pairs()] if self._main else [])]
@@ -334,10 +334,6 @@ class IvfFirstStage:
         self._ids = np.asarray(arrays["ids"])
         self._row_of_id = np.asarray(arrays["row_of_id"])
         self._tail, self._tail_lists = [], None
-        if "pending.values" in arrays:
-            self._pending = FlatMultiVectors.restore(arrays, "pending.")
-            self.quantizer, self._main = None, None
-            return
         self._pending = None
         self.quantizer = Quantizer(np.asarray(arrays["coarse"]), np.asarray(arrays["fine"]))
         self.n_centroids = self.quantizer.n_centroids
