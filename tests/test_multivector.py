@@ -352,3 +352,17 @@ def test_saved_first_stage_is_loaded_by_the_next_process(tmp_path, pdfs, tiny_co
     index.add([pdfs[1]])  # another writer: the loaded state takes only the new rows
     found = leg_scores(other, "lighthouse", k=7)
     assert len(leg._mv) == 7 and len(found) == 3
+
+
+def test_damaged_saved_state_costs_a_rebuild_not_an_answer(tmp_path, pdfs, tiny_colpali) -> None:  # noqa: F811
+    options = {"index": "two_stage", "first_stage": "ivf", "centroids": 4, "candidates": 3}
+    index = make_index(tmp_path / "index", tiny_colpali, options)
+    index.add([pdfs[0]])
+    first = leg_scores(index, "rainfall")
+    (saved,) = (tmp_path / "index" / "_page_index").rglob("*list_ids.npy")
+    saved.write_bytes(b"not a numpy file")
+    reopened = MultimodalIndex.open(index.uri)
+    assert leg_scores(reopened, "rainfall") == pytest.approx(first, rel=1e-5)
+    third = MultimodalIndex.open(index.uri)  # the rebuild saved a good state again
+    third.legs["page"]._build = None  # calling it would fail
+    assert leg_scores(third, "rainfall") == pytest.approx(first, rel=1e-5)

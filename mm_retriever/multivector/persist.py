@@ -79,8 +79,9 @@ def load_state(
                 name: np.load(path / f"{name}.npy", mmap_mode="c", allow_pickle=False)
                 for name in meta["arrays"]
             }
-        except (OSError, ValueError, KeyError) as exc:  # removed meanwhile or damaged: skip it
-            log.warning("could not load the saved page-leg state %s: %s", path, exc)
+        except (OSError, ValueError, KeyError) as exc:  # removed meanwhile or damaged
+            log.warning("dropping the unreadable saved page-leg state %s: %s", path, exc)
+            shutil.rmtree(path, ignore_errors=True)  # so the rebuild can save a good one
             continue
         return version, arrays
     return None
