@@ -281,6 +281,14 @@ class IvfFirstStage:
         self._row_of_id[self._ids] = np.arange(self._ids.size)
         self._dead += int(rows.size)
 
+    def _merge_tail(self) -> None:
+        """Fold the tail's (centre, page) pairs into the main lists (caller holds the lock)."""
+        parts = [*self._tail, *([self._main.pairs()] if self._main else [])]
+        empty = np.zeros(0, np.int32)
+        codes, ids = zip(*parts, strict=True) if parts else ((empty,), (empty,))
+        self._main = _Lists(self.n_centroids, np.concatenate(codes), np.concatenate(ids))
+        self._tail, self._tail_lists = [], None
+
     def _lists(self) -> list[_Lists]:
         """The main lists and the tail's, merging or compacting first where due."""
         with self._lock:
@@ -288,10 +296,7 @@ class IvfFirstStage:
             main_pairs = 0 if self._main is None else self._main.ids.size
             compact = self._dead > 0.25 * max(self._row_of_id.size, 1)
             if self._tail and (compact or tail_pairs > main_pairs / 8):
-                parts = [*self._tail, *([self._main.pairs()] if self._main else [])]
-                codes, ids = zip(*parts, strict=True)
-                self._main = _Lists(self.n_centroids, np.concatenate(codes), np.concatenate(ids))
-                self._tail, self._tail_lists = [], None
+                self._merge_tail()
             if compact and self._main is not None:
                 codes, ids = self._main.pairs()
                 alive = self._row_of_id[ids] >= 0
@@ -311,14 +316,7 @@ class IvfFirstStage:
             raise NotImplementedError("an untrained ivf stage is rebuilt, not saved")
         out = {"ids": self._ids, "row_of_id": self._row_of_id}
         with self._lock:
-            self._tail_lists = None
-            parts = [*self._tail, *([self._main.pairs()] if self._main else [])]
-            if parts:
-                codes, ids = zip(*parts, strict=True)
-                self._main = _Lists(self.n_centroids, np.concatenate(codes), np.concatenate(ids))
-            else:
-                self._main = _Lists(self.n_centroids, np.zeros(0, np.int32), np.zeros(0, np.int32))
-            self._tail = []
+            self._merge_tail()
         quant = self.quantizer
         assert quant is not None
         return {
