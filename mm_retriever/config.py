@@ -23,6 +23,14 @@ class IngestConfig(BaseModel):
     )
     ocr_engine: Literal["rapidocr", "tesseract"] = "rapidocr"
     ocr_dpi: int = Field(150, ge=72, le=600)
+    ocr_max_side: int = Field(
+        960,
+        ge=0,
+        le=10000,
+        description="longest side (pixels) of the image rapidocr's text detector sees: larger "
+        "images are scaled down for detection only, recognition reads full-resolution line "
+        "crops (PaddleOCR's classic default); 0: no limit (about 1.8x slower on a slide)",
+    )
     min_layer_chars: int = Field(
         64, description="with ocr=auto, pages with fewer text-layer characters get OCR"
     )
@@ -30,6 +38,11 @@ class IngestConfig(BaseModel):
         True,
         description="with ocr=auto, also OCR pages whose raster figures (charts as images) "
         "carry no text layer, so their labels and numbers become text",
+    )
+    ocr_figure_crops: bool = Field(
+        True,
+        description="a page OCR'd only for its raster figures (its text layer is fine) has just "
+        "those figures read, not the whole page",
     )
     page_text: Literal["merge", "layer", "ocr"] = Field(
         "merge",

@@ -76,3 +76,32 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: str | torch.device) -
     if name is None:
         raise ValueError(f"unknown dtype {dtype!r}: use 'auto', 'float32', 'float16' or 'bfloat16'")
     return getattr(torch, name)
+
+
+def cpu_has_amx() -> bool:
+    """True when this CPU multiplies bfloat16 matrices in hardware (Intel AMX tiles), where
+    a small text encoder runs ~2.8x faster in bfloat16 than in float32."""
+    import torch
+
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except RuntimeError:  # pragma: no cover - a torch built without the probe
+        return False
+
+
+def accelerator_possible() -> bool:
+    """False when this machine surely has no GPU torch could use, decided without importing
+    torch (no NVIDIA or AMD driver on Linux); True when torch is loaded already and sees one,
+    or when it cannot be told without asking torch (macOS: MPS; other systems)."""
+    import os
+    import sys
+
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        mps = getattr(torch.backends, "mps", None)
+        return bool(torch.cuda.is_available() or (mps is not None and mps.is_available()))
+    if sys.platform != "linux":
+        return True
+    drivers = ("/proc/driver/nvidia", "/dev/nvidia0", "/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
+    return any(os.path.exists(p) for p in drivers)

@@ -345,14 +345,22 @@ def _ocr_words(
 
     cfg = index.config.ingest
     ocr = None
-    for dpi in dict.fromkeys((cfg.ocr_dpi, cfg.dpi)):
-        ocr = load_cached(ocr_cache_path(cfg.ocr_engine, dpi, doc_id, page_index))
+    page_file = ocr_cache_path(
+        cfg.ocr_engine, cfg.ocr_dpi, doc_id, page_index, max_side=cfg.ocr_max_side
+    )
+    candidates = [  # the ingest's page OCR, its figure-region OCR, then an earlier explain's
+        page_file,
+        *sorted(page_file.parent.glob(f"{page_index:05d}-r*.json")),
+        ocr_cache_path(cfg.ocr_engine, cfg.dpi, doc_id, page_index, max_side=cfg.ocr_max_side),
+    ]
+    for path in candidates:
+        ocr = load_cached(path)
         if ocr is not None:
             break
     has_image = row.get("image") or index.page_images.has_source(doc_id)
     if ocr is None and run and row.get("text") and has_image:
         try:  # OCR the stored page image at its own resolution (cached like the ingest's)
-            engine = get_ocr_engine(cfg.ocr_engine, cfg.dpi)
+            engine = get_ocr_engine(cfg.ocr_engine, cfg.dpi, cfg.ocr_max_side)
             image = _image(index, row)
             ocr, _ = ocr_page(
                 engine, lambda: (image, float(row["width"]) / image.width), doc_id, page_index

@@ -31,7 +31,7 @@ DOCS = [
 
 @pytest.fixture(scope="module")
 def minilm(minilm_path) -> SentenceTransformerEncoder:
-    return SentenceTransformerEncoder(minilm_path, device="cpu", batch_size=2)
+    return SentenceTransformerEncoder(minilm_path, device="cpu", dtype="float32", batch_size=2)
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_prompts_declared_by_the_checkpoint_are_used(tmp_path, st_model):
     folder = build_prompted_st_model(
         tmp_path / "bge-small-en-v1.5", {"query": "query: ", "passage": "passage: "}
     )
-    enc = SentenceTransformerEncoder(str(folder), device="cpu")
+    enc = SentenceTransformerEncoder(str(folder), device="cpu", dtype="float32")
     assert (enc.prompts.query, enc.prompts.document) == ("query: ", "passage: ")
     assert "config_sentence_transformers" in enc.prompts.source
     q, d = "what is photosynthesis", DOCS[1]
@@ -146,7 +146,7 @@ def test_prompts_declared_by_the_checkpoint_are_used(tmp_path, st_model):
 def test_known_family_table_only_when_the_files_say_nothing(tmp_path, st_model):
     # no prompts in the checkpoint, folder named exactly like a known model
     bge = build_prompted_st_model(tmp_path / "bge-small-en-v1.5", None)
-    enc = SentenceTransformerEncoder(str(bge), device="cpu")
+    enc = SentenceTransformerEncoder(str(bge), device="cpu", dtype="float32")
     assert (enc.prompts.query, enc.prompts.document) == (BGE_EN_QUERY, "")
     assert enc.prompts.source == "known model BAAI/bge-small-en-v1.5"
     q = "what is photosynthesis"
@@ -173,3 +173,24 @@ def test_hf_cache_repo_id_selects_e5_prompts(tmp_path, monkeypatch):
     assert (cfg["query_prompt"], cfg["document_prompt"]) == ("query: ", "passage: ")
     # the prompts are decided from the cache folder too, whatever id was used to reach it
     assert select_prompts("anything", str(snap)).query == "query: "
+
+
+def test_auto_dtype_is_bfloat16_only_on_cpus_with_amx(minilm_path, minilm, monkeypatch):
+    """dtype 'auto' (the default) on the CPU: bfloat16 where AMX multiplies it in hardware,
+    float32 elsewhere; bfloat16 embeddings stay unit length and within 0.998 cosine."""
+    import torch
+
+    from mm_retriever.encoders import text as text_module
+
+    monkeypatch.setattr(text_module, "_cpu_auto_dtype", lambda: torch.bfloat16)
+    fast = SentenceTransformerEncoder(minilm_path, device="cpu")
+    assert fast.dtype == torch.bfloat16 and fast.config()["dtype"] is None  # chosen per machine
+    a, b = minilm.encode_document(DOCS), fast.encode_document(DOCS)
+    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    assert (a * b).sum(axis=1).min() > 0.998
+    assert (fast.encode_query(["sales growth"]) @ b.T).argmax() == 2
+    monkeypatch.setattr(text_module, "_cpu_auto_dtype", lambda: torch.float32)
+    assert SentenceTransformerEncoder(minilm_path, device="cpu").dtype == torch.float32
+    # an explicit dtype, or the ONNX backend, is never changed
+    explicit = SentenceTransformerEncoder(minilm_path, device="cpu", dtype="float32")
+    assert explicit.dtype == torch.float32

@@ -21,6 +21,8 @@ needs_tesseract = pytest.mark.skipif(
     reason="tesseract is not installed: apt-get install tesseract-ocr tesseract-ocr-eng",
 )
 
+DET = IngestConfig().ocr_max_side  # the default detector size (rapidocr's cache folder)
+
 
 @pytest.fixture(autouse=True)
 def ocr_cache(tmp_path, monkeypatch) -> Path:
@@ -58,8 +60,9 @@ def test_scanned_page_is_read_by_ocr(engine, scanned, ocr_cache):
     x0, y0, x1, y1 = page.chunks[0].bbox
     assert 0 <= x0 < x1 <= page.width and 0 <= y0 < y1 <= page.height
     # the cache file has the shared format, bboxes in points
-    path = ocr_cache_path(engine, 150, document_id(scanned), 0)
-    assert path.is_relative_to(ocr_cache / "ocr" / f"{engine}-150dpi")
+    path = ocr_cache_path(engine, 150, document_id(scanned), 0, max_side=DET)
+    folder = f"{engine}-150dpi" + ("-det960" if engine == "rapidocr" else "")
+    assert path.is_relative_to(ocr_cache / "ocr" / folder)
     data = json.loads(path.read_text())
     assert set(data) == {"text", "lines"}
     assert data["text"] == page.ocr_text
@@ -92,7 +95,7 @@ def test_second_read_hits_the_cache(scanned):
 
 def test_a_precomputed_cache_file_is_used(scanned):
     """The format written by other tools (e.g. a batch OCR job) is read as is."""
-    path = ocr_cache_path("rapidocr", 150, document_id(scanned), 0)
+    path = ocr_cache_path("rapidocr", 150, document_id(scanned), 0, max_side=DET)
     path.parent.mkdir(parents=True)
     line = {"text": "Precomputed line about walruses", "bbox": [72, 50, 300, 62], "conf": 0.9}
     path.write_text(json.dumps({"text": line["text"], "lines": [line]}))
@@ -144,6 +147,41 @@ def test_raster_chart_gets_ocr_in_auto_mode(tmp_path):
     no_fig_ocr = cfg.model_copy(update={"ocr_figures": False})
     with DocumentReader(mixed.path, no_fig_ocr) as reader:
         assert reader.page(2).text_source == "layer"
+
+
+def test_raster_chart_ocr_reads_only_the_figure(tmp_path, ocr_cache):
+    """A page whose layer is fine is OCR'd for its raster chart alone: the chart's region is
+    read (cached under its own name), its labels land in the page text with page-point boxes
+    inside the figure, and the rest of the page is not OCR'd again."""
+    mixed = pdfgen.make_mixed_pdf(tmp_path / "mixed.pdf")
+    with DocumentReader(mixed.path, IngestConfig()) as reader:  # rapidocr, ocr=auto
+        chart = reader.page(2)
+        assert dict(reader.counts) == {"ocr_pages": 1, "ocr_regions": 1, "ocr_cached": 0}
+    assert chart.text_source == "layer+ocr"
+    for label in pdfgen.RASTER_LABELS:
+        assert label in chart.ocr_text and label in chart.text
+    fx0, fy0, fx1, fy1 = chart.figures[0].bbox
+    ocr_lines = [c for c in chart.chunks if "1990s" in c.text]
+    assert ocr_lines
+    files = sorted((ocr_cache / "ocr").rglob("*.json"))
+    assert [f.name[:7] for f in files] == ["00002-r"]
+    data = json.loads(files[0].read_text())
+    assert {ln["text"] for ln in data["lines"]} >= set(pdfgen.RASTER_LABELS)
+    for ln in data["lines"]:  # page points, inside the chart's box
+        x0, y0, x1, y1 = ln["bbox"]
+        assert fx0 - 1 <= x0 < x1 <= fx1 + 1 and fy0 - 1 <= y0 < y1 <= fy1 + 1
+    # the layer's caption is not read twice (OCR saw the chart only)
+    assert pdfgen.RASTER_CAPTION.split(":")[0] not in chart.ocr_text
+    with DocumentReader(mixed.path, IngestConfig()) as reader:
+        again = reader.page(2)
+        assert reader.counts["ocr_cached"] == 1
+    assert again.text == chart.text
+    whole = IngestConfig(ocr_figure_crops=False)
+    with DocumentReader(mixed.path, whole) as reader:
+        page = reader.page(2)
+        assert dict(reader.counts) == {"ocr_pages": 1, "ocr_cached": 0}
+    for label in pdfgen.RASTER_LABELS:
+        assert label in page.text
 
 
 @needs_tesseract
@@ -211,7 +249,7 @@ def test_page_text_modes(mode, tmp_path):
         {"text": fact.text, "bbox": list(fact.bbox), "conf": 0.95},  # what the layer has
         {"text": "Zanzibar 77", "bbox": [300, 600, 380, 612], "conf": 0.9},  # what it lacks
     ]
-    cache = ocr_cache_path("rapidocr", 150, document_id(path), 0)
+    cache = ocr_cache_path("rapidocr", 150, document_id(path), 0, max_side=DET)
     cache.parent.mkdir(parents=True)
     cache.write_text(json.dumps({"text": "\n".join(ln["text"] for ln in lines), "lines": lines}))
     cfg = IngestConfig(ocr="always", page_text=mode)

@@ -63,20 +63,41 @@ def git_commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
-def build(files: list[Path], workers: int, work: Path, text_backend: str | None) -> dict:
-    """Index ``files`` into a new index with a new cache; returns seconds, pages/s, stages."""
+# The defaults before issue 9's OCR / encoder changes (2026-11-30), to run beside today's:
+# whole-page OCR for raster figures, rapidocr's detector on the full image, float32 encoders.
+PREVIOUS_INGEST = {"ocr_max_side": 0, "ocr_figure_crops": False}
+PREVIOUS_ENCODER = {"dtype": "float32"}
+
+
+def _text_encoders(config) -> list[dict]:
+    """The option dicts of the sentence-transformers encoders of ``config``'s legs."""
+    specs = []
+    for leg in config.legs:
+        for key in ("encoder", "text_encoder"):
+            spec = leg.options.get(key)
+            if isinstance(spec, dict) and spec.get("name") == "sentence-transformers":
+                specs.append(spec.setdefault("options", {}))
+    return specs
+
+
+def build(
+    files: list[Path], workers: int, work: Path, text_backend: str | None, settings: str
+) -> dict:
+    """Index ``files`` into a new index with a new cache; returns seconds, pages/s, stages.
+    ``settings``: "default" (``IndexConfig()``) or "previous" (the defaults before 2026-11-30)."""
     from mm_retriever.config import IndexConfig
     from mm_retriever.index import MultimodalIndex
 
-    name = f"w{workers}-{text_backend or 'default'}"
+    name = f"w{workers}-{text_backend or 'default'}-{settings}"
     os.environ["MM_RETRIEVER_CACHE"] = str(work / f"cache-{name}")
     config = IndexConfig()
+    if settings == "previous":
+        config.ingest = config.ingest.model_copy(update=PREVIOUS_INGEST)
+        for options in _text_encoders(config):
+            options.update(PREVIOUS_ENCODER)
     if text_backend:  # the text leg's and the figure leg's text encoder
-        for leg in config.legs:
-            for key in ("encoder", "text_encoder"):
-                spec = leg.options.get(key)
-                if isinstance(spec, dict) and spec.get("name") == "sentence-transformers":
-                    spec.setdefault("options", {})["backend"] = text_backend
+        for options in _text_encoders(config):
+            options["backend"] = text_backend
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
     index = MultimodalIndex.create(work / f"index-{name}", config)
@@ -87,6 +108,8 @@ def build(files: list[Path], workers: int, work: Path, text_backend: str | None)
     # CPU seconds: this process (all its threads) plus what the reader processes report
     cpu = time.process_time() - cpu0 + report.timings.get("reader_cpu", 0.0)
     return {
+        "settings": settings,
+        "ingest": config.ingest.model_dump(),
         "workers": workers,
         "text_backend": text_backend or "default",
         "legs": list(index.legs),
@@ -156,6 +179,15 @@ def main() -> None:
         default=None,
         help="text encoder backend(s) for the pool run (torch, onnx); repeat",
     )
+    ap.add_argument(
+        "--settings",
+        action="append",
+        choices=["default", "previous"],
+        default=None,
+        help="index settings of the pool run(s): default (IndexConfig()) and/or previous (the "
+        "defaults before 2026-11-30: whole-page figure OCR, full-size OCR detection, float32 "
+        "encoders); repeat; default: default",
+    )
     ap.add_argument("--skip-before", action="store_true", help="no workers=1 run")
     ap.add_argument("--skip-render", action="store_true", help="no render-only comparison")
     ap.add_argument("--render-only", action="store_true", help="only the render comparison")
@@ -179,11 +211,15 @@ def main() -> None:
         if not args.skip_render:
             result["render_only"] = render_only(files, dpi=144)
             print(json.dumps(result["render_only"]), flush=True)
-        runs = [] if args.skip_before or args.render_only else [(1, None)]
+        runs = [] if args.skip_before or args.render_only else [(1, None, "default")]
         if not args.render_only:
-            runs += [(args.workers, b) for b in (args.text_backend or [None])]
-        for workers, backend in runs:
-            run = build(files, workers, work, backend)
+            runs += [
+                (args.workers, b, s)
+                for s in (args.settings or ["default"])
+                for b in (args.text_backend or [None])
+            ]
+        for workers, backend, settings in runs:
+            run = build(files, workers, work, backend, settings)
             print(json.dumps(run), flush=True)
             result["runs"].append(run)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

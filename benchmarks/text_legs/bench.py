@@ -179,13 +179,12 @@ def build(dev_index: Path, out: Path, n_chunks: int, seed: int = 0) -> dict[str,
 
 # ----------------------------------------------------------------------------------- measure
 def first_answer(index_path: str, query: str, engine: str) -> dict[str, Any]:
-    """In a fresh process: open, first hybrid answer (MiniLM load included); then a second."""
+    """In a fresh process: open, first hybrid answer (query encoder load included); then a
+    second. Threads: OMP_NUM_THREADS as set by the caller. ``torch_loaded`` says whether the
+    process had to import torch (it does not when the text model's ONNX export exists)."""
     t0 = time.perf_counter()
-    import torch
-
     from mm_retriever.index import MultimodalIndex
 
-    torch.set_num_threads(1)
     t_import = time.perf_counter() - t0
     t0 = time.perf_counter()
     index = MultimodalIndex.open(index_path)
@@ -207,6 +206,8 @@ def first_answer(index_path: str, query: str, engine: str) -> dict[str, Any]:
         "open_to_first_answer_s": round(t_open + t_first, 3),
         "second_query_s": round(t_second, 3),
         "hits": len(pages),
+        "torch_loaded": "torch" in sys.modules,
+        "query_onnx": os.environ.get("MM_RETRIEVER_QUERY_ONNX", "1"),
         "peak_rss_mib": round(_peak_rss_mib()),
     }
 

@@ -12,7 +12,6 @@ transformers < 4.58 (this project uses 5.x); exporting needs only the ``onnx`` p
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import warnings
@@ -22,28 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from mm_retriever.encoders.onnx_query import onnx_path
 from mm_retriever.errors import MissingExtraError
 
 log = logging.getLogger(__name__)
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-def export_key(path: str) -> str:
-    """Identifies a checkpoint's weights: folder, and size and time of each weight file."""
-    folder = Path(path).resolve()
-    parts = [str(folder)]
-    for f in sorted(folder.iterdir()):
-        if f.suffix in {".safetensors", ".bin", ".json"} and f.is_file():
-            st = f.stat()
-            parts.append(f"{f.name}:{st.st_size}:{int(st.st_mtime)}")
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-
-
-def onnx_path(path: str) -> Path:
-    from mm_retriever.ingest.ocr import cache_root
-
-    return cache_root() / "onnx" / export_key(path) / "model.onnx"
 
 
 def export(transformer: Any, sample: dict[str, Any], target: Path) -> list[str]:

@@ -48,7 +48,9 @@ def share_indexes(pipelines: Sequence[Pipeline]) -> dict[str, str]:
     return shared
 
 
-def measure_ocr(files: Sequence[Path], engine: str, dpi: int, n_pages: int) -> float | None:
+def measure_ocr(
+    files: Sequence[Path], engine: str, dpi: int, max_side: int, n_pages: int
+) -> float | None:
     """Seconds per page for ``engine`` on the first ``n_pages`` pages (rendered at ``dpi``),
     measured without the OCR cache."""
     if n_pages <= 0:
@@ -58,7 +60,7 @@ def measure_ocr(files: Sequence[Path], engine: str, dpi: int, n_pages: int) -> f
 
     from mm_retriever.ingest import get_ocr_engine
 
-    ocr = get_ocr_engine(engine, dpi)
+    ocr = get_ocr_engine(engine, dpi, max_side)
     seconds: list[float] = []
     for f in files:
         if f.suffix.lower() != ".pdf":

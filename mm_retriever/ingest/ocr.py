@@ -2,19 +2,22 @@
 
 Engines read a PIL image and return lines with pixel bboxes. ``ocr_page`` turns those into PDF
 points and caches them per page at
-``$MM_RETRIEVER_CACHE/ocr/{engine}-{dpi}dpi/{doc_id}/{page_index:05d}.json`` (default cache root
-``~/.cache/mm-retriever``) as ``{"text": str, "lines": [{"text", "bbox" (points), "conf"}]}``.
+``$MM_RETRIEVER_CACHE/ocr/{engine}-{dpi}dpi[-det{max_side}]/{doc_id}/{page_index:05d}.json``
+(default cache root ``~/.cache/mm-retriever``) as
+``{"text": str, "lines": [{"text", "bbox" (points), "conf"}]}``; OCR of page regions only (the
+raster figures of a page whose text layer is fine) goes to ``{page_index:05d}-r{key}.json``.
 The heavy OCR models load once per process and are shared by every reader.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -53,10 +56,12 @@ class OCRResult:
 
 @runtime_checkable
 class OCREngine(Protocol):
-    """Reads the text of an image. ``dpi`` is the resolution pages are rendered at for it."""
+    """Reads the text of an image. ``dpi`` is the resolution pages are rendered at for it;
+    ``max_side`` the longest side its text detector sees (0: the image as it is)."""
 
     name: str
     dpi: int
+    max_side: int
 
     def read(self, image: Image.Image) -> OCRResult: ...
 
@@ -117,8 +122,13 @@ def set_ocr_threads(threads: int | None) -> None:
 
 
 @functools.cache
-def _rapidocr_model() -> Any:
-    """The RapidOCR pipeline with the PP-OCR ONNX models bundled in its wheel (no download)."""
+def _rapidocr_model(max_side: int = 0) -> Any:
+    """The RapidOCR pipeline with the PP-OCR ONNX models bundled in its wheel (no download).
+
+    ``max_side`` > 0: the text detector sees the image scaled down to that longest side (as
+    PaddleOCR's classic ``det_limit_type="max"``, 960); recognition still reads line crops of
+    the full-resolution image. 0: rapidocr's default (no downscaling of large images).
+    """
     try:
         import rapidocr
         from rapidocr import RapidOCR
@@ -129,6 +139,9 @@ def _rapidocr_model() -> Any:
     if _threads:
         params["EngineConfig.onnxruntime.intra_op_num_threads"] = _threads
         params["EngineConfig.onnxruntime.inter_op_num_threads"] = 1
+    if max_side:
+        params["Det.limit_type"] = "max"
+        params["Det.limit_side_len"] = max_side
     models = Path(rapidocr.__file__).parent / "models"
     bundled = {
         "Det.model_path": models / "PP-OCRv6_det_small.onnx",
@@ -147,12 +160,13 @@ class RapidOCREngine:
 
     name = "rapidocr"
 
-    def __init__(self, dpi: int = 150) -> None:
+    def __init__(self, dpi: int = 150, max_side: int = 0) -> None:
         self.dpi = dpi
+        self.max_side = max_side
         self._lock = threading.Lock()
 
     def read(self, image: Image.Image) -> OCRResult:
-        model = _rapidocr_model()
+        model = _rapidocr_model(self.max_side)
         with self._lock:
             out = model(image.convert("RGB"))
         if out.txts is None or out.boxes is None:
@@ -173,8 +187,9 @@ class TesseractEngine:
 
     name = "tesseract"
 
-    def __init__(self, dpi: int = 150, lang: str = "eng") -> None:
+    def __init__(self, dpi: int = 150, max_side: int = 0, lang: str = "eng") -> None:
         self.dpi = dpi
+        self.max_side = 0  # tesseract finds lines at the image's own resolution
         self.lang = lang
         _check_tesseract()
 
@@ -222,22 +237,23 @@ def _check_tesseract() -> None:
         ) from e
 
 
-_ENGINES: dict[tuple[str, int], OCREngine] = {}
+_ENGINES: dict[tuple[str, int, int], OCREngine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def get_ocr_engine(name: str, dpi: int = 150) -> OCREngine:
-    """The OCR engine ``name`` ("rapidocr" or "tesseract"), one instance per process."""
-    factories: dict[str, Callable[[int], OCREngine]] = {
+def get_ocr_engine(name: str, dpi: int = 150, max_side: int = 0) -> OCREngine:
+    """The OCR engine ``name`` ("rapidocr" or "tesseract"), one instance per process and
+    setting. ``max_side``: the longest side its text detector sees (rapidocr; 0: no limit)."""
+    factories: dict[str, Callable[[int, int], OCREngine]] = {
         "rapidocr": RapidOCREngine,
         "tesseract": TesseractEngine,
     }
     if name not in factories:
         raise ValueError(f"unknown OCR engine '{name}': use one of {', '.join(OCR_ENGINES)}")
     with _ENGINES_LOCK:
-        key = (name, dpi)
+        key = (name, dpi, max_side)
         if key not in _ENGINES:
-            _ENGINES[key] = factories[name](dpi)
+            _ENGINES[key] = factories[name](dpi, max_side)
         return _ENGINES[key]
 
 
@@ -250,9 +266,19 @@ def cache_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "mm-retriever"
 
 
-def ocr_cache_path(engine: str, dpi: int, doc_id: str, page_index: int) -> Path:
-    """Where the OCR of one page is cached."""
-    return cache_root() / "ocr" / f"{engine}-{dpi}dpi" / doc_id / f"{page_index:05d}.json"
+def ocr_cache_path(
+    engine: str, dpi: int, doc_id: str, page_index: int, *, max_side: int = 0, regions: str = ""
+) -> Path:
+    """Where the OCR of one page is cached (``regions``: the key of an OCR of page regions)."""
+    folder = f"{engine}-{dpi}dpi" + (f"-det{max_side}" if max_side and engine == "rapidocr" else "")
+    name = f"{page_index:05d}" + (f"-r{regions}" if regions else "")
+    return cache_root() / "ocr" / folder / doc_id / f"{name}.json"
+
+
+def regions_key(regions: Sequence[BBox]) -> str:
+    """A short key naming a set of page regions (rounded to whole points)."""
+    text = ";".join(",".join(str(round(v)) for v in box) for box in regions)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 def load_cached(path: Path) -> PageOCR | None:
@@ -287,11 +313,49 @@ def ocr_page(
 
     Returns the page's OCR (bboxes in PDF points) and whether it came from the cache.
     """
-    path = ocr_cache_path(engine.name, engine.dpi, doc_id, page_index)
+    path = ocr_cache_path(
+        engine.name, engine.dpi, doc_id, page_index, max_side=engine.max_side
+    )
     cached = load_cached(path)
     if cached is not None:
         return cached, True
     image, points_per_pixel = render()
     result = PageOCR.from_result(engine.read(image), points_per_pixel)
+    save_cached(path, result)
+    return result, False
+
+
+def ocr_regions(
+    engine: OCREngine,
+    render: Callable[[BBox], tuple[Image.Image, float]],
+    doc_id: str,
+    page_index: int,
+    regions: Sequence[BBox],
+) -> tuple[PageOCR, bool]:
+    """OCR only ``regions`` of a page (PDF points) through the cache: their lines, in page points.
+
+    ``render(region)`` gives the region's image and points per pixel on a miss. Used for the
+    raster figures of a page whose text layer is fine: a fraction of the page's pixels to read.
+    """
+    path = ocr_cache_path(
+        engine.name,
+        engine.dpi,
+        doc_id,
+        page_index,
+        max_side=engine.max_side,
+        regions=regions_key(regions),
+    )
+    cached = load_cached(path)
+    if cached is not None:
+        return cached, True
+    lines: list[PageLine] = []
+    for region in regions:
+        image, s = render(region)
+        x0, y0 = region[0], region[1]
+        for ln in engine.read(image).lines:
+            bx0, by0, bx1, by1 = ln.bbox_px
+            box = (x0 + bx0 * s, y0 + by0 * s, x0 + bx1 * s, y0 + by1 * s)
+            lines.append(PageLine(ln.text, box, ln.conf))
+    result = PageOCR("\n".join(ln.text for ln in lines), lines)
     save_cached(path, result)
     return result, False

@@ -117,13 +117,14 @@ def read_documents(
 ) -> Iterator[Event]:
     """The events of reading ``files`` in order (see the module docstring). Documents whose id
     is in ``known`` are ``Unchanged`` and not read. ``window``: page tasks in flight or waiting
-    (default ``2 * workers``)."""
+    (default ``2 * workers + 4``: results are consumed in file order, so a slow OCR task at the
+    head must not leave the other workers idle behind finished, unconsumed tasks)."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     workers = check_workers(workers)
     if workers <= 1:
         return _read_here(files, config, batch_size, known)
-    return _read_pool(files, config, workers, batch_size, known, window or 2 * workers)
+    return _read_pool(files, config, workers, batch_size, known, window or 2 * workers + 4)
 
 
 # ------------------------------------------------------------------ in this process

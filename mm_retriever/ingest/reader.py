@@ -7,7 +7,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pymupdf
 from PIL import Image, UnidentifiedImageError
@@ -25,11 +25,11 @@ from mm_retriever.ingest.files import (
 )
 from mm_retriever.ingest.geometry import center_in
 from mm_retriever.ingest.merge import merge_text, new_ocr_lines
-from mm_retriever.ingest.ocr import PageOCR, get_ocr_engine, ocr_page
+from mm_retriever.ingest.ocr import OCREngine, PageOCR, get_ocr_engine, ocr_page, ocr_regions
 from mm_retriever.ingest.render import fit_size, pixmap_size, render_page, render_pdf2image
 from mm_retriever.ingest.tables import TableText, extract_tables
 from mm_retriever.ingest.text import Layer, TextBlock, TextLine, read_layer
-from mm_retriever.types import Document, Figure, Page, TextSource
+from mm_retriever.types import BBox, Document, Figure, Page, TextSource
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,12 @@ GARBLED = 0.2  # a layer with more than this share of junk characters is treated
 FIGURE_OCR_SHARE = 0.05  # raster images this large (share of the page) without text get OCR
 FIGURE_TEXT_CHARS = 20  # ... when the text layer holds fewer characters inside them
 _TITLE_PREFIXES = ("microsoft word - ", "microsoft powerpoint - ", "microsoft excel - ")
+
+
+def _clip(bbox: BBox, rect: pymupdf.Rect) -> BBox:
+    """``bbox`` cut to the page rectangle."""
+    x0, y0, x1, y1 = bbox
+    return (max(x0, rect.x0), max(y0, rect.y0), min(x1, rect.x1), min(y1, rect.y1))
 
 
 def _clean_title(raw: str | None, fallback: str) -> str:
@@ -240,8 +246,11 @@ class DocumentReader:
             tables = extract_tables(page) if cfg.tables else []
             self.timings["tables"] += time.perf_counter() - t2
             ocr = None
-            if self._wants_ocr(page, layer, boxes):
+            plan = self._ocr_plan(page, layer, boxes)
+            if plan == "page":
                 ocr = self._ocr(index, lambda: self._ocr_image(page, image))
+            elif plan:
+                ocr = self._ocr_regions(index, page, plan)
         except IngestError:
             raise
         except Exception as e:
@@ -273,29 +282,40 @@ class DocumentReader:
 
     # ------------------------------------------------------------ OCR
 
-    def _wants_ocr(self, page: pymupdf.Page, layer: Layer, boxes: list[FigureBox]) -> bool:
-        """ocr=always/never as said; auto: thin or garbled layer, or raster figures without text."""
-        mode = self.config.ocr
-        if mode != "auto":
-            return mode == "always"
+    def _ocr_plan(
+        self, page: pymupdf.Page, layer: Layer, boxes: list[FigureBox]
+    ) -> Literal["page"] | list[BBox] | None:
+        """What to OCR: the whole page, some regions of it (PDF points) or nothing.
+
+        ocr=always/never as said; auto: the page when its layer is thin or garbled; its raster
+        figures without text (the regions, or the page with ``ocr_figure_crops`` off).
+        """
+        cfg = self.config
+        if cfg.ocr != "auto":
+            return "page" if cfg.ocr == "always" else None
         chars = sum(len(b.text.replace(" ", "")) for b in layer.blocks)
-        if chars < self.config.min_layer_chars or layer.garbled > GARBLED:
-            return True
-        if not self.config.ocr_figures:
-            return False
+        if chars < cfg.min_layer_chars or layer.garbled > GARBLED:
+            return "page"
+        if not cfg.ocr_figures:
+            return None
         page_area = page.rect.width * page.rect.height
-        rasters = [b for b in boxes if b.kind == "raster"] if self.config.figures else None
+        rasters = [b.bbox for b in boxes if b.kind == "raster"] if cfg.figures else None
         if rasters is None:
-            rasters = raster_boxes(page, FIGURE_OCR_SHARE * page_area)
+            rasters = [b.bbox for b in raster_boxes(page, FIGURE_OCR_SHARE * page_area)]
         lines = layer.lines
-        for box in rasters:
-            x0, y0, x1, y1 = box.bbox
+        wanted: list[BBox] = []
+        for bbox in rasters:
+            x0, y0, x1, y1 = bbox
             if (x1 - x0) * (y1 - y0) < FIGURE_OCR_SHARE * page_area:
                 continue
-            inside = sum(len(ln.text) for ln in lines if center_in(ln.bbox, box.bbox))
+            inside = sum(len(ln.text) for ln in lines if center_in(ln.bbox, bbox))
             if inside < FIGURE_TEXT_CHARS:
-                return True
-        return False
+                wanted.append(bbox)
+        if not wanted:
+            return None
+        if not cfg.ocr_figure_crops or cfg.page_text == "ocr":
+            return "page"
+        return [_clip(b, page.rect) for b in wanted]
 
     def _ocr_image(self, page: pymupdf.Page, image: Image.Image) -> tuple[Image.Image, float]:
         dpi = self.config.ocr_dpi
@@ -304,12 +324,33 @@ class DocumentReader:
         rendered = render_page(page, dpi)
         return rendered, page.rect.width / rendered.width
 
+    def _engine(self) -> OCREngine:
+        cfg = self.config
+        return get_ocr_engine(cfg.ocr_engine, cfg.ocr_dpi, cfg.ocr_max_side)
+
     def _ocr(self, index: int, render: Any) -> PageOCR:
         t = time.perf_counter()
-        engine = get_ocr_engine(self.config.ocr_engine, self.config.ocr_dpi)
-        result, cached = ocr_page(engine, render, self.doc_id, index)
+        result, cached = ocr_page(self._engine(), render, self.doc_id, index)
         self.timings["ocr"] += time.perf_counter() - t
         self.counts["ocr_pages"] += 1
+        self.counts["ocr_cached"] += int(cached)
+        return result
+
+    def _ocr_regions(self, index: int, page: pymupdf.Page, regions: list[BBox]) -> PageOCR:
+        """OCR of the page's ``regions`` only, each rendered alone at ``ocr_dpi``."""
+        dpi = self.config.ocr_dpi
+
+        def render(region: BBox) -> tuple[Image.Image, float]:
+            clip = pymupdf.Rect(region)
+            pix = page.get_pixmap(dpi=dpi, clip=clip, alpha=False, colorspace=pymupdf.csRGB)
+            image = Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
+            return image, clip.width / max(pix.width, 1)
+
+        t = time.perf_counter()
+        result, cached = ocr_regions(self._engine(), render, self.doc_id, index, regions)
+        self.timings["ocr"] += time.perf_counter() - t
+        self.counts["ocr_pages"] += 1
+        self.counts["ocr_regions"] += 1
         self.counts["ocr_cached"] += int(cached)
         return result
 
