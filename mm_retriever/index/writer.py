@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
@@ -320,10 +319,10 @@ class IndexWriter:
 def _encoder_threads(workers: int) -> Iterator[None]:
     """While reader processes use the cores, this process's torch encoders use fewer threads
     (cores minus readers, at least one), so the two do not oversubscribe the machine."""
-    if workers <= 1 or "torch" not in sys.modules:
+    if workers <= 1:
         yield
         return
-    import torch
+    import torch  # models load lazily, in this block: set the threads before they run
 
     before = torch.get_num_threads()
     cores = os.cpu_count() or 1
