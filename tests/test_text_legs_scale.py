@@ -227,3 +227,37 @@ def test_text_leg_options_are_checked_and_recorded(tmp_path: Path, minilm_path: 
     leg = reopened.legs["text"]
     assert (leg.ann_min_rows, leg.ann_index) == (7, "IVF_SQ")
     assert index.legs["text"].config()["nprobes"] == leg.nprobes
+
+
+def test_doc_id_lookup_index_keeps_hydration_and_filters_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above LOOKUP_MIN_ROWS rows every per-document table gets a B-tree on doc_id (hydration
+    and within-doc filters read a few rows); answers stay those of the plain scan, and rows
+    added or deleted after it was built are seen."""
+    from mm_retriever.store import table_indexes
+
+    monkeypatch.setattr(table_indexes, "LOOKUP_MIN_ROWS", 8)
+    index = MultimodalIndex.create(tmp_path / "idx", _bm25_config())
+    pdfs = _pdfs(tmp_path, list(FACTS))
+    assert index.add(pdfs[:1]).ok  # 4 pages: below the bound, no index
+    assert find_index(index.store.table("pages"), "doc_id", "scalar") is None
+    assert index.add(pdfs[1:4]).ok
+    for name in ("pages", "leg_bm25", "documents"):
+        tbl = index.store.table(name)
+        if tbl.count_rows() >= 8:
+            cfg = find_index(tbl, "doc_id", "scalar")
+            assert cfg is not None and "btree" in str(cfg.index_type).lower(), name
+    assert find_index(index.store.table("documents"), "doc_id", "scalar") is None  # 4 rows
+    assert index.add(pdfs[4:]).ok  # new rows: folded in or scanned next to the index
+    epsilon = _doc_id(index, "epsilon")
+    retriever = index.retriever(include_images=False, write_images=False)
+    pages = retriever.retrieve("Epsilon Mining tunnels", k=3)
+    assert (pages[0].doc_id, pages[0].page_index) == (epsilon, 1)
+    assert "77 tunnels" in pages[0].text
+    where = f"doc_id = '{epsilon}'"
+    assert index.store.count("pages", where) == 4
+    assert [h[0] for h in _bm25_hits(index, where)[4]] == ["epsilon"]  # "harbour", filtered
+    index.delete(epsilon)
+    assert index.store.count("pages", where) == 0
+    assert all(p.doc_id != epsilon for p in retriever.retrieve("Epsilon Mining tunnels", k=3))

@@ -37,6 +37,7 @@ from mm_retriever.store.schema import (
     page_rows,
     source_rows,
 )
+from mm_retriever.store.table_indexes import ensure_lookup_index
 from mm_retriever.types import Document, Page
 
 if TYPE_CHECKING:
@@ -311,6 +312,10 @@ class IndexWriter:
             refresh = getattr(leg, "refresh", None)  # optional (see protocols.Leg)
             if callable(refresh):
                 refresh(self.store)
+        for name in self.store.doc_tables():  # doc_id lookups: hydration, within-doc filters
+            tbl = self.store.table(name)
+            if tbl is not None:
+                ensure_lookup_index(tbl)
         faults.point("after:manifest")
         self.store.write_manifest({"updated_at": now_iso()})
 

@@ -313,9 +313,7 @@ def ocr_page(
 
     Returns the page's OCR (bboxes in PDF points) and whether it came from the cache.
     """
-    path = ocr_cache_path(
-        engine.name, engine.dpi, doc_id, page_index, max_side=engine.max_side
-    )
+    path = ocr_cache_path(engine.name, engine.dpi, doc_id, page_index, max_side=engine.max_side)
     cached = load_cached(path)
     if cached is not None:
         return cached, True

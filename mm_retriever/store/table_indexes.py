@@ -105,6 +105,30 @@ def ensure_vector_index(
     return True
 
 
+#: tables this large get a B-tree on ``doc_id`` (hydrating a few pages, within-doc filters)
+LOOKUP_MIN_ROWS = 20_000
+
+
+def ensure_lookup_index(tbl: Table, column: str = "doc_id", *, min_rows: int | None = None) -> bool:
+    """A B-tree index on ``column`` once the table holds ``min_rows`` rows (default
+    ``LOOKUP_MIN_ROWS``), so ``column = x`` / ``IN (...)`` filters read a few rows instead of
+    scanning the column; new rows are folded in like the other indexes. Returns True when the
+    table's indexes changed. Below the bound a scan is as fast and nothing is built."""
+    cfg = find_index(tbl, column, "scalar")
+    if cfg is not None:
+        return _fold_in(tbl, cfg)
+    if column not in tbl.schema.names:
+        return False
+    n = tbl.count_rows()
+    if n < max(1, LOOKUP_MIN_ROWS if min_rows is None else min_rows):
+        return False
+    from lancedb.index import BTree
+
+    log.info("building a B-tree index on %s.%s (%d rows)", tbl.name, column, n)
+    tbl.create_index(column, config=BTree(), replace=True)
+    return True
+
+
 def ensure_fts_index(tbl: Table, column: str, options: Mapping[str, Any]) -> bool:
     """Build LanceDB's full-text (BM25) index on ``column`` with the tokenizer ``options``
     (``lancedb.index.FTS`` arguments), or rebuild it when they changed; fold in new rows.
