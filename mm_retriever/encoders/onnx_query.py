@@ -43,7 +43,7 @@ def export_key(path: str) -> str:
 
 def onnx_path(path: str) -> Path:
     """Where the ONNX export of the checkpoint at ``path`` is kept (made once, by torch)."""
-    from mm_retriever.ingest.ocr import cache_root
+    from mm_retriever.cache import cache_root
 
     return cache_root() / "onnx" / export_key(path) / "model.onnx"
 

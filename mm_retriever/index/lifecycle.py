@@ -139,7 +139,7 @@ class MultimodalIndex:
         """Where retrievers write page images for ``image_path``: a folder of the user cache
         (``$MM_RETRIEVER_CACHE/page-images/<index key>``), never inside the index, so that
         searching changes nothing in it. None when the manifest cannot be read."""
-        from mm_retriever.ingest.ocr import cache_root
+        from mm_retriever.cache import cache_root
 
         created = (self.store.read_manifest() or {}).get("created_at", "")
         key = hashlib.sha256(f"{self.uri}\n{created}".encode()).hexdigest()[:16]

@@ -24,6 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from PIL import Image
 
+from mm_retriever.cache import cache_root
 from mm_retriever.errors import MissingExtraError
 from mm_retriever.ingest.text import clean_text
 from mm_retriever.types import BBox
@@ -258,12 +259,6 @@ def get_ocr_engine(name: str, dpi: int = 150, max_side: int = 0) -> OCREngine:
 
 
 # ---------------------------------------------------------------- cache
-
-
-def cache_root() -> Path:
-    """``$MM_RETRIEVER_CACHE``, or ``~/.cache/mm-retriever``."""
-    env = os.environ.get("MM_RETRIEVER_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "mm-retriever"
 
 
 def ocr_cache_path(
