@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
@@ -52,16 +54,29 @@ _EXT = {"image/jpeg": "jpg", "image/png": "png"}
 DEFAULT_DOCUMENT_PRIOR = 0.0
 
 
+_leg_pool_lock = threading.Lock()
+_leg_pool_instance: ThreadPoolExecutor | None = None
+
+
+def _leg_pool() -> ThreadPoolExecutor:
+    """The threads legs of a query run on (shared by every retriever of the process)."""
+    global _leg_pool_instance
+    with _leg_pool_lock:
+        if _leg_pool_instance is None:
+            _leg_pool_instance = ThreadPoolExecutor(8, thread_name_prefix="mm-retriever-leg")
+        return _leg_pool_instance
+
+
 def pages_where(keys: Sequence[tuple[str, int]]) -> str:
-    """A where-clause matching exactly the given (doc_id, page_index) pairs."""
-    by_doc: dict[str, list[int]] = defaultdict(list)
-    for doc_id, page_index in keys:
-        by_doc[doc_id].append(int(page_index))
-    clauses = [
-        where_clause({"doc_id": d, "page_index": sorted(set(p))}, PAGE_COLUMNS)
-        for d, p in sorted(by_doc.items())
-    ]
-    return " OR ".join(f"({c})" for c in clauses) if clauses else MATCH_NOTHING
+    """A where-clause matching at least the given (doc_id, page_index) pairs:
+    ``doc_id IN (...) AND page_index IN (...)``, which the doc_id B-tree answers (an OR of one
+    clause a pair is scanned: 46 vs 11 ms on 333k pages). A few other pairs of those documents
+    can match too; callers keep the rows whose key they asked for."""
+    if not keys:
+        return MATCH_NOTHING
+    docs = sorted({d for d, _ in keys})
+    pages = sorted({int(p) for _, p in keys})
+    return where_clause({"doc_id": docs, "page_index": pages}, PAGE_COLUMNS)
 
 
 class HybridRetriever:
@@ -160,7 +175,12 @@ class HybridRetriever:
         if where == MATCH_NOTHING:
             return {name: [] for name in self.leg_names}
         store = self.index.store
-        return {name: self.index.legs[name].retrieve(store, q, k, where) for name in self.leg_names}
+        legs = [(name, self.index.legs[name]) for name in self.leg_names]
+        if len(legs) <= 1:
+            return {name: leg.retrieve(store, q, k, where) for name, leg in legs}
+        # legs wait mostly on LanceDB, ONNX Runtime or torch (the GIL released): run them together
+        futures = {name: _leg_pool().submit(leg.retrieve, store, q, k, where) for name, leg in legs}
+        return {name: future.result() for name, future in futures.items()}
 
     # ------------------------------------------------------------ retrieve
     def retrieve(
@@ -280,6 +300,7 @@ class HybridRetriever:
         if self.include_images:
             columns.append("image")
         rows = self.index.store.query(FIGURES, pages_where(list(wanted)), columns).to_pylist()
+        rows = [r for r in rows if (r["doc_id"], r["page_index"]) in wanted]
         if self.include_images:
             self.index.page_images.fill_figures(
                 [r for r in rows if r["figure_index"] in wanted[(r["doc_id"], r["page_index"])]]

@@ -83,13 +83,26 @@ def encode_query_cached(encoder: Any, text: str, size: int = 64) -> Any:
         if memo is not None and text in memo:
             memo.move_to_end(text)
             return memo[text]
-    vec = encoder.encode_query([text])[0]
-    if memo is not None:
+    if memo is None:
+        return encoder.encode_query([text])[0]
+    with _encoding_lock(encoder):  # legs running together embed a query once
+        with _cache_lock:
+            if text in memo:
+                return memo[text]
+        vec = encoder.encode_query([text])[0]
         with _cache_lock:
             memo[text] = vec
             while len(memo) > size:
                 memo.popitem(last=False)
     return vec
+
+
+_encoding_locks: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+
+
+def _encoding_lock(encoder: Any) -> threading.Lock:
+    with _cache_lock:
+        return _encoding_locks.setdefault(encoder, threading.Lock())
 
 
 def resolved_spec(name: str, encoder: Any) -> dict[str, Any]:
