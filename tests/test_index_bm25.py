@@ -135,3 +135,19 @@ def test_empty_table_and_unknown_terms(tmp_path) -> None:
     assert leg.retrieve(store, Query("anything"), 5) == []  # no table yet
     write(store, leg, pages())
     assert leg.retrieve(store, Query("zeppelin"), 5) == []
+
+
+def test_stop_word_names_are_those_bm25s_knows() -> None:
+    """The leg checks its language against a list kept here (no bm25s/scipy import when the
+    index is opened): every name on it is one bm25s has a list for, and others are refused."""
+    from bm25s.tokenization import _infer_stopwords
+
+    from mm_retriever.retrievers.bm25 import BM25S_STOPWORDS, BM25Retriever
+
+    for name in BM25S_STOPWORDS:
+        assert len(_infer_stopwords(name)) > 10, name
+    with pytest.raises(ValueError):
+        _infer_stopwords("klingon")
+    with pytest.raises(ValueError, match="klingon"):
+        BM25Retriever(language="klingon", stem=False)
+    assert BM25Retriever(language="German").config()["language"] in ("German", "german")

@@ -113,14 +113,16 @@ def _locate(model: str) -> tuple[str | None, str]:
     if _looks_like_path(model) or not _REPO_ID.match(model):
         return None, f"no folder at {local.resolve()}, and the name is not a Hugging Face id"
 
-    from huggingface_hub import snapshot_download
-
     looked = [f"no local folder ./{model}"]
-    try:
-        return str(snapshot_download(repo_id=model, local_files_only=True)), ""
-    except Exception as e:  # any miss or malformed cache entry: keep looking
-        logger.debug("%s not in the HF cache: %s", model, e)
-        looked.append(f"not in the Hugging Face cache {hub_cache_dir()}")
+    # the cache's own folder for the repo first: importing snapshot_download costs ~0.4 s
+    if (Path(hub_cache_dir()) / f"models--{model.replace('/', '--')}").is_dir():
+        from huggingface_hub import snapshot_download
+
+        try:
+            return str(snapshot_download(repo_id=model, local_files_only=True)), ""
+        except Exception as e:  # any miss or malformed cache entry: keep looking
+            logger.debug("%s not in the HF cache: %s", model, e)
+    looked.append(f"not in the Hugging Face cache {hub_cache_dir()}")
 
     bundled = _bundled_path(model)
     if bundled is not None:

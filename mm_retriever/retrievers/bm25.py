@@ -361,15 +361,49 @@ def _stopword_list(name: str | list[str]) -> list[str]:
     return list(_infer_stopwords(name))
 
 
+#: the stop word lists bm25s has, by the names it knows them (bm25s.tokenization._infer_stopwords);
+#: checked without importing bm25s (and scipy), which the LanceDB engine never needs at query time
+BM25S_STOPWORDS = frozenset(
+    (
+        "english",
+        "en",
+        "english_plus",
+        "en_plus",
+        "german",
+        "de",
+        "dutch",
+        "nl",
+        "french",
+        "fr",
+        "spanish",
+        "es",
+        "portuguese",
+        "pt",
+        "italian",
+        "it",
+        "russian",
+        "ru",
+        "swedish",
+        "sv",
+        "norwegian",
+        "no",
+        "chinese",
+        "zh",
+        "turkish",
+        "tr",
+        "korean",
+        "ko",
+        "danish",
+        "da",
+    )
+)
+
+
 def _stopwords(language: str) -> str:
     """``language`` as bm25s names its stop word list (checked now, not at the first query)."""
-    import bm25s
-
     name = language.lower()
-    try:
-        bm25s.tokenize(["check"], stopwords=name, return_ids=False, show_progress=False)
-    except ValueError as exc:
+    if name not in BM25S_STOPWORDS:
         raise ValueError(
             f"no stop word list for language {language!r} in bm25s; pass remove_stop_words=False"
-        ) from exc
+        )
     return name
