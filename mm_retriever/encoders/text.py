@@ -244,26 +244,20 @@ class SentenceTransformerEncoder:
         self._lock = threading.Lock()
         self._model: SentenceTransformer | None = None
         self._query_onnx: Any = None  # OnnxQueryEncoder, False when it cannot be had
-        self.layout = read_layout(path)
-        if self.layout is None:  # only sentence-transformers can say what this model is
-            self._model = self._load(path)
-        limit = self._position_limit()
+        self.layout = read_layout(path)  # None: only the loaded model can say what it is
+        self.max_length = 0  # set below
         if max_length is not None:
+            limit = self._position_limit()
             if max_length < 1 or (limit is not None and max_length > limit):
                 raise ValueError(f"max_length must be between 1 and {limit}, got {max_length}")
-            if self._model is not None:
-                self._model.max_seq_length = max_length
-        if max_length is not None:
-            self.max_length = max_length
-        elif self.layout is not None:
-            self.max_length = self.layout.max_length
-        else:
-            model = self.model
-            self.max_length = int(model.max_seq_length or model.tokenizer.model_max_length)
-        if self.layout is not None:
+        if self.layout is not None:  # the files say it: nothing loaded
+            self.max_length = max_length or self.layout.max_length
             self.dim = self.layout.dim
         else:
             model = self.model
+            if max_length is not None:
+                model.max_seq_length = max_length
+            self.max_length = int(model.max_seq_length or model.tokenizer.model_max_length)
             get_dim = (
                 getattr(model, "get_embedding_dimension", None)
                 or model.get_sentence_embedding_dimension
@@ -297,7 +291,7 @@ class SentenceTransformerEncoder:
             with self._lock:
                 if self._model is None:
                     model = self._load(self.path)
-                    if self.max_length != model.max_seq_length:
+                    if self.max_length:  # 0 while the constructor asks the model
                         model.max_seq_length = self.max_length
                     self._model = model
         return self._model

@@ -309,11 +309,20 @@ def ocr_page(
     Returns the page's OCR (bboxes in PDF points) and whether it came from the cache.
     """
     path = ocr_cache_path(engine.name, engine.dpi, doc_id, page_index, max_side=engine.max_side)
+
+    def read() -> PageOCR:
+        image, points_per_pixel = render()
+        return PageOCR.from_result(engine.read(image), points_per_pixel)
+
+    return _through_cache(path, read)
+
+
+def _through_cache(path: Path, read: Callable[[], PageOCR]) -> tuple[PageOCR, bool]:
+    """The OCR cached at ``path``, else ``read()`` saved there; and whether it was cached."""
     cached = load_cached(path)
     if cached is not None:
         return cached, True
-    image, points_per_pixel = render()
-    result = PageOCR.from_result(engine.read(image), points_per_pixel)
+    result = read()
     save_cached(path, result)
     return result, False
 
@@ -338,17 +347,16 @@ def ocr_regions(
         max_side=engine.max_side,
         regions=regions_key(regions),
     )
-    cached = load_cached(path)
-    if cached is not None:
-        return cached, True
-    lines: list[PageLine] = []
-    for region in regions:
-        image, s = render(region)
-        x0, y0 = region[0], region[1]
-        for ln in engine.read(image).lines:
-            bx0, by0, bx1, by1 = ln.bbox_px
-            box = (x0 + bx0 * s, y0 + by0 * s, x0 + bx1 * s, y0 + by1 * s)
-            lines.append(PageLine(ln.text, box, ln.conf))
-    result = PageOCR("\n".join(ln.text for ln in lines), lines)
-    save_cached(path, result)
-    return result, False
+
+    def read() -> PageOCR:
+        lines: list[PageLine] = []
+        for region in regions:
+            image, s = render(region)
+            x0, y0 = region[0], region[1]
+            for ln in engine.read(image).lines:
+                bx0, by0, bx1, by1 = ln.bbox_px
+                box = (x0 + bx0 * s, y0 + by0 * s, x0 + bx1 * s, y0 + by1 * s)
+                lines.append(PageLine(ln.text, box, ln.conf))
+        return PageOCR("\n".join(ln.text for ln in lines), lines)
+
+    return _through_cache(path, read)

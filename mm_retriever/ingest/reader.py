@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -329,28 +329,24 @@ class DocumentReader:
         return get_ocr_engine(cfg.ocr_engine, cfg.ocr_dpi, cfg.ocr_max_side)
 
     def _ocr(self, index: int, render: Any) -> PageOCR:
-        t = time.perf_counter()
-        result, cached = ocr_page(self._engine(), render, self.doc_id, index)
-        self.timings["ocr"] += time.perf_counter() - t
-        self.counts["ocr_pages"] += 1
-        self.counts["ocr_cached"] += int(cached)
-        return result
+        return self._timed(lambda: ocr_page(self._engine(), render, self.doc_id, index))
 
     def _ocr_regions(self, index: int, page: pymupdf.Page, regions: list[BBox]) -> PageOCR:
         """OCR of the page's ``regions`` only, each rendered alone at ``ocr_dpi``."""
-        dpi = self.config.ocr_dpi
 
         def render(region: BBox) -> tuple[Image.Image, float]:
-            clip = pymupdf.Rect(region)
-            pix = page.get_pixmap(dpi=dpi, clip=clip, alpha=False, colorspace=pymupdf.csRGB)
-            image = Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
-            return image, clip.width / max(pix.width, 1)
+            image = render_page(page, self.config.ocr_dpi, clip=region)
+            return image, (region[2] - region[0]) / max(image.width, 1)
 
+        self.counts["ocr_regions"] += 1
+        return self._timed(lambda: ocr_regions(self._engine(), render, self.doc_id, index, regions))
+
+    def _timed(self, run: Callable[[], tuple[PageOCR, bool]]) -> PageOCR:
+        """Run one page's OCR, adding its time and whether the cache answered."""
         t = time.perf_counter()
-        result, cached = ocr_regions(self._engine(), render, self.doc_id, index, regions)
+        result, cached = run()
         self.timings["ocr"] += time.perf_counter() - t
         self.counts["ocr_pages"] += 1
-        self.counts["ocr_regions"] += 1
         self.counts["ocr_cached"] += int(cached)
         return result
 

@@ -11,9 +11,12 @@ from PIL import Image
 from mm_retriever.errors import MissingExtraError
 
 
-def render_page(page: pymupdf.Page, dpi: int) -> Image.Image:
-    """Render a PDF page to an RGB image at ``dpi`` with PyMuPDF (annotations included)."""
-    pix = page.get_pixmap(dpi=dpi, alpha=False, colorspace=pymupdf.csRGB)
+def render_page(
+    page: pymupdf.Page, dpi: int, clip: tuple[float, float, float, float] | None = None
+) -> Image.Image:
+    """Render a PDF page (or only its ``clip`` rectangle, in points) to an RGB image at
+    ``dpi`` with PyMuPDF (annotations included)."""
+    pix = page.get_pixmap(dpi=dpi, clip=clip, alpha=False, colorspace=pymupdf.csRGB)
     return Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
 
 
