@@ -31,6 +31,12 @@ class IngestConfig(BaseModel):
         "images are scaled down for detection only, recognition reads full-resolution line "
         "crops (PaddleOCR's classic default); 0: no limit (about 1.8x slower on a slide)",
     )
+    ocr_runtime: Literal["auto", "openvino", "onnxruntime"] = Field(
+        "auto",
+        description="what rapidocr's models run on: OpenVINO (1.4x ONNX Runtime's speed in "
+        "float32, 2.6x in bfloat16, its default on CPUs with AMX; readings differ slightly) "
+        "or ONNX Runtime; auto: OpenVINO where it is installed",
+    )
     min_layer_chars: int = Field(
         64, description="with ocr=auto, pages with fewer text-layer characters get OCR"
     )

@@ -341,17 +341,23 @@ def _ocr_words(
     index: MultimodalIndex, doc_id: str, page_index: int, row: dict[str, Any], run: bool
 ) -> list[Word]:
     """Words of the page's OCR lines: from the ingest's OCR cache, else (``run``) OCR now."""
-    from mm_retriever.ingest.ocr import get_ocr_engine, load_cached, ocr_cache_path, ocr_page
+    from mm_retriever.ingest.ocr import engine_cache_path, get_ocr_engine, load_cached, ocr_page
 
     cfg = index.config.ingest
+    try:  # the ingest's engine, and the same reading the stored page image at its own dpi
+        ingest_engine = get_ocr_engine(
+            cfg.ocr_engine, cfg.ocr_dpi, cfg.ocr_max_side, cfg.ocr_runtime
+        )
+        engine = get_ocr_engine(cfg.ocr_engine, cfg.dpi, cfg.ocr_max_side, cfg.ocr_runtime)
+    except Exception as exc:
+        log.warning("no OCR word boxes for %s p.%d: %s", doc_id, page_index + 1, exc)
+        return []
     ocr = None
-    page_file = ocr_cache_path(
-        cfg.ocr_engine, cfg.ocr_dpi, doc_id, page_index, max_side=cfg.ocr_max_side
-    )
+    page_file = engine_cache_path(ingest_engine, doc_id, page_index)
     candidates = [  # the ingest's page OCR, its figure-region OCR, then an earlier explain's
         page_file,
         *sorted(page_file.parent.glob(f"{page_index:05d}-r*.json")),
-        ocr_cache_path(cfg.ocr_engine, cfg.dpi, doc_id, page_index, max_side=cfg.ocr_max_side),
+        engine_cache_path(engine, doc_id, page_index),
     ]
     for path in candidates:
         ocr = load_cached(path)
@@ -360,7 +366,6 @@ def _ocr_words(
     has_image = row.get("image") or index.page_images.has_source(doc_id)
     if ocr is None and run and row.get("text") and has_image:
         try:  # OCR the stored page image at its own resolution (cached like the ingest's)
-            engine = get_ocr_engine(cfg.ocr_engine, cfg.dpi, cfg.ocr_max_side)
             image = _image(index, row)
             ocr, _ = ocr_page(
                 engine, lambda: (image, float(row["width"]) / image.width), doc_id, page_index

@@ -11,9 +11,14 @@ import pytest
 from PIL import Image
 
 from mm_retriever.config import IngestConfig
-from mm_retriever.ingest import DocumentReader, document_id, get_ocr_engine, ocr_cache_path
+from mm_retriever.ingest import DocumentReader, document_id, get_ocr_engine
 from mm_retriever.ingest.merge import new_ocr_lines
-from mm_retriever.ingest.ocr import PageLine
+from mm_retriever.ingest.ocr import (
+    PageLine,
+    engine_cache_path,
+    openvino_precision,
+    resolve_ocr_runtime,
+)
 from mm_retriever.ingest.text import TextLine
 
 needs_tesseract = pytest.mark.skipif(
@@ -22,6 +27,11 @@ needs_tesseract = pytest.mark.skipif(
 )
 
 DET = IngestConfig().ocr_max_side  # the default detector size (rapidocr's cache folder)
+
+
+def _cache_file(engine: str, doc: Path, page: int = 0) -> Path:
+    """Where the default ingest settings cache ``engine``'s OCR of one page."""
+    return engine_cache_path(get_ocr_engine(engine, 150, DET), document_id(doc), page)
 
 
 @pytest.fixture(autouse=True)
@@ -60,8 +70,10 @@ def test_scanned_page_is_read_by_ocr(engine, scanned, ocr_cache):
     x0, y0, x1, y1 = page.chunks[0].bbox
     assert 0 <= x0 < x1 <= page.width and 0 <= y0 < y1 <= page.height
     # the cache file has the shared format, bboxes in points
-    path = ocr_cache_path(engine, 150, document_id(scanned), 0, max_side=DET)
+    path = _cache_file(engine, scanned)
     folder = f"{engine}-150dpi" + ("-det960" if engine == "rapidocr" else "")
+    if engine == "rapidocr" and resolve_ocr_runtime() == "openvino":
+        folder += f"-ov-{openvino_precision()}"
     assert path.is_relative_to(ocr_cache / "ocr" / folder)
     data = json.loads(path.read_text())
     assert set(data) == {"text", "lines"}
@@ -95,7 +107,7 @@ def test_second_read_hits_the_cache(scanned):
 
 def test_a_precomputed_cache_file_is_used(scanned):
     """The format written by other tools (e.g. a batch OCR job) is read as is."""
-    path = ocr_cache_path("rapidocr", 150, document_id(scanned), 0, max_side=DET)
+    path = _cache_file("rapidocr", scanned)
     path.parent.mkdir(parents=True)
     line = {"text": "Precomputed line about walruses", "bbox": [72, 50, 300, 62], "conf": 0.9}
     path.write_text(json.dumps({"text": line["text"], "lines": [line]}))
@@ -107,7 +119,7 @@ def test_a_precomputed_cache_file_is_used(scanned):
 
 @needs_tesseract
 def test_unreadable_cache_file_is_recomputed(scanned):
-    path = ocr_cache_path("tesseract", 150, document_id(scanned), 0)
+    path = _cache_file("tesseract", scanned)
     path.parent.mkdir(parents=True)
     path.write_text("{not json")
     reader, pages = _read_scan(scanned, "tesseract")
@@ -197,6 +209,23 @@ def test_image_document_is_read_by_ocr(tmp_path):
         assert 0 <= x0 < x1 <= 800 and 0 <= y0 < y1 <= 360
 
 
+def test_both_ocr_runtimes_read_the_page_into_their_own_cache(scanned, ocr_cache):
+    """OpenVINO and ONNX Runtime run the same models; their readings are cached apart."""
+    assert resolve_ocr_runtime("auto") == "openvino"  # a core dependency on this platform
+    texts, folders = {}, set()
+    for runtime in ("openvino", "onnxruntime"):
+        _, pages = _read_scan(scanned, "rapidocr", ocr_runtime=runtime)
+        texts[runtime] = pages[0].text.lower()
+        engine = get_ocr_engine("rapidocr", 150, DET, runtime)
+        folders.add(engine_cache_path(engine, document_id(scanned), 0).parent.parent.name)
+    for words in texts.values():
+        assert "lighthouse" in words and "pemberton" in words, texts
+    folder = "rapidocr-150dpi-det960"
+    assert folders == {folder, f"{folder}-ov-{openvino_precision()}"}
+    with pytest.raises(ValueError, match="unknown OCR runtime 'tensorrt'"):
+        resolve_ocr_runtime("tensorrt")
+
+
 @needs_tesseract
 def test_engines_are_shared_and_named():
     assert get_ocr_engine("tesseract") is get_ocr_engine("tesseract", 150)
@@ -249,7 +278,7 @@ def test_page_text_modes(mode, tmp_path):
         {"text": fact.text, "bbox": list(fact.bbox), "conf": 0.95},  # what the layer has
         {"text": "Zanzibar 77", "bbox": [300, 600, 380, 612], "conf": 0.9},  # what it lacks
     ]
-    cache = ocr_cache_path("rapidocr", 150, document_id(path), 0, max_side=DET)
+    cache = _cache_file("rapidocr", path)
     cache.parent.mkdir(parents=True)
     cache.write_text(json.dumps({"text": "\n".join(ln["text"] for ln in lines), "lines": lines}))
     cfg = IngestConfig(ocr="always", page_text=mode)

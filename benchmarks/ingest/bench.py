@@ -63,10 +63,18 @@ def git_commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
-# The defaults before issue 9's OCR / encoder changes (2026-11-30), to run beside today's:
-# whole-page OCR for raster figures, rapidocr's detector on the full image, float32 encoders.
-PREVIOUS_INGEST = {"ocr_max_side": 0, "ocr_figure_crops": False}
-PREVIOUS_ENCODER = {"dtype": "float32"}
+# Settings to run beside today's defaults, as (ingest options, text encoder options):
+# "onnxruntime": the defaults with rapidocr on ONNX Runtime (the default before OpenVINO);
+# "previous": the defaults before issue 9's OCR / encoder changes (2026-11-30): whole-page OCR
+# for raster figures, rapidocr's detector on the full image, ONNX Runtime, float32 encoders.
+SETTINGS: dict[str, tuple[dict, dict]] = {
+    "default": ({}, {}),
+    "onnxruntime": ({"ocr_runtime": "onnxruntime"}, {}),
+    "previous": (
+        {"ocr_max_side": 0, "ocr_figure_crops": False, "ocr_runtime": "onnxruntime"},
+        {"dtype": "float32"},
+    ),
+}
 
 
 def _text_encoders(config) -> list[dict]:
@@ -84,17 +92,17 @@ def build(
     files: list[Path], workers: int, work: Path, text_backend: str | None, settings: str
 ) -> dict:
     """Index ``files`` into a new index with a new cache; returns seconds, pages/s, stages.
-    ``settings``: "default" (``IndexConfig()``) or "previous" (the defaults before 2026-11-30)."""
+    ``settings``: a key of ``SETTINGS`` ("default": ``IndexConfig()``)."""
     from mm_retriever.config import IndexConfig
     from mm_retriever.index import MultimodalIndex
 
     name = f"w{workers}-{text_backend or 'default'}-{settings}"
     os.environ["MM_RETRIEVER_CACHE"] = str(work / f"cache-{name}")
     config = IndexConfig()
-    if settings == "previous":
-        config.ingest = config.ingest.model_copy(update=PREVIOUS_INGEST)
-        for options in _text_encoders(config):
-            options.update(PREVIOUS_ENCODER)
+    ingest_update, encoder_update = SETTINGS[settings]
+    config.ingest = config.ingest.model_copy(update=ingest_update)
+    for options in _text_encoders(config):
+        options.update(encoder_update)
     if text_backend:  # the text leg's and the figure leg's text encoder
         for options in _text_encoders(config):
             options["backend"] = text_backend
@@ -182,11 +190,11 @@ def main() -> None:
     ap.add_argument(
         "--settings",
         action="append",
-        choices=["default", "previous"],
+        choices=list(SETTINGS),
         default=None,
-        help="index settings of the pool run(s): default (IndexConfig()) and/or previous (the "
-        "defaults before 2026-11-30: whole-page figure OCR, full-size OCR detection, float32 "
-        "encoders); repeat; default: default",
+        help="index settings of the pool run(s): default (IndexConfig()), onnxruntime (rapidocr "
+        "on ONNX Runtime) and/or previous (the defaults before 2026-11-30: whole-page figure "
+        "OCR, full-size OCR detection, ONNX Runtime, float32 encoders); repeat; default: default",
     )
     ap.add_argument("--skip-before", action="store_true", help="no workers=1 run")
     ap.add_argument("--skip-render", action="store_true", help="no render-only comparison")

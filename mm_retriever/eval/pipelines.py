@@ -97,9 +97,9 @@ class Pipeline:
     def search(self, query: EvalQuery, k: int, scope: Scope) -> list[PageRef]:
         raise NotImplementedError
 
-    def ocr_engine(self) -> tuple[str, int, int] | None:
-        """(engine, dpi, detector max side) when page text comes from OCR of every page, for
-        timing OCR."""
+    def ocr_engine(self) -> tuple[str, int, int, str] | None:
+        """(engine, dpi, detector max side, runtime) when page text comes from OCR of every
+        page, for timing OCR."""
         return None
 
     def close(self) -> None:
@@ -182,10 +182,10 @@ class OursPipeline(Pipeline):
         options["weights"] = {n: w for n, w in weights.items() if n in legs}
         return registry.fusions.create(spec.name, **options)
 
-    def ocr_engine(self) -> tuple[str, int, int] | None:
+    def ocr_engine(self) -> tuple[str, int, int, str] | None:
         if self.ocr_only:
             ingest = self.config.ingest
-            return ingest.ocr_engine, ingest.ocr_dpi, ingest.ocr_max_side
+            return ingest.ocr_engine, ingest.ocr_dpi, ingest.ocr_max_side, ingest.ocr_runtime
         return None
 
     def covers(self, other: OursPipeline) -> bool:

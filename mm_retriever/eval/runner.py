@@ -49,7 +49,7 @@ def share_indexes(pipelines: Sequence[Pipeline]) -> dict[str, str]:
 
 
 def measure_ocr(
-    files: Sequence[Path], engine: str, dpi: int, max_side: int, n_pages: int
+    files: Sequence[Path], engine: str, dpi: int, max_side: int, runtime: str, n_pages: int
 ) -> float | None:
     """Seconds per page for ``engine`` on the first ``n_pages`` pages (rendered at ``dpi``),
     measured without the OCR cache."""
@@ -60,7 +60,7 @@ def measure_ocr(
 
     from mm_retriever.ingest import get_ocr_engine
 
-    ocr = get_ocr_engine(engine, dpi, max_side)
+    ocr = get_ocr_engine(engine, dpi, max_side, runtime)
     seconds: list[float] = []
     for f in files:
         if f.suffix.lower() != ".pdf":

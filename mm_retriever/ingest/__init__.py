@@ -7,6 +7,7 @@ from mm_retriever.ingest.ocr import (
     OCRResult,
     PageOCR,
     cache_root,
+    engine_cache_path,
     get_ocr_engine,
     ocr_cache_path,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "cache_root",
     "document_id",
     "encode_image",
+    "engine_cache_path",
     "get_ocr_engine",
     "iter_files",
     "ocr_cache_path",

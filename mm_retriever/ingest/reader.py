@@ -326,7 +326,7 @@ class DocumentReader:
 
     def _engine(self) -> OCREngine:
         cfg = self.config
-        return get_ocr_engine(cfg.ocr_engine, cfg.ocr_dpi, cfg.ocr_max_side)
+        return get_ocr_engine(cfg.ocr_engine, cfg.ocr_dpi, cfg.ocr_max_side, cfg.ocr_runtime)
 
     def _ocr(self, index: int, render: Any) -> PageOCR:
         return self._timed(lambda: ocr_page(self._engine(), render, self.doc_id, index))
