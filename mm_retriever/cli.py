@@ -1,5 +1,5 @@
-"""Command line: ``mm-retriever index | search | info | delete | doctor | repair | demo | eval``,
-``serve`` and ``mcp``."""
+"""Command line: ``mm-retriever index | search | info | delete | doctor | repair | compact |
+migrate | demo | eval``, ``serve`` and ``mcp``."""
 
 from __future__ import annotations
 
@@ -468,6 +468,47 @@ def compact(
     if idx.path is not None:
         line += f"; {report.bytes_before:,} -> {report.bytes_after:,} bytes on disk"
     console.print(line)
+
+
+@app.command()
+def migrate(
+    index: IndexOpt,
+    sources: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--sources",
+            help="folder or file holding the documents' source files, for documents whose "
+            "recorded path moved or changed (repeat)",
+        ),
+    ] = None,
+    keep_versions_for: Annotated[
+        float,
+        typer.Option(
+            "--keep-versions-for",
+            help="seconds of old table versions to keep after migrating (0: none)",
+            min=0,
+        ),
+    ] = 0.0,
+) -> None:
+    """Bring an older index to the current storage layout (schema 1 -> 2): keep each document
+    as its source file instead of encoded page images, drop duplicate text, free the space."""
+    from mm_retriever.errors import MMRetrieverError
+
+    idx = _open(index)
+    try:
+        report = idx.migrate(sources or (), keep_versions_for=keep_versions_for)
+    except MMRetrieverError as e:
+        raise _fail(str(e)) from None
+    console.print(
+        f"schema {report.schema_before} -> {report.schema_after}: "
+        f"{len(report.converted)} document(s) now kept as their source file, "
+        f"duplicate text emptied on {report.text_cleared} page(s)"
+    )
+    for doc_id, why in report.kept.items():
+        console.print(f"  kept stored images of {doc_id}: {why}", soft_wrap=True)
+    opt = report.optimize
+    if opt is not None and idx.path is not None:
+        console.print(f"{opt.bytes_before:,} -> {opt.bytes_after:,} bytes on disk")
 
 
 def _sample_folder() -> Path:

@@ -244,6 +244,17 @@ def test_unknown_model_offline_gives_a_clear_error(monkeypatch):
         CLIPEncoder("openai/no-clip", device="cpu")
 
 
+def test_unknown_model_online_tries_the_hub(monkeypatch):
+    """Without HF_HUB_OFFLINE the Hub is asked (here it cannot be reached, or has no such
+    repo); the message names that attempt and its error."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with pytest.raises(ModelUnavailableError) as err:
+        resolve_model_path("definitely-not-an-org/definitely-not-a-model")
+    msg = str(err.value)
+    assert "download from the Hub failed" in msg, msg
+    assert "UnboundLocalError" not in msg and "Traceback" not in msg
+
+
 def test_missing_local_folder_and_file(tmp_path):
     with pytest.raises(ModelUnavailableError, match="no folder at"):
         resolve_model_path(str(tmp_path / "nothing" / "here"))

@@ -132,6 +132,8 @@ def _locate(model: str) -> tuple[str | None, str]:
         looked.append("download skipped because HF_HUB_OFFLINE is set")
         return None, "; ".join(looked)
     try:
+        from huggingface_hub import snapshot_download
+
         logger.info("downloading %s from the Hugging Face Hub", model)
         path = snapshot_download(
             repo_id=model, etag_timeout=_DOWNLOAD_TIMEOUT_S, ignore_patterns=_IGNORE_PATTERNS

@@ -40,6 +40,7 @@ from mm_retriever.store.schema import BASE_SCHEMAS, MANIFEST, now_iso
 
 if TYPE_CHECKING:
     from mm_retriever.hybrid import HybridRetriever
+    from mm_retriever.index.migrate import MigrationReport
     from mm_retriever.index.ray_engine import RayOptions
 
 log = logging.getLogger("mm_retriever")
@@ -474,6 +475,21 @@ class MultimodalIndex:
             bytes_after=sum(self.store.table_bytes().values()),
             seconds=time.perf_counter() - t0,
         )
+
+    def migrate(
+        self,
+        sources: Iterable[str | Path] = (),
+        *,
+        keep_versions_for: timedelta | float = timedelta(0),
+    ) -> MigrationReport:
+        """Bring an older index to the current storage layout (schema 1 -> 2): documents whose
+        source file is found (where they were added from, or under ``sources``) are kept as
+        that file instead of encoded page images; duplicate page text is emptied; then
+        ``optimize(keep_versions_for=...)`` frees the space. Safe to interrupt and re-run.
+        See ``mm_retriever.index.migrate``."""
+        from mm_retriever.index.migrate import migrate_index
+
+        return migrate_index(self, sources, keep_versions_for=keep_versions_for)
 
     # --------------------------------------------------------------- reading
     def documents(self) -> list[dict[str, Any]]:

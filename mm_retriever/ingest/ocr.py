@@ -1,9 +1,9 @@
 """OCR engines (RapidOCR, tesseract) and the on-disk OCR cache.
 
 Engines read a PIL image and return lines with pixel bboxes. ``ocr_page`` turns those into PDF
-points and caches them per page at ``$MM_RETRIEVER_CACHE/ocr/{folder}/{doc_id}/{page_index:05d}.json``,
-``folder`` = ``{engine}-{dpi}dpi[-det{max_side}][-{runtime}]``
-(default cache root ``~/.cache/mm-retriever``) as
+points and caches them per page at
+``$MM_RETRIEVER_CACHE/ocr/{folder}/{doc_id}/{page_index:05d}.json``, ``folder`` being
+``{engine}-{dpi}dpi[-det{max_side}][-{runtime}]`` (default cache root ``~/.cache/mm-retriever``), as
 ``{"text": str, "lines": [{"text", "bbox" (points), "conf"}]}``; OCR of page regions only (the
 raster figures of a page whose text layer is fine) goes to ``{page_index:05d}-r{key}.json``.
 The heavy OCR models load once per process and are shared by every reader.
