@@ -171,3 +171,24 @@ def test_cli_index_takes_workers(files, tmp_path, minilm_path) -> None:
     assert "indexed 1 document(s)" in result.output
     result = CliRunner().invoke(app, [*args, "--workers", "-1"])
     assert result.exit_code == 2 and "greater than or equal to 0" in result.output
+
+
+def test_bm25_only_index_adds_with_a_pool_without_torch(files, tmp_path) -> None:
+    """No leg embeds with a model: the writer has no encoder threads to set, so a fresh
+    process indexes with workers=2 without importing torch (~1.5 s)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from mm_retriever.config import IndexConfig, IngestConfig, LegSpec\n"
+        "from mm_retriever.index import MultimodalIndex\n"
+        "cfg = IndexConfig(ingest=IngestConfig(ocr='never'), legs=[LegSpec(name='bm25')])\n"
+        f"index = MultimodalIndex.create({str(tmp_path / 'idx')!r}, cfg)\n"
+        f"report = index.add({[str(f) for f in files[:2]]!r}, workers=2)\n"
+        "print(report.ok, len(report.added), 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert out.stdout.split() == ["True", "2", "False"], out.stdout + out.stderr

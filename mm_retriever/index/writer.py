@@ -140,7 +140,7 @@ class IndexWriter:
         with (
             _Progress(progress, len(files)) as bar,
             contextlib.closing(events),
-            _encoder_threads(self.workers),
+            _encoder_threads(self.workers if _uses_models(self.legs) else 1),
         ):
             try:
                 while True:
@@ -318,6 +318,12 @@ class IndexWriter:
                 ensure_lookup_index(tbl)
         faults.point("after:manifest")
         self.store.write_manifest({"updated_at": now_iso()})
+
+
+def _uses_models(legs: Mapping[str, Leg]) -> bool:
+    """Whether any leg embeds with a model (torch); a BM25-only index never imports torch."""
+    attrs = ("encoder", "text_encoder", "image_encoder")
+    return any(getattr(leg, a, None) is not None for leg in legs.values() for a in attrs)
 
 
 @contextlib.contextmanager
