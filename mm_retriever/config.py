@@ -33,8 +33,8 @@ class IngestConfig(BaseModel):
     )
     ocr_runtime: Literal["auto", "openvino", "onnxruntime"] = Field(
         "auto",
-        description="what rapidocr's models run on: OpenVINO (1.4x ONNX Runtime's speed in "
-        "float32, 2.6x in bfloat16, its default on CPUs with AMX; readings differ slightly) "
+        description="what rapidocr's models run on: OpenVINO (1.8x ONNX Runtime's speed in "
+        "float32, 3.5x in bfloat16, its default on CPUs with AMX; readings differ slightly) "
         "or ONNX Runtime; auto: OpenVINO where it is installed",
     )
     min_layer_chars: int = Field(

@@ -63,8 +63,10 @@ def build(runtime: str, precision: str | None = None) -> RapidOCR:
     _PRECISION.clear()
     if precision:
         _PRECISION["hint"] = precision
-    try:
-        return RapidOCR(params=params)
+    try:  # rapidocr loads its models on first use: load them now, with the forced precision
+        model = RapidOCR(params=params)
+        model._load_det_model(), model._load_cls_model(), model._load_rec_model()
+        return model
     finally:
         _PRECISION.clear()
 

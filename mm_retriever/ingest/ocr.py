@@ -8,8 +8,8 @@ points and caches them per page at
 raster figures of a page whose text layer is fine) goes to ``{page_index:05d}-r{key}.json``.
 The heavy OCR models load once per process and are shared by every reader.
 
-RapidOCR's models run on OpenVINO where it is installed (``runtime="auto"``; 1.4x ONNX Runtime's
-speed in float32, 2.6x in bfloat16, the precision OpenVINO picks on CPUs with AMX) and on ONNX
+RapidOCR's models run on OpenVINO where it is installed (``runtime="auto"``; 1.8x ONNX Runtime's
+speed in float32, 3.5x in bfloat16, the precision OpenVINO picks on CPUs with AMX) and on ONNX
 Runtime otherwise; the cache folder names the runtime and precision (``-ov-bf16``), since their
 readings differ slightly.
 """
