@@ -247,7 +247,11 @@ def test_unknown_model_offline_gives_a_clear_error(monkeypatch):
 def test_unknown_model_online_tries_the_hub(monkeypatch):
     """Without HF_HUB_OFFLINE the Hub is asked (here it cannot be reached, or has no such
     repo); the message names that attempt and its error."""
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    from huggingface_hub import constants
+
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # read once, at import
     with pytest.raises(ModelUnavailableError) as err:
         resolve_model_path("definitely-not-an-org/definitely-not-a-model")
     msg = str(err.value)
