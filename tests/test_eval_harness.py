@@ -194,7 +194,7 @@ def test_ocr_pipelines_read_ocr_only() -> None:
     p = make_pipeline("ocr-bm25", ocr_engine="tesseract")
     ingest = p.config.ingest  # type: ignore[attr-defined]
     assert (ingest.ocr, ingest.page_text, ingest.ocr_engine) == ("always", "ocr", "tesseract")
-    assert p.ocr_engine() == ("tesseract", 150, 960)
+    assert p.ocr_engine() == ("tesseract", 150, 960, "auto")
 
 
 def test_run_scores_ours_and_peers(tiny_set: Path, tmp_path: Path, minilm_path: str) -> None:
