@@ -68,6 +68,7 @@ def _build_config(
     page_model: str | None,
     figure_model: str | None,
     legs: list[str] | None,
+    ocr_runtime: str | None = None,
 ) -> IndexConfig:
     """An IndexConfig from an optional JSON/TOML/YAML-free JSON file plus command-line overrides."""
     from mm_retriever.config import IndexConfig
@@ -79,6 +80,8 @@ def _build_config(
         ingest.ocr = ocr  # type: ignore[assignment]
     if ocr_engine:
         ingest.ocr_engine = ocr_engine  # type: ignore[assignment]
+    if ocr_runtime:
+        ingest.ocr_runtime = ocr_runtime  # type: ignore[assignment]
     if dpi:
         ingest.dpi = dpi
     if device:
@@ -118,7 +121,7 @@ def _setting_conflicts(
 ) -> list[str]:
     """Settings given on the command line that differ from the ones the index was built with."""
     out = []
-    for name in ("ocr", "ocr_engine", "dpi"):
+    for name in ("ocr", "ocr_engine", "ocr_runtime", "dpi"):
         if options.get(name) is not None:
             have = getattr(stored.ingest, name)
             if getattr(asked.ingest, name) != have:
@@ -226,6 +229,10 @@ def index(
     ] = None,
     ocr: Annotated[str | None, typer.Option(help="auto | always | never")] = None,
     ocr_engine: Annotated[str | None, typer.Option(help="rapidocr | tesseract")] = None,
+    ocr_runtime: Annotated[
+        str | None,
+        typer.Option(help="what rapidocr runs on: auto | openvino | onnxruntime"),
+    ] = None,
     dpi: Annotated[int | None, typer.Option(help="page render resolution")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps")] = None,
     text_model: Annotated[str | None, typer.Option(help="sentence-transformers model")] = None,
@@ -257,12 +264,26 @@ def index(
 ) -> None:
     """Index documents (new index, or add to an existing one)."""
     _setup_logging(verbose)
+    from mm_retriever.ingest.ocr import OCR_RUNTIMES
+
+    if ocr_runtime is not None and ocr_runtime not in OCR_RUNTIMES:
+        raise _fail(f"--ocr-runtime must be one of {', '.join(OCR_RUNTIMES)}, got '{ocr_runtime}'")
     config = _build_config(
-        config_file, ocr, ocr_engine, dpi, device, text_model, page_model, figure_model, leg
+        config_file,
+        ocr,
+        ocr_engine,
+        dpi,
+        device,
+        text_model,
+        page_model,
+        figure_model,
+        leg,
+        ocr_runtime=ocr_runtime,
     )
     options = {
         "ocr": ocr,
         "ocr_engine": ocr_engine,
+        "ocr_runtime": ocr_runtime,
         "dpi": dpi,
         "config": config_file,
         "leg": leg,

@@ -133,12 +133,15 @@ def test_index_options_an_existing_index_would_ignore_are_an_error(built, tmp_pa
     for option in (
         ["--dpi", "150"],
         ["--ocr", "always"],
+        ["--ocr-runtime", "onnxruntime"],
         ["--leg", "text"],
         ["--text-model", "BAAI/bge-small-en-v1.5"],
     ):
         result = runner.invoke(app, ["index", str(pdf), "--index", index.uri, *option])
         assert result.exit_code == 1, (option, result.output)
         assert "would be ignored" in result.output and option[0] in result.output
+    bad = runner.invoke(app, ["index", str(pdf), "--index", index.uri, "--ocr-runtime", "trt"])
+    assert bad.exit_code == 1 and "--ocr-runtime must be one of auto, openvino" in bad.output
     ok = runner.invoke(app, ["index", str(pdf), "--index", index.uri, "--dpi", "72"])
     assert ok.exit_code == 0, ok.output  # the same value as stored: fine
     assert index.store.version("documents") == before
