@@ -152,3 +152,36 @@ def test_migrate_command(tmp_path: Path, source_folder: Path) -> None:
     )
     assert "bytes on disk" in result.output
     assert MultimodalIndex.open(path).store.count(PAGES, "image IS NOT NULL") == 0
+
+
+def test_a_run_interrupted_after_the_page_images_is_finished(
+    tmp_path: Path, source_folder: Path
+) -> None:
+    """The source row is committed and the page images dropped, the crops not yet: the next
+    run drops the crops and keeps the source (the first page was checked before)."""
+    from mm_retriever.filters import quote_string
+    from mm_retriever.ingest.files import document_id
+    from mm_retriever.store.schema import SOURCES_SCHEMA, source_rows
+
+    path = _v1_copy(tmp_path)
+    index = MultimodalIndex.open(path)
+    pdf = source_folder / "mixed.pdf"
+    doc = document_id(pdf)
+    _, figures_before = _stored_images(index)
+    where = f"doc_id = {quote_string(doc)}"
+    ingest = index.config.ingest
+    rows = source_rows(doc, pdf, ingest.dpi, ingest.image_format, ingest.image_quality)
+    index.store.add(SOURCES, rows, SOURCES_SCHEMA)
+    index.store.table(PAGES).update(where=where, values_sql={"image": "NULL"})
+    assert index.store.count(FIGURES, f"{where} AND image IS NOT NULL") > 0
+
+    report = index.migrate()  # no folder given: the committed source row is what counts
+    assert doc in report.converted
+    assert index.store.count(SOURCES, where) == 1
+    assert index.store.count(FIGURES, f"{where} AND image IS NOT NULL") == 0
+    rows = index.store.query(FIGURES, where).to_pylist()
+    index.page_images.fill_figures(rows)
+    for r in rows:
+        key = (r["doc_id"], r["page_index"], r["figure_index"])
+        assert _same_image(r["image"], figures_before[key]), key
+    assert index.check() == []

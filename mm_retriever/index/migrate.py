@@ -122,12 +122,13 @@ def _convert(
     images); else why its stored images stay."""
     store = index.store
     where = f"doc_id = {quote_string(doc_id)}"
-    stored = store.count(PAGES, f"{where} AND image IS NOT NULL")
-    if not stored:
+    with_image = f"{where} AND image IS NOT NULL"
+    if not store.count(PAGES, with_image) + store.count(FIGURES, with_image):
         return ""
     if ingest.renderer != "pymupdf":
         return f"its pages were rendered by {ingest.renderer}; sources are rendered by PyMuPDF"
-    if not store.count(SOURCES, where):
+    written = not store.count(SOURCES, where)
+    if written:
         if path is None:
             return "its source file was not found (pass its folder with --sources)"
         try:
@@ -135,20 +136,23 @@ def _convert(
         except (OSError, IngestError) as e:
             return f"its source file could not be read ({e})"
         store.add(SOURCES, rows, SOURCES_SCHEMA)
-    index.page_images.clear()  # it may remember the document as having no source
-    difference = _first_page_difference(index, doc_id)
-    if difference is None or difference > MAX_PIXEL_DIFFERENCE:
-        store.table(SOURCES).delete(where)
-        index.page_images.clear()
-        if difference is None:
-            return "its source file does not render its first page"
-        return (
-            f"its source renders differently from the stored page (mean difference "
-            f"{difference:.1f} levels; another PyMuPDF version?)"
-        )
+    # checked while the stored first page exists (a run interrupted after dropping the page
+    # images had checked it already: only its crops are left to drop)
+    if written or store.count(PAGES, f"{with_image} AND page_index = 0"):
+        index.page_images.clear()  # it may remember the document as having no source
+        difference = _first_page_difference(index, doc_id)
+        if difference is None or difference > MAX_PIXEL_DIFFERENCE:
+            store.table(SOURCES).delete(where)
+            index.page_images.clear()
+            if difference is None:
+                return "its first page could not be compared with a render of its source file"
+            return (
+                f"its source renders differently from the stored page (mean difference "
+                f"{difference:.1f} levels; another PyMuPDF version?)"
+            )
     for name in (PAGES, FIGURES):  # the source row is committed: the images can go
         table = store.table(name)
-        if table is not None and table.count_rows(f"{where} AND image IS NOT NULL"):
+        if table is not None and table.count_rows(with_image):
             table.update(where=where, values_sql={"image": "NULL"})
     return None
 
