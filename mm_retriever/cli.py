@@ -346,7 +346,12 @@ def search(
     doc_id: Annotated[list[str] | None, typer.Option(help="only these documents")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps")] = None,
     raw_query: Annotated[
-        bool, typer.Option("--raw-query", help="keep answer-format instructions in the query")
+        bool,
+        typer.Option(
+            "--raw-query",
+            help="search with the question as written: keep answer-format instructions, no "
+            "financial-term expansion",
+        ),
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -357,7 +362,9 @@ def search(
     idx = _open(index, device=device)
     filters = {"doc_id": doc_id} if doc_id else None
     try:
-        retriever = idx.retriever(fusion=fusion, legs=leg, clean_query=not raw_query)
+        retriever = idx.retriever(
+            fusion=fusion, legs=leg, clean_query=not raw_query, expand_query=not raw_query
+        )
         pages = retriever.retrieve(question, k=k, filters=filters)
     except (MMRetrieverError, ValueError) as e:
         raise _fail(str(e)) from None

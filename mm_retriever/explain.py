@@ -151,19 +151,26 @@ def explain_page(
     legs: Sequence[str] | None = None,
     similarity: bool = True,
     clean_query: bool = True,
+    expand_query: bool = True,
 ) -> Explanation:
     """Where each leg of ``index`` matched ``query`` on page ``(doc_id, page_index)``.
 
     ``legs``: the legs to explain (default all). ``similarity``: compute the page leg's
     similarity maps (one page encode, the costly part). ``clean_query``: drop answer-format
-    instructions first, as searches do (``HybridRetriever(clean_query=...)``).
+    instructions first, and ``expand_query``: append financial metrics' line items, as searches
+    do (``HybridRetriever(clean_query=..., expand_query=...)``).
     """
     from mm_retriever.hybrid import HybridRetriever
 
     row = _page_row(index, doc_id, page_index)
     names = list(legs) if legs else list(index.legs)
     retriever = HybridRetriever(
-        index, legs=names, include_images=False, write_images=False, clean_query=clean_query
+        index,
+        legs=names,
+        include_images=False,
+        write_images=False,
+        clean_query=clean_query,
+        expand_query=expand_query,
     )
     q = retriever.prepare(Query.of(query))  # the query text the legs see
     filters = {"doc_id": doc_id, "page_index": int(page_index)}

@@ -30,12 +30,15 @@ from mm_retriever.filters import (
     MATCH_NOTHING,
     PAGE_COLUMNS,
     and_where,
+    quote_string,
     split_filters,
     where_clause,
 )
 from mm_retriever.fusion import apply_document_prior
 from mm_retriever.protocols import Fusion, Query, check_k
+from mm_retriever.query_expansion import expand_query as expand_financial_terms
 from mm_retriever.query_text import retrieval_text
+from mm_retriever.references import caption_regex, references
 from mm_retriever.store import DOCUMENTS, FIGURES, PAGES
 from mm_retriever.types import FusedHit, LegHit, RetrievedFigure, RetrievedPage
 
@@ -52,6 +55,10 @@ _EXT = {"image/jpeg": "jpg", "image/png": "png"}
 # (weight 1.0, figure leg 0) gains +0.020 on half B, p = 0.24: not significant, so no default
 # changes (benchmarks/results/mmlongbench-dev/quality/). Pass ``document_prior=`` to turn it on.
 DEFAULT_DOCUMENT_PRIOR = 0.0
+
+
+class PreparedQuery(Query):
+    """A query as the legs see it (cleaned and expanded); preparing it again changes nothing."""
 
 
 _leg_pool_lock = threading.Lock()
@@ -87,7 +94,12 @@ class HybridRetriever:
     legs' configured ``weight``. ``candidates``: hits asked from each leg before fusion.
     ``max_figures``: matched figure crops attached per page. ``clean_query``: drop sentences
     that only tell the answering LLM how to format its answer ("Round your answer to two
-    decimals.") before the legs see the text (``mm_retriever.query_text``).
+    decimals.") before the legs see the text (``mm_retriever.query_text``). ``expand_query``:
+    append the line items of the financial metrics the question names ("current ratio" ->
+    "total current assets total current liabilities balance sheets";
+    ``mm_retriever.query_expansion``). ``pin_references``: when the question names a figure,
+    table or section ("In Figure 5, ..."), the pages of the best-ranked document where that
+    caption or numbered heading stands come first (``mm_retriever.references``).
     ``document_prior``: a :class:`~mm_retriever.document_prior.DocumentPrior`, its weight, or
     None/0 for none; when the pages come from several documents it re-ranks them by how well
     each whole document matches the question (``mm_retriever.document_prior``).
@@ -105,6 +117,8 @@ class HybridRetriever:
         include_images: bool = True,
         write_images: bool = True,
         clean_query: bool = True,
+        expand_query: bool = True,
+        pin_references: bool = True,
         document_prior: DocumentPrior | float | None = DEFAULT_DOCUMENT_PRIOR,
     ) -> None:
         self.index = index
@@ -123,6 +137,8 @@ class HybridRetriever:
         self.include_images = include_images
         self.write_images = write_images
         self.clean_query = clean_query
+        self.expand_query = expand_query
+        self.pin_references = pin_references
         self.fusion = self._make_fusion(fusion, weights)
         if isinstance(document_prior, int | float):  # a weight: the default (pages) prior
             document_prior = DocumentPrior(document_prior) if document_prior > 0 else None
@@ -144,11 +160,16 @@ class HybridRetriever:
 
     # ---------------------------------------------------------------- legs
     def prepare(self, query: Query) -> Query:
-        """The query the legs see: answer-format instructions removed when ``clean_query``."""
-        if not self.clean_query or not query.text:
+        """The query the legs see: answer-format instructions removed when ``clean_query``,
+        financial metrics' line items appended when ``expand_query``."""
+        if isinstance(query, PreparedQuery) or not query.text:
             return query
-        text = retrieval_text(query.text)
-        return query if text == query.text else Query(text=text, image=query.image)
+        text = query.text
+        if self.clean_query:
+            text = retrieval_text(text)
+        if self.expand_query:
+            text = expand_financial_terms(text)
+        return PreparedQuery(text=text, image=query.image)
 
     def where(self, filters: Mapping[str, Any] | None) -> str | None:
         """The page-level where-clause for structured ``filters`` (document fields resolved)."""
@@ -197,6 +218,7 @@ class HybridRetriever:
         hits = self.leg_hits(q, max(k, self.candidates), filters)
         fused = self.fusion.fuse(hits, sum(len(h) for h in hits.values()))
         fused = self.rerank_documents(q, fused)
+        fused = self.pin_referenced(q, fused, filters)
         return self.hydrate(fused, k)
 
     def rerank_documents(self, query: Query, fused: Sequence[FusedHit]) -> list[FusedHit]:
@@ -207,6 +229,42 @@ class HybridRetriever:
             return list(fused)
         scores = prior.document_scores(self.index.store, query.text, fused)
         return apply_document_prior(fused, scores, prior.weight)
+
+    def pin_referenced(
+        self,
+        query: Query,
+        fused: Sequence[FusedHit],
+        filters: Mapping[str, Any] | None = None,
+    ) -> list[FusedHit]:
+        """``fused`` with the pages that hold the captions or headings the question names
+        (``mm_retriever.references``) first: pages of the best-ranked document only, in their
+        fused order (pages no leg found after them, in page order). Each pinned page gets
+        ``leg_scores["reference"] = 1``; without references or such pages nothing changes."""
+        hits = list(fused)
+        if not self.pin_references or not hits or not query.text:
+            return hits
+        refs = references(query.text)
+        if not refs:
+            return hits
+        doc_id = hits[0].doc_id
+        found = " OR ".join(f"regexp_like(text, {quote_string(caption_regex(r))})" for r in refs)
+        where = and_where(self.where(filters), where_clause({"doc_id": doc_id}, PAGE_COLUMNS))
+        rows = self.index.store.query(PAGES, and_where(where, f"({found})"), ["page_index"])
+        pinned = sorted(int(p) for p in rows.column("page_index").to_pylist())
+        if not pinned:
+            return hits
+        by_key = {h.key: h for h in hits}
+        order = {h.key: i for i, h in enumerate(hits)}
+        keys = sorted(((doc_id, p) for p in pinned), key=lambda key: order.get(key, len(hits)))
+        top = max(h.score for h in hits)
+        first = []
+        for i, key in enumerate(keys):
+            hit = by_key.get(key) or FusedHit(doc_id, key[1], 0.0)
+            hit.score = top + 1.0 - i / (len(keys) + 1)  # above every other page, in order
+            hit.leg_scores["reference"] = 1.0
+            first.append(hit)
+        moved = set(keys)
+        return first + [h for h in hits if h.key not in moved]
 
     async def aretrieve(
         self,

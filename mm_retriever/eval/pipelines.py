@@ -291,9 +291,9 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text.strip("/"))[-60:]
 
 
-#: reference pipelines search with the question as written (no answer-instruction removal),
-#: like the data set's reference figures
-RAW_QUERY = {"clean_query": False}
+#: reference pipelines search with the question as written (no answer-instruction removal, no
+#: financial-term expansion), like the data set's reference figures
+RAW_QUERY = {"clean_query": False, "expand_query": False}
 
 
 def make_ours(

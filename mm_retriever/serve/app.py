@@ -65,7 +65,11 @@ class SearchRequest(BaseModel):
     legs: list[str] | None = Field(None, description="legs to use (default: all)")
     fusion: Literal["rrf", "weighted"] | None = Field(None, description="fusion method")
     weights: dict[str, float] | None = Field(None, description="per-leg fusion weights")
-    raw_query: bool = Field(False, description="keep answer-format instructions in the query")
+    raw_query: bool = Field(
+        False,
+        description="search with the question as written: keep answer-format instructions, "
+        "no financial-term expansion",
+    )
 
 
 class JobAccepted(BaseModel):
@@ -136,7 +140,11 @@ def create_app(settings: ServeSettings) -> FastAPI:
         if not text and image is None:
             raise HTTPException(422, "give a text query, an image, or both")
         retriever = index.retriever(
-            fusion=body.fusion, legs=body.legs, weights=body.weights, clean_query=not body.raw_query
+            fusion=body.fusion,
+            legs=body.legs,
+            weights=body.weights,
+            clean_query=not body.raw_query,
+            expand_query=not body.raw_query,
         )
         with compute:
             pages = retriever.retrieve(

@@ -287,6 +287,7 @@ class MMRetriever(BaseRetriever):
                 include_images=hybrid.include_images,
                 write_images=hybrid.write_images,
                 clean_query=hybrid.clean_query,
+                expand_query=hybrid.expand_query,
             )
         return self._image_retriever
 
