@@ -519,7 +519,8 @@ def migrate(
     ] = 0.0,
 ) -> None:
     """Bring an older index to the current storage layout (schema 1 -> 2): keep each document
-    as its source file instead of encoded page images, drop duplicate text, free the space."""
+    as its source file instead of encoded page images, drop duplicate text, add the document
+    prior's text table, free the space."""
     from mm_retriever.errors import MMRetrieverError
 
     idx = _open(index)
@@ -530,7 +531,8 @@ def migrate(
     console.print(
         f"schema {report.schema_before} -> {report.schema_after}: "
         f"{len(report.converted)} document(s) now kept as their source file, "
-        f"duplicate text emptied on {report.text_cleared} page(s)"
+        f"duplicate text emptied on {report.text_cleared} page(s), "
+        f"document text written for {report.document_texts} document(s)"
     )
     for doc_id, why in report.kept.items():
         console.print(f"  kept stored images of {doc_id}: {why}", soft_wrap=True)

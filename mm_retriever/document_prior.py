@@ -7,8 +7,13 @@ query, in one of two ways:
 - ``source="pages"`` (hierarchical): a document scores the sum of the fused scores of its pages
   among the top ``top_pages`` fused pages, so a document with several good pages beats one lucky
   page elsewhere. Nothing extra is indexed or computed.
-- ``source="bm25"``: a BM25 index with one row per document (its title, file name and the text
-  of all its pages; in memory, rebuilt when the pages table changes).
+- ``source="bm25"`` (the default): BM25 over one text per document (its title and file name
+  words three times, then the text of all its pages). Writers keep these texts in the
+  ``document_text`` table with LanceDB's full-text index (``write_document_texts``,
+  ``ensure_document_text_index``), so a query costs one index search at any corpus size. An
+  index written before that table existed is scored from an in-memory BM25 built from its
+  pages (rebuilt when the pages table changes; up to ``IN_MEMORY_MAX_PAGES`` pages, beyond
+  which the prior is skipped with a warning until ``mm-retriever migrate`` adds the table).
 
 :func:`apply_document_prior` (in :mod:`mm_retriever.fusion`) then adds
 ``weight * z(document score)`` to each fused page's z-scored score. Within one document the prior
@@ -17,6 +22,7 @@ is the same for every page and changes nothing.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,14 +30,26 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from mm_retriever.retrievers.bm25 import fold_ascii
+from mm_retriever.filters import PAGE_COLUMNS, where_clause
+from mm_retriever.retrievers.bm25 import BM25Retriever, fold_ascii
 from mm_retriever.store import DOCUMENTS, PAGES
+from mm_retriever.store.schema import DOCUMENT_TEXT, DOCUMENT_TEXT_SCHEMA
+from mm_retriever.store.table_indexes import IndexPresence, ensure_fts_index
 
 if TYPE_CHECKING:
     import bm25s
 
     from mm_retriever.store import LanceDBStore
     from mm_retriever.types import FusedHit
+
+log = logging.getLogger("mm_retriever")
+
+#: how often a document's title and file name words stand in its text (they name the document)
+TITLE_REPEATS = 3
+#: an index without the ``document_text`` table is scored in memory up to this many pages
+IN_MEMORY_MAX_PAGES = 50_000
+#: documents asked from the full-text index per query (the rest score as "no match")
+MAX_DOCUMENTS = 200
 
 
 @dataclass
@@ -45,18 +63,20 @@ class DocumentPrior:
     """Document scores for a document prior: from the fused pages or a document-level BM25.
 
     ``weight``: how much a document's z-scored score counts against the page's z-scored fused
-    score (0 turns the prior off). ``source``: ``"pages"`` or ``"bm25"`` (module docstring).
+    score (0 turns the prior off). ``source``: ``"bm25"`` or ``"pages"`` (module docstring).
     ``top_pages``: fused pages that vote for their document (``pages``). ``title_boost``: how
-    many times the title and file name are repeated in a document's BM25 text (``bm25``).
+    many times the title and file name are repeated in a document's in-memory BM25 text
+    (``bm25`` on an index without the ``document_text`` table, whose texts repeat them
+    ``TITLE_REPEATS`` times).
     """
 
     def __init__(
         self,
         weight: float = 0.5,
         *,
-        source: Literal["pages", "bm25"] = "pages",
+        source: Literal["pages", "bm25"] = "bm25",
         top_pages: int = 20,
-        title_boost: int = 3,
+        title_boost: int = TITLE_REPEATS,
         k1: float = 1.2,
         b: float = 0.75,
         language: str = "english",
@@ -74,6 +94,8 @@ class DocumentPrior:
         self.language = language
         self._corpus: _DocCorpus | None = None
         self._lock = threading.Lock()
+        self._has_fts = IndexPresence("text", "fts")
+        self._warned = False
 
     def _tokenize(self, texts: list[str]) -> list[list[str]]:
         import bm25s
@@ -124,13 +146,40 @@ class DocumentPrior:
     def document_scores(
         self, store: LanceDBStore, text: str, fused: Sequence[FusedHit]
     ) -> dict[str, float]:
-        """Each candidate document's score for the query ``text`` with fused pages ``fused``."""
+        """Each candidate document's score for the query ``text`` with fused pages ``fused``
+        (``bm25``: a document of ``fused`` that matches no query word scores 0)."""
         if self.source == "pages":
             return page_votes(fused, self.top_pages)
-        return self.scores(store, text)
+        scores = self.scores(store, text)
+        if scores:
+            for h in fused:
+                scores.setdefault(h.doc_id, 0.0)
+        return scores
 
     def scores(self, store: LanceDBStore, text: str) -> dict[str, float]:
-        """BM25 score of every document for ``text`` (empty when nothing can be scored)."""
+        """BM25 scores of the documents that match ``text`` (empty when nothing can be scored):
+        from the ``document_text`` full-text index when the index has one (the best
+        ``MAX_DOCUMENTS``), else from an in-memory BM25 of every document."""
+        if not text:
+            return {}
+        tbl = store.table(DOCUMENT_TEXT)
+        if self._has_fts(tbl):
+            q = tbl.search(text, query_type="fts", fts_columns="text")
+            rows = q.select(["doc_id", "_score"]).limit(MAX_DOCUMENTS).to_arrow().to_pylist()
+            return {r["doc_id"]: float(r["_score"]) for r in rows}
+        if store.count(PAGES) > IN_MEMORY_MAX_PAGES:
+            if not self._warned:
+                self._warned = True
+                log.warning(
+                    "document prior skipped: this index has no document_text table (written by "
+                    "an older mm-retriever) and more than %d pages to score in memory; "
+                    "`mm-retriever migrate --index ...` adds it",
+                    IN_MEMORY_MAX_PAGES,
+                )
+            return {}
+        return self._in_memory_scores(store, text)
+
+    def _in_memory_scores(self, store: LanceDBStore, text: str) -> dict[str, float]:
         corpus = self._load(store)
         if corpus is None or corpus.bm25 is None or not text:
             return {}
@@ -162,6 +211,56 @@ def page_votes(fused: Sequence[FusedHit], top: int = 20) -> dict[str, float]:
     for h in fused[:top]:
         votes[h.doc_id] = votes.get(h.doc_id, 0.0) + float(h.score)
     return votes
+
+
+def document_text(title: str, source: str, page_texts: Sequence[str]) -> str:
+    """A document's BM25 text: title and file name words ``TITLE_REPEATS`` times, then its
+    pages' text in page order."""
+    head = f"{title or ''} {_file_words(source or '')}".strip()
+    return " ".join([head] * TITLE_REPEATS + [t for t in page_texts if t])
+
+
+def document_text_options() -> dict[str, object]:
+    """Tokenizer of the ``document_text`` full-text index: the default BM25 leg's."""
+    return BM25Retriever().fts_options()
+
+
+def write_document_texts(store: LanceDBStore, documents: Sequence[tuple[str, str, str]]) -> int:
+    """Write the ``document_text`` rows of ``documents`` ((doc_id, title, source) each) from
+    their rows in ``pages`` (a writer's job, before the documents' commit). Returns rows."""
+    if not documents:
+        return 0
+    ids = [d for d, _, _ in documents]
+    rows = store.query(
+        PAGES, where_clause({"doc_id": ids}, PAGE_COLUMNS), ["doc_id", "page_index", "text"]
+    ).to_pylist()
+    texts: dict[str, list[tuple[int, str]]] = {d: [] for d in ids}
+    for r in rows:
+        texts[r["doc_id"]].append((int(r["page_index"]), r["text"] or ""))
+    out = [
+        {"doc_id": d, "text": document_text(title, source, [t for _, t in sorted(texts[d])])}
+        for d, title, source in documents
+    ]
+    return store.add(DOCUMENT_TEXT, out, DOCUMENT_TEXT_SCHEMA)
+
+
+def ensure_document_text_index(store: LanceDBStore) -> bool:
+    """Build (or fold new rows into) the full-text index of ``document_text`` (a writer's job).
+    Returns True when the table's indexes changed."""
+    tbl = store.table(DOCUMENT_TEXT)
+    return tbl is not None and ensure_fts_index(tbl, "text", document_text_options())
+
+
+def missing_document_texts(store: LanceDBStore) -> list[tuple[str, str, str]]:
+    """(doc_id, title, source) of committed documents without a ``document_text`` row."""
+    have = set()
+    if store.table(DOCUMENT_TEXT) is not None:
+        have = set(store.query(DOCUMENT_TEXT, None, ["doc_id"]).column("doc_id").to_pylist())
+    return [
+        (d["doc_id"], d.get("title") or "", d.get("source") or "")
+        for d in store.documents()
+        if d["doc_id"] not in have
+    ]
 
 
 def _file_words(source: str) -> str:

@@ -36,6 +36,7 @@ ADD_POINTS = {
     "write:pages": 1,
     "write:figures": 1,
     "write:leg_bm25": 1,
+    "write:document_text": 3,
     "write:documents": 3,
     "commit:marker": 3,
     "commit:done": 3,

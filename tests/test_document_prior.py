@@ -87,7 +87,7 @@ def test_prior_moves_the_named_documents_page_up(index) -> None:
 def test_document_scores_use_title_and_text(index) -> None:
     idx, ids = index
     scores = DocumentPrior(1.0).scores(idx.store, "Northwind")
-    assert scores[ids["northwind.pdf"]] > 0 and scores[ids["acme.pdf"]] == 0
+    assert scores[ids["northwind.pdf"]] > 0 and scores.get(ids["acme.pdf"], 0.0) == 0
     assert DocumentPrior(1.0).scores(idx.store, "zzz unknown") == {}
     assert DocumentPrior(1.0).scores(idx.store, "Acme Corporation")[ids["acme.pdf"]] > 0
 
@@ -118,7 +118,7 @@ def test_page_votes_prior_prefers_the_document_with_several_good_pages() -> None
     ]
     votes = page_votes(fused, top=5)
     assert votes == pytest.approx({"x": 3.1, "y": 6.9})  # z is not among the top 5
-    prior = DocumentPrior(1.0, top_pages=5)  # source="pages" is the default
+    prior = DocumentPrior(1.0, source="pages", top_pages=5)
     assert prior.document_scores(None, "ignored", fused) == votes  # type: ignore[arg-type]
     out = apply_document_prior(
         [FusedHit(h.doc_id, h.page_index, h.score) for h in fused], votes, 1.0
@@ -132,3 +132,71 @@ def test_page_votes_prior_prefers_the_document_with_several_good_pages() -> None
 def test_file_words() -> None:
     assert _file_words("/data/NIKE_2021_10K.pdf") == "NIKE 2021 10K"
     assert _file_words("report") == "report"
+
+
+def test_writers_keep_one_document_text_row_per_document(index) -> None:
+    from mm_retriever.store.schema import DOCUMENT_TEXT
+    from mm_retriever.store.table_indexes import find_index
+
+    idx, ids = index
+    rows = {r["doc_id"]: r["text"] for r in idx.store.query(DOCUMENT_TEXT).to_pylist()}
+    assert set(rows) == set(ids.values())
+    northwind = rows[ids["northwind.pdf"]]
+    assert northwind.count("Northwind Traders annual report northwind") == 3  # title, file name
+    assert northwind.index("sells tea") < northwind.index("Revenues increased by 19")
+    assert find_index(idx.store.table(DOCUMENT_TEXT), "text", "fts") is not None
+    # the full-text index ranks documents as the in-memory BM25 of the same texts does
+    prior = DocumentPrior(1.0)
+    for query in (QUERY, "Acme revenues", "tea and coffee"):
+        fts = prior.scores(idx.store, query)
+        memory = prior._in_memory_scores(idx.store, query)
+        assert sorted(fts, key=fts.get) == sorted(
+            (d for d in memory if memory[d] > 0), key=memory.get
+        )
+
+
+def test_the_default_retriever_uses_the_bm25_prior(index) -> None:
+    idx, _ = index
+    retriever = idx.retriever()
+    assert retriever.document_prior is not None
+    assert (retriever.document_prior.source, retriever.document_prior.weight) == ("bm25", 0.5)
+    assert idx.retriever(document_prior=0).document_prior is None
+    pages = retriever.retrieve(QUERY, k=3)
+    assert "document" in pages[0].leg_scores
+
+
+def test_delete_and_migrate_keep_document_text_in_step(tmp_path) -> None:
+    from mm_retriever.store.schema import DOCUMENT_TEXT
+    from mm_retriever.store.table_indexes import find_index
+
+    files = [
+        _pdf(tmp_path / "docs" / f"{name}.pdf", f"{name} report", [("Results", body)])
+        for name, body in (
+            ("north", "Revenues grew in the north."),
+            ("south", "Revenues fell in the south."),
+            ("west", "Revenues held in the west."),
+        )
+    ]
+    config = IndexConfig(
+        ingest=IngestConfig(ocr="never", dpi=72, figures=False), legs=[LegSpec(name="bm25")]
+    )
+    idx = MultimodalIndex.create(tmp_path / "idx", config)
+    idx.add(files)
+    ids = {d["source"].rsplit("/", 1)[-1]: d["doc_id"] for d in idx.documents()}
+    idx.delete(ids["west.pdf"])
+    texts = idx.store.query(DOCUMENT_TEXT, None, ["doc_id"]).column("doc_id").to_pylist()
+    assert sorted(texts) == sorted([ids["north.pdf"], ids["south.pdf"]])
+    # an index written before the table existed: the prior scores in memory until migrated
+    idx.store.db.drop_table(DOCUMENT_TEXT)
+    tables = [t for t in idx.manifest()["tables"] if t != DOCUMENT_TEXT]
+    idx.store.write_manifest({"tables": tables})
+    old = MultimodalIndex.open(tmp_path / "idx")
+    assert not old.store.has_table(DOCUMENT_TEXT)
+    assert DocumentPrior(1.0).scores(old.store, "north")[ids["north.pdf"]] > 0
+    report = old.migrate()
+    assert report.document_texts == 2
+    assert DOCUMENT_TEXT in old.manifest()["tables"]
+    assert find_index(old.store.table(DOCUMENT_TEXT), "text", "fts") is not None
+    assert old.migrate().document_texts == 0  # idempotent
+    scores = DocumentPrior(1.0).scores(old.store, "north")
+    assert set(scores) == {ids["north.pdf"]}

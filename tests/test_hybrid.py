@@ -48,7 +48,7 @@ def index(tmp_path_factory, minilm_path):
 
 
 def test_rrf_from_config_with_leg_weights(index) -> None:
-    retriever = index.retriever()
+    retriever = index.retriever(document_prior=0)  # scores: the fusion's alone
     assert isinstance(retriever.fusion, RRFFusion)
     assert retriever.fusion.k == 10 and retriever.fusion.weights == {"text": 1.0, "bm25": 2.0}
     pages = retriever.retrieve("When did the Harrowgate mill close?", k=5)
@@ -63,11 +63,11 @@ def test_rrf_from_config_with_leg_weights(index) -> None:
 
 def test_fusion_and_weight_overrides(index) -> None:
     q = "Harrowgate mill"
-    weighted = index.retriever(fusion="weighted").retrieve(q, k=5)
+    weighted = index.retriever(fusion="weighted", document_prior=0).retrieve(q, k=5)
     assert all(0 <= p.score <= 3.0 + 1e-9 for p in weighted)  # weights 1 + 2, minmax in [0, 1]
     z = index.retriever(fusion=WeightedFusion(normalization="zscore")).retrieve(q, k=5)
     assert len(z) == 5
-    only_text = index.retriever(weights={"bm25": 0.0}).retrieve(q, k=5)
+    only_text = index.retriever(weights={"bm25": 0.0}, document_prior=0).retrieve(q, k=5)
     for p in only_text:
         want = 1.0 / (10 + p.leg_ranks["text"]) if "text" in p.leg_ranks else 0.0
         assert p.score == pytest.approx(want)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from mm_retriever import registry
 from mm_retriever.config import IndexConfig, LegSpec
+from mm_retriever.document_prior import ensure_document_text_index
 from mm_retriever.errors import IndexCorruptError, MMRetrieverError
 from mm_retriever.image_cache import ImageCache
 from mm_retriever.index.legs import build_legs
@@ -469,6 +470,7 @@ class MultimodalIndex:
             for leg in self.legs.values():  # search indexes of the legs (ANN, full text)
                 if callable(refresh := getattr(leg, "refresh", None)):
                     refresh(self.store)
+            ensure_document_text_index(self.store)
         return OptimizeReport(
             tables=tables,
             bytes_before=before,

@@ -10,7 +10,9 @@ crops from it on demand. Migrating:
 3. for each document whose source file is found (its recorded path, or a file with the same
    content under ``sources``) and renders as its stored first page did, writes its
    ``sources`` row, then drops its stored page images and crops;
-4. compacts the tables and deletes old versions, so the space is freed.
+4. writes the ``document_text`` row (the document prior's text) of every document without one;
+5. compacts the tables, builds their search indexes and deletes old versions, so the space is
+   freed.
 
 Every step is idempotent and leaves a readable index: a document is switched to its source
 only after the source row is committed, and rows with stored images are read as stored. An
@@ -27,10 +29,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mm_retriever.document_prior import missing_document_texts, write_document_texts
 from mm_retriever.errors import IngestError
 from mm_retriever.filters import quote_string
 from mm_retriever.store import FIGURES, PAGES, SCHEMA_VERSION, SOURCES
-from mm_retriever.store.schema import SOURCES_SCHEMA, source_rows
+from mm_retriever.store.schema import DOCUMENT_TEXT, SOURCES_SCHEMA, source_rows
 
 if TYPE_CHECKING:
     from mm_retriever.config import IngestConfig
@@ -42,6 +45,8 @@ log = logging.getLogger(__name__)
 # the same page rendered from its source: JPEG of the same render is identical; another
 # PyMuPDF version may anti-alias slightly differently
 MAX_PIXEL_DIFFERENCE = 2.0
+# documents whose document_text rows are written together
+DOCUMENT_TEXT_BATCH = 64
 
 
 @dataclass
@@ -53,6 +58,7 @@ class MigrationReport:
     converted: list[str] = field(default_factory=list)  # documents now kept as their source
     kept: dict[str, str] = field(default_factory=dict)  # doc_id -> why its images stay stored
     text_cleared: int = 0  # pages whose duplicate text columns were emptied
+    document_texts: int = 0  # documents given their document_text row
     optimize: OptimizeReport | None = None
 
 
@@ -110,6 +116,13 @@ def migrate_index(
                 report.converted.append(doc["doc_id"])
             elif why:
                 report.kept[doc["doc_id"]] = why
+        missing = missing_document_texts(store)
+        for start in range(0, len(missing), DOCUMENT_TEXT_BATCH):
+            batch = missing[start : start + DOCUMENT_TEXT_BATCH]
+            report.document_texts += write_document_texts(store, batch)
+        tables = set(index.manifest().get("tables") or ())
+        if store.has_table(DOCUMENT_TEXT) and DOCUMENT_TEXT not in tables:
+            store.write_manifest({"tables": sorted({*tables, DOCUMENT_TEXT})})
     index.page_images.clear()
     report.optimize = index.optimize(keep_versions_for=keep_versions_for)
     return report

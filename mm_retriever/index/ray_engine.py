@@ -41,6 +41,7 @@ import pyarrow as pa
 
 from mm_retriever import faults
 from mm_retriever.config import IndexConfig, IngestConfig, LegSpec
+from mm_retriever.document_prior import write_document_texts
 from mm_retriever.errors import IngestError, MissingExtraError, MMRetrieverError
 from mm_retriever.filters import quote_string
 from mm_retriever.index.writer import (
@@ -433,6 +434,10 @@ class _Committer:
                     self.failed[d.doc_id] = f"only {d.written} of {d.n_pages} pages were read"
             self._remove_failed()
         if done:
+            faults.point("ray:document_text")
+            write_document_texts(
+                self.store, [(d.doc_id, d.header.title, d.header.source) for d in done]
+            )
             faults.point("ray:documents")
             rows = [document_row(d.header, d.written) for d in done]
             self.store.add(DOCUMENTS, rows, DOCUMENTS_SCHEMA)

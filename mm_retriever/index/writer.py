@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from mm_retriever import faults
 from mm_retriever.config import IndexConfig, IngestConfig
+from mm_retriever.document_prior import ensure_document_text_index, write_document_texts
 from mm_retriever.errors import IngestError
 from mm_retriever.protocols import Leg
 from mm_retriever.store import DOCUMENTS, FIGURES, PAGES, SOURCES, LanceDBStore, leg_table
@@ -263,6 +264,9 @@ class IndexWriter:
             doc_id = doc.document.doc_id
             try:
                 t0 = time.perf_counter()
+                faults.point("write:document_text")
+                header = doc.document
+                write_document_texts(self.store, [(doc_id, header.title, header.source)])
                 faults.point("write:documents")
                 self.store.add(DOCUMENTS, [document_row(doc.document, doc.pages)], DOCUMENTS_SCHEMA)
                 run.timings["write"] += time.perf_counter() - t0
@@ -312,6 +316,7 @@ class IndexWriter:
             refresh = getattr(leg, "refresh", None)  # optional (see protocols.Leg)
             if callable(refresh):
                 refresh(self.store)
+        ensure_document_text_index(self.store)  # the document prior's full-text index
         for name in self.store.doc_tables():  # doc_id lookups: hydration, within-doc filters
             tbl = self.store.table(name)
             if tbl is not None:

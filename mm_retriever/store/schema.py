@@ -26,6 +26,7 @@ PAGES = "pages"
 FIGURES = "figures"
 PENDING = "pending"
 SOURCES = "sources"
+DOCUMENT_TEXT = "document_text"
 LEG_PREFIX = "leg_"
 
 MANIFEST_SCHEMA = pa.schema([("key", pa.string()), ("value", pa.string())])
@@ -85,6 +86,10 @@ SOURCES_SCHEMA = pa.schema(
 # A write in progress: one row per document a writer is adding or deleting, committed before
 # its first row is written and removed after its last. A marker left behind proves which rows
 # belong to a write that died; only those are ever cleaned up.
+# one row a document: its title and file name words, then the text of all its pages; searched
+# with a full-text index by the document prior (``mm_retriever.document_prior``)
+DOCUMENT_TEXT_SCHEMA = pa.schema([("doc_id", pa.string()), ("text", pa.string())])
+
 PENDING_SCHEMA = pa.schema(
     [
         ("doc_id", pa.string()),
@@ -100,6 +105,7 @@ BASE_SCHEMAS = {
     PAGES: PAGES_SCHEMA,
     FIGURES: FIGURES_SCHEMA,
     SOURCES: SOURCES_SCHEMA,
+    DOCUMENT_TEXT: DOCUMENT_TEXT_SCHEMA,
     PENDING: PENDING_SCHEMA,
 }
 
