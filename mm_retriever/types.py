@@ -150,6 +150,8 @@ class RetrievedPage:
     text: str = ""
     title: str = ""
     leg_ranks: dict[str, int] = field(default_factory=dict)
+    # each ranking leg's raw score, plus "document" (the document prior's raw score, corpus-wide)
+    # and "reference" (1.0: pinned as the page of a figure/table/section the question names)
     leg_scores: dict[str, float] = field(default_factory=dict)
     matched_text: str = ""
     figures: list[RetrievedFigure] = field(default_factory=list)
