@@ -120,3 +120,24 @@ def test_questions_without_references_are_unchanged(index) -> None:
     a = [p.page_index for p in index.retriever().retrieve(question, k=5)]
     b = [p.page_index for p in index.retriever(pin_references=False).retrieve(question, k=5)]
     assert a == b
+
+
+def test_corpus_wide_only_the_best_documents_caption_is_pinned(tmp_path) -> None:
+    config = IndexConfig(
+        ingest=IngestConfig(ocr="never", dpi=72, figures=False),
+        legs=[LegSpec(name="bm25")],
+        fusion=PluginSpec(name="weighted", options={"normalization": "zscore"}),
+    )
+    idx = MultimodalIndex.create(tmp_path / "idx", config)
+    other = pymupdf.open()
+    for lines in (["Weather", "Rain fell on the orchards."], ["Figure 2: Rainfall by month"]):
+        page = other.new_page()
+        for i, line in enumerate(lines):
+            page.insert_text((72, 72 + 40 * i), line, fontsize=11)
+    other.save(tmp_path / "weather.pdf")
+    idx.add([_paper(tmp_path / "docs" / "paper.pdf"), tmp_path / "weather.pdf"])
+    ids = {d["source"].rsplit("/", 1)[-1]: d["doc_id"] for d in idx.documents()}
+    pages = idx.retriever().retrieve("What does Figure 2 show about accuracy over training?", k=4)
+    assert (pages[0].doc_id, pages[0].page_index) == (ids["paper.pdf"], 3)
+    pinned = [(p.doc_id, p.page_index) for p in pages if "reference" in p.leg_scores]
+    assert pinned == [(ids["paper.pdf"], 3)]  # the weather report's Figure 2 is not pinned
