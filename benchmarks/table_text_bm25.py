@@ -3,7 +3,8 @@
 Takes the page text of an existing dev index (built by ``mm-retriever eval``), appends the
 header-propagated table text cached by ``benchmarks/extract_tables.py`` to the pages it covers
 (exactly what ``IngestConfig(tables=True)`` appends), builds the BM25 leg over both versions in
-temporary LanceDB stores, and scores the dev queries within-doc and corpus-wide, on the filings
+temporary LanceDB stores, and scores the dev queries (prepared as the retriever does: answer
+instructions dropped, financial metrics expanded) within-doc and corpus-wide, on the filings
 slice and on all queries, with a paired randomisation test.
 
     uv run --frozen python benchmarks/table_text_bm25.py --dataset ../shared/data/mmlongbench-dev \
@@ -26,6 +27,7 @@ from mm_retriever.eval.slices import FILINGS, query_slices
 from mm_retriever.filters import PAGE_COLUMNS, where_clause
 from mm_retriever.index import MultimodalIndex
 from mm_retriever.protocols import Query
+from mm_retriever.query_expansion import expand_query
 from mm_retriever.query_text import retrieval_text
 from mm_retriever.retrievers.bm25 import BM25Retriever
 from mm_retriever.store import DOCUMENTS, PAGES, LanceDBStore
@@ -102,7 +104,8 @@ def main() -> None:
                     where = None
                     if scope == "within-doc":
                         where = where_clause({"doc_id": ids[q.doc]}, PAGE_COLUMNS)
-                    hits = leg.retrieve(st, Query(retrieval_text(q.text)), 10, where)
+                    text = retrieval_text(q.text)
+                    hits = leg.retrieve(st, Query(expand_query(text)), 10, where)
                     ranked[q.query_id] = [(names[h.doc_id], h.page_index) for h in hits]
                 results[(variant, scope)] = evaluate_rankings(ranked, qrels, slices=slices)
     for scope in ("within-doc", "corpus"):

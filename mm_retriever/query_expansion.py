@@ -5,8 +5,9 @@ filing; the numbers it needs sit in the financial statements under their line it
 current assets", "Total current liabilities" on the balance sheet). Lexical and dense retrieval
 both miss that step. ``expand_query`` appends, for every standard financial metric named in the
 question, the line items (and the statement) it is computed from. The glossary holds textbook
-definitions (CFA / accounting-course formulas), not phrasings of any benchmark; a question
-without such a term comes back unchanged.
+definitions (CFA / accounting-course formulas) under their standard names and spellings (snake
+case too: "cash_ratio"); typos are not listed. A question without such a term comes back
+unchanged.
 """
 
 from __future__ import annotations
@@ -82,8 +83,7 @@ FINANCIAL_TERMS: tuple[FinancialTerm, ...] = (
         f"{_COGS} inventories {INCOME_STATEMENT} {BALANCE_SHEET}",
     ),
     FinancialTerm(
-        r"(?:accounts[\s_-]+)?receivables?[\s_-]+turnover|receive[\s_-]+turnover"
-        r"|days[\s_-]+sales[\s_-]+outstanding|dso",
+        r"(?:accounts[\s_-]+)?receivables?[\s_-]+turnover|days[\s_-]+sales[\s_-]+outstanding|dso",
         f"{_REVENUE} accounts receivable {INCOME_STATEMENT} {BALANCE_SHEET}",
     ),
     FinancialTerm(
