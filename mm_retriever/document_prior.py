@@ -150,11 +150,23 @@ class DocumentPrior:
         (``bm25``: a document of ``fused`` that matches no query word scores 0)."""
         if self.source == "pages":
             return page_votes(fused, self.top_pages)
-        scores = self.scores(store, text)
-        if scores:
+        return self.with_candidates(self.scores(store, text), fused)
+
+    @property
+    def needs_pages(self) -> bool:
+        """Whether the scores depend on the fused pages (else they can be computed while the
+        legs run: ``scores`` needs only the query text)."""
+        return self.source == "pages"
+
+    @staticmethod
+    def with_candidates(scores: dict[str, float], fused: Sequence[FusedHit]) -> dict[str, float]:
+        """``scores`` (``scores()``'s) plus 0 for each document of ``fused`` that matched no
+        query word (nothing when no document matched)."""
+        out = dict(scores)
+        if out:
             for h in fused:
-                scores.setdefault(h.doc_id, 0.0)
-        return scores
+                out.setdefault(h.doc_id, 0.0)
+        return out
 
     def scores(self, store: LanceDBStore, text: str) -> dict[str, float]:
         """BM25 scores of the documents that match ``text`` (empty when nothing can be scored):

@@ -18,7 +18,7 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
@@ -51,10 +51,10 @@ _EXT = {"image/jpeg": "jpg", "image/png": "png"}
 
 # Weight of the document prior (``mm_retriever.document_prior``, whole-document BM25) by default.
 # On the whole dev set, with financial-term expansion and reference pinning on, weight 0.5 lifts
-# corpus-wide nDCG@5 from 0.627 to 0.636 (paired randomisation p = 0.019; both dev halves gain or
-# hold: A 0.620 -> 0.634, B 0.637 -> 0.638); 0.25-1.0 all gain (a plateau); the page-vote prior
-# gains less and not significantly (benchmarks/results/mmlongbench-dev/quality/). Within one
-# document it changes nothing. Pass ``document_prior=0`` to turn it off.
+# corpus-wide nDCG@5 from 0.626 to 0.634 (paired randomisation p = 0.019; both dev halves gain:
+# A 0.620 -> 0.634, B 0.632 -> 0.634); 0.25-1.0 all gain (a plateau); the page-vote prior gains
+# less and not significantly (benchmarks/results/mmlongbench-dev/quality/question-handling-*).
+# Within one document it changes nothing. Pass ``document_prior=0`` to turn it off.
 DEFAULT_DOCUMENT_PRIOR = 0.5
 
 
@@ -216,19 +216,42 @@ class HybridRetriever:
         q = self.prepare(Query.of(query))  # once: leg_hits and the document prior share it
         if check_k(k) == 0:
             return []
+        doc_scores = self._document_scores_early(q, filters)  # runs while the legs run
         hits = self.leg_hits(q, max(k, self.candidates), filters)
         fused = self.fusion.fuse(hits, sum(len(h) for h in hits.values()))
-        fused = self.rerank_documents(q, fused)
+        fused = self.rerank_documents(q, fused, doc_scores)
         fused = self.pin_referenced(q, fused, filters)
         return self.hydrate(fused, k)
 
-    def rerank_documents(self, query: Query, fused: Sequence[FusedHit]) -> list[FusedHit]:
+    def _document_scores_early(
+        self, query: Query, filters: Mapping[str, Any] | None
+    ) -> Future[dict[str, float]] | None:
+        """The document prior's scores, started on the leg threads when they need only the
+        query text, and the search can span documents (not one ``doc_id`` filter)."""
+        prior = self.document_prior
+        if prior is None or prior.needs_pages or not query.text:
+            return None
+        doc_filter = (filters or {}).get("doc_id")
+        if isinstance(doc_filter, str) or (isinstance(doc_filter, list) and len(doc_filter) == 1):
+            return None
+        return _leg_pool().submit(prior.scores, self.index.store, query.text)
+
+    def rerank_documents(
+        self,
+        query: Query,
+        fused: Sequence[FusedHit],
+        doc_scores: Future[dict[str, float]] | None = None,
+    ) -> list[FusedHit]:
         """``fused`` re-ranked by the document prior (unchanged without one, without query text,
-        or when every page comes from one document). ``query`` is the prepared query."""
+        or when every page comes from one document). ``query`` is the prepared query;
+        ``doc_scores``: the prior's ``scores`` already started (``_document_scores_early``)."""
         prior = self.document_prior
         if prior is None or not query.text or len({h.doc_id for h in fused}) < 2:
             return list(fused)
-        scores = prior.document_scores(self.index.store, query.text, fused)
+        if doc_scores is not None:
+            scores = prior.with_candidates(doc_scores.result(), fused)
+        else:
+            scores = prior.document_scores(self.index.store, query.text, fused)
         return apply_document_prior(fused, scores, prior.weight)
 
     def pin_referenced(

@@ -322,6 +322,46 @@ def latency_only(index_path: str, n_queries: int) -> dict[str, Any]:
     }
 
 
+#: the retrieval options before issue 10's question handling and document prior
+PREVIOUS_DEFAULTS = {"expand_query": False, "pin_references": False, "document_prior": 0}
+
+
+def compare_defaults(index_path: str, n_queries: int) -> dict[str, Any]:
+    """Hybrid corpus-wide query time with today's retrieval defaults against the previous ones
+    (``PREVIOUS_DEFAULTS``), interleaved query by query in one process on the same index."""
+    import torch
+
+    from mm_retriever.index import MultimodalIndex
+    from mm_retriever.retrievers.base import _query_cache
+
+    torch.set_num_threads(1)
+    index = MultimodalIndex.open(index_path)
+    runs = {
+        "defaults": index.retriever(include_images=False, write_images=False),
+        "previous defaults": index.retriever(
+            include_images=False, write_images=False, **PREVIOUS_DEFAULTS
+        ),
+    }
+    for retriever in runs.values():
+        retriever.retrieve("warm up", k=5)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for q in _queries()[:n_queries]:
+        for name, retriever in runs.items():
+            _query_cache.clear()  # both pay the query encoding (the legs are shared)
+            t0 = time.perf_counter()
+            retriever.retrieve(q, k=5)
+            times[name].append(time.perf_counter() - t0)
+    return {
+        "hybrid corpus (query encoding included)": {
+            name: {"p50_ms": _pct(t, 50), "p90_ms": _pct(t, 90)} for name, t in times.items()
+        },
+        "previous_defaults": PREVIOUS_DEFAULTS,
+        "queries": n_queries,
+        "pages": index.num_pages(),
+        "documents": len(index),
+    }
+
+
 def measure(
     index_path: str,
     grid: list[tuple[int, int]],
@@ -406,7 +446,7 @@ def measure(
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["build", "measure", "first", "recall", "latency"])
+    p.add_argument("mode", choices=["build", "measure", "first", "recall", "latency", "defaults"])
     p.add_argument("--dev-index")
     p.add_argument("--index", required=True)
     p.add_argument("--chunks", type=int, default=100_000)
@@ -423,6 +463,8 @@ def main() -> None:
         return
     if a.mode == "latency":  # the ANN index rebuilt with the current defaults, then latency only
         result = latency_only(a.index, a.queries)
+    elif a.mode == "defaults":  # today's retrieval defaults against the previous ones
+        result = compare_defaults(a.index, a.queries)
     elif a.mode == "recall":  # the recall grid alone (on an index measured before)
         from mm_retriever.index import MultimodalIndex
 
