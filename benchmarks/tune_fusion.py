@@ -307,7 +307,8 @@ def main() -> None:
     default_w = {leg: DEFAULT_LEG_WEIGHTS.get(leg, 1.0) for leg in legs}
     default_label = "default"
     grid = [
-        (default_label, WeightedFusion(default_w, "zscore"), legs, (0.0, 1)),
+        # the library's default: z-score fusion and the whole-document BM25 prior
+        (default_label, WeightedFusion(default_w, "zscore"), legs, (DEFAULT_DOCUMENT_PRIOR, 3)),
         *settings(legs),
     ]
     train_a = {q for q, h in half.items() if h == "A"}

@@ -231,7 +231,7 @@ class HybridRetriever:
         prior = self.document_prior
         if prior is None or prior.needs_pages or not query.text:
             return None
-        doc_filter = (filters or {}).get("doc_id")
+        doc_filter = filters.get("doc_id") if isinstance(filters, Mapping) else None
         if isinstance(doc_filter, str) or (isinstance(doc_filter, list) and len(doc_filter) == 1):
             return None
         return _leg_pool().submit(prior.scores, self.index.store, query.text)
