@@ -58,3 +58,17 @@ def text_index_config(minilm_path: str, *extra):
         ],
         device="cpu",
     )
+
+
+def bm25_index(path):  # -> MultimodalIndex
+    """A new index at ``path`` with the BM25 leg only (no OCR, no figures, 72 dpi), z-score
+    fusion: fast to build, for tests of ranking steps after the legs."""
+    from mm_retriever.config import IndexConfig, IngestConfig, LegSpec, PluginSpec
+    from mm_retriever.index import MultimodalIndex
+
+    config = IndexConfig(
+        ingest=IngestConfig(ocr="never", dpi=72, figures=False),
+        legs=[LegSpec(name="bm25")],
+        fusion=PluginSpec(name="weighted", options={"normalization": "zscore"}),
+    )
+    return MultimodalIndex.create(path, config)

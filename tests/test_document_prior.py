@@ -7,8 +7,8 @@ from pathlib import Path
 import pymupdf
 import pytest
 from pdfgen import add_text_page
+from shared_fixtures import bm25_index
 
-from mm_retriever.config import IndexConfig, IngestConfig, LegSpec, PluginSpec
 from mm_retriever.document_prior import DocumentPrior, _file_words, page_votes
 from mm_retriever.fusion import apply_document_prior
 from mm_retriever.index import MultimodalIndex
@@ -50,12 +50,7 @@ def index(tmp_path_factory):
             )
         ],
     )
-    config = IndexConfig(
-        ingest=IngestConfig(ocr="never", dpi=72, figures=False),
-        legs=[LegSpec(name="bm25")],
-        fusion=PluginSpec(name="weighted", options={"normalization": "zscore"}),
-    )
-    idx = MultimodalIndex.create(root / "idx", config)
+    idx = bm25_index(root / "idx")
     idx.add([northwind, acme])
     ids = {d["source"].rsplit("/", 1)[-1]: d["doc_id"] for d in idx.documents()}
     return idx, ids
@@ -177,10 +172,7 @@ def test_delete_and_migrate_keep_document_text_in_step(tmp_path) -> None:
             ("west", "Revenues held in the west."),
         )
     ]
-    config = IndexConfig(
-        ingest=IngestConfig(ocr="never", dpi=72, figures=False), legs=[LegSpec(name="bm25")]
-    )
-    idx = MultimodalIndex.create(tmp_path / "idx", config)
+    idx = bm25_index(tmp_path / "idx")
     idx.add(files)
     ids = {d["source"].rsplit("/", 1)[-1]: d["doc_id"] for d in idx.documents()}
     idx.delete(ids["west.pdf"])

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pymupdf
 import pytest
+from shared_fixtures import bm25_index
 
-from mm_retriever.config import IndexConfig, IngestConfig, LegSpec, PluginSpec
-from mm_retriever.index import MultimodalIndex
 from mm_retriever.references import Reference, caption_regex, matches, references
 
 
@@ -77,12 +76,7 @@ def _paper(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def index(tmp_path_factory):
     root = tmp_path_factory.mktemp("refs")
-    config = IndexConfig(
-        ingest=IngestConfig(ocr="never", dpi=72, figures=False),
-        legs=[LegSpec(name="bm25")],
-        fusion=PluginSpec(name="weighted", options={"normalization": "zscore"}),
-    )
-    idx = MultimodalIndex.create(root / "idx", config)
+    idx = bm25_index(root / "idx")
     idx.add([_paper(root / "docs" / "paper.pdf")])
     return idx
 
@@ -123,12 +117,7 @@ def test_questions_without_references_are_unchanged(index) -> None:
 
 
 def test_corpus_wide_only_the_best_documents_caption_is_pinned(tmp_path) -> None:
-    config = IndexConfig(
-        ingest=IngestConfig(ocr="never", dpi=72, figures=False),
-        legs=[LegSpec(name="bm25")],
-        fusion=PluginSpec(name="weighted", options={"normalization": "zscore"}),
-    )
-    idx = MultimodalIndex.create(tmp_path / "idx", config)
+    idx = bm25_index(tmp_path / "idx")
     other = pymupdf.open()
     for lines in (["Weather", "Rain fell on the orchards."], ["Figure 2: Rainfall by month"]):
         page = other.new_page()
