@@ -1,4 +1,11 @@
-"""HybridRetriever: run the legs, fuse their page rankings, hydrate the top pages.
+"""HybridRetriever: prepare the question, run the legs, fuse their page rankings, re-rank by
+document, pin named figures/tables/sections, hydrate the top pages.
+
+Preparing (once per query): answer-format instructions dropped (``mm_retriever.query_text``),
+financial metrics' line items appended (``mm_retriever.query_expansion``). Corpus-wide, the
+document prior (``mm_retriever.document_prior``, computed while the legs run) re-ranks pages by
+how well their whole document matches; then pages whose caption or heading the question names
+come first (``mm_retriever.references``).
 
 Hydration reads the ``documents``, ``pages`` and ``figures`` tables once each per query. Page
 images come back encoded (``RetrievedPage.image_bytes``, decoded lazily by ``.image()``): the
