@@ -45,7 +45,7 @@ from mm_retriever.fusion import apply_document_prior
 from mm_retriever.protocols import Fusion, Query, check_k
 from mm_retriever.query_expansion import expand_query as expand_financial_terms
 from mm_retriever.query_text import retrieval_text
-from mm_retriever.references import caption_regex, references
+from mm_retriever.references import caption_regex, is_listing, matches, references
 from mm_retriever.store import DOCUMENTS, FIGURES, PAGES
 from mm_retriever.types import FusedHit, LegHit, RetrievedFigure, RetrievedPage
 
@@ -269,7 +269,8 @@ class HybridRetriever:
     ) -> list[FusedHit]:
         """``fused`` with the pages that hold the captions or headings the question names
         (``mm_retriever.references``) first: pages of the best-ranked document only, in their
-        fused order (pages no leg found after them, in page order). Each pinned page gets
+        fused order (pages no leg found after them, in page order); listings (a table of
+        contents, a list of figures) are not pinned. Each pinned page gets
         ``leg_scores["reference"] = 1``; without references or such pages nothing changes."""
         hits = list(fused)
         if not self.pin_references or not hits or not query.text:
@@ -280,8 +281,14 @@ class HybridRetriever:
         doc_id = hits[0].doc_id
         found = " OR ".join(f"regexp_like(text, {quote_string(caption_regex(r))})" for r in refs)
         where = and_where(self.where(filters), where_clause({"doc_id": doc_id}, PAGE_COLUMNS))
-        rows = self.index.store.query(PAGES, and_where(where, f"({found})"), ["page_index"])
-        pinned = sorted(int(p) for p in rows.column("page_index").to_pylist())
+        rows = self.index.store.query(PAGES, and_where(where, f"({found})"), ["page_index", "text"])
+        pinned = sorted(  # a table of contents or list of figures holds every caption: skipped
+            int(r["page_index"])
+            for r in rows.to_pylist()
+            if not any(
+                matches(ref, r["text"] or "") and is_listing(ref, r["text"] or "") for ref in refs
+            )
+        )
         if not pinned:
             return hits
         by_key = {h.key: h for h in hits}

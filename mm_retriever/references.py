@@ -59,6 +59,26 @@ def caption_regex(ref: Reference) -> str:
     return rf"(?m)^\s*(?:(?i:section)\s*)?{label}[.:]?\s+[A-Z]"
 
 
+# any caption or numbered heading of a kind at a line start (for telling listings apart)
+_ANY_LABEL = r"(\d+(?:[.-]\d+)*)"
+_KIND_LINES = {
+    "figure": re.compile(rf"(?im)^\s*(?:figure|fig\.?)\s*{_ANY_LABEL}"),
+    "table": re.compile(rf"(?im)^\s*table\s*{_ANY_LABEL}"),
+    "appendix": re.compile(r"(?im)^\s*appendix\s*([A-Z0-9]+)\b"),
+    "section": re.compile(r"(?m)^\s*(?:(?i:section)\s*)?(\d+\.\d+(?:\.\d+)*)[.:]?\s+[A-Z]"),
+}
+#: a page that starts this many lines with different labels of one kind is a listing (a table
+#: of contents, a list of figures or tables), not the item itself
+LISTING_LABELS = 5
+
+
+def is_listing(ref: Reference, text: str) -> bool:
+    """Whether ``text`` lists many items of ``ref``'s kind (a table of contents, a list of
+    figures) rather than holding the item: such pages are never pinned."""
+    labels = {m.group(1).lower() for m in _KIND_LINES[ref.kind].finditer(text)}
+    return len(labels) >= LISTING_LABELS
+
+
 def matches(ref: Reference, text: str) -> bool:
     """Whether ``text`` holds ``ref``'s caption or heading (the store's test, in Python)."""
     return re.search(caption_regex(ref), text) is not None

@@ -9,7 +9,7 @@ import pymupdf
 import pytest
 from shared_fixtures import bm25_index
 
-from mm_retriever.references import Reference, caption_regex, matches, references
+from mm_retriever.references import Reference, caption_regex, is_listing, matches, references
 
 
 def test_references_are_read_from_questions() -> None:
@@ -130,3 +130,28 @@ def test_corpus_wide_only_the_best_documents_caption_is_pinned(tmp_path) -> None
     assert (pages[0].doc_id, pages[0].page_index) == (ids["paper.pdf"], 3)
     pinned = [(p.doc_id, p.page_index) for p in pages if "reference" in p.leg_scores]
     assert pinned == [(ids["paper.pdf"], 3)]  # the weather report's Figure 2 is not pinned
+
+
+def test_listings_are_not_pinned(tmp_path) -> None:
+    doc = pymupdf.open()
+    contents = ["Contents", *(f"Figure {i}: Result number {i} .... {10 + i}" for i in range(1, 9))]
+    contents += [f"3.{i} Part {i} .... {i}" for i in range(1, 7)]
+    pages = [
+        contents,
+        ["Method", "We read every page of the corpus twice."],
+        ["Results", "Figure 5: Accuracy by corpus size", "Accuracy rises with size."],
+        ["3.4 Related Work", "Earlier systems read the corpus once."],
+    ]
+    for lines in pages:
+        page = doc.new_page()
+        for i, line in enumerate(lines):
+            page.insert_text((72, 60 + 30 * i), line, fontsize=10)
+    doc.save(tmp_path / "report.pdf")
+    idx = bm25_index(tmp_path / "idx")
+    idx.add([tmp_path / "report.pdf"])
+    figure = idx.retriever().retrieve("What does Figure 5 show about the corpus?", k=4)
+    assert [p.page_index for p in figure if "reference" in p.leg_scores] == [2]
+    section = idx.retriever().retrieve("What does section 3.4 say about the corpus?", k=4)
+    assert [p.page_index for p in section if "reference" in p.leg_scores] == [3]
+    assert is_listing(Reference("figure", "5"), "\n".join(contents))
+    assert not is_listing(Reference("figure", "5"), "\n".join(pages[2]))
