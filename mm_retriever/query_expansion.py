@@ -177,6 +177,37 @@ FINANCIAL_TERMS: tuple[FinancialTerm, ...] = (
         r"book[\s_-]+value[\s_-]+per[\s_-]+share",
         f"{_EQUITY} shares outstanding {BALANCE_SHEET}",
     ),
+    FinancialTerm(
+        r"net[\s_-]+debt|total[\s_-]+debt",
+        f"{_DEBT} current portion of long-term debt {_CASH} {BALANCE_SHEET}",
+    ),
+    FinancialTerm(
+        r"operating[\s_-]+cash[\s_-]+flows?|cash[\s_-]+flows?[\s_-]+from[\s_-]+operations"
+        r"|cash[\s_-]+from[\s_-]+operations",
+        f"net cash provided by operating activities {CASH_FLOWS}",
+    ),
+    FinancialTerm(
+        r"ebit",
+        f"{_OPERATING_INCOME} earnings before interest and taxes {INCOME_STATEMENT}",
+    ),
+    FinancialTerm(
+        r"dividends?[\s_-]+(?:yield|per[\s_-]+share)|(?:dividend[\s_-]+)?retention[\s_-]+ratio",
+        f"dividends declared per share {_NET_INCOME} {CASH_FLOWS}",
+    ),
+    FinancialTerm(
+        r"p/?e[\s_-]+ratio|price[\s_-]+(?:to|/)[\s_-]+earnings(?:[\s_-]+ratio)?",
+        f"{_NET_INCOME} per share basic diluted {INCOME_STATEMENT}",
+    ),
+    FinancialTerm(
+        r"fixed[\s_-]+charges?[\s_-]+coverage(?:[\s_-]+ratio)?",
+        f"{_OPERATING_INCOME} interest expense lease costs {INCOME_STATEMENT}",
+    ),
+    # abbreviations of line items
+    FinancialTerm(r"cogs", f"{_COGS} cost of goods sold cost of revenues {INCOME_STATEMENT}"),
+    FinancialTerm(r"d\s*&\s*a", "depreciation and amortization"),
+    FinancialTerm(r"pp\s*&\s*e", f"property plant and equipment {BALANCE_SHEET}"),
+    FinancialTerm(r"a/r", "accounts receivable"),
+    FinancialTerm(r"a/p", "accounts payable"),
 )
 
 _PATTERNS = tuple((term.pattern(), term.expansion) for term in FINANCIAL_TERMS)

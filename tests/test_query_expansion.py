@@ -20,6 +20,8 @@ from mm_retriever.query_expansion import FINANCIAL_TERMS, expand_query, financia
         ("basic earnings per ordinary share", ["per share", "weighted-average shares"]),
         ("What is ROE?", ["total shareholders equity", "net income"]),
         ("R&D to asset ratio", ["research and development"]),
+        ("What was COGS in 2022?", ["cost of goods sold"]),
+        ("How much PP&E did it hold?", ["property plant and equipment"]),
     ],
 )
 def test_metrics_bring_their_line_items(question: str, must_have: list[str]) -> None:
@@ -61,7 +63,9 @@ def test_every_term_compiles_and_matches_its_plain_name() -> None:
         "ebitda", "return on assets", "return on equity", "return on capital employed",
         "invested capital", "effective tax rate", "earnings per share", "payout ratio",
         "research and development", "sg&a", "capex", "free cash flow",
-        "book value per share", "operating cash flow ratio",
+        "book value per share", "operating cash flow ratio", "net debt", "total debt",
+        "operating cash flow", "ebit", "dividend yield", "p/e ratio", "price to earnings",
+        "fixed charge coverage", "cogs", "d&a", "pp&e", "a/r", "a/p",
     }  # fmt: skip
     matched = {n for n in names if financial_expansion(f"What is the {n} in 2020?")}
     assert matched == names
