@@ -125,16 +125,14 @@ class DocumentPrior:
 
         pages = store.query(PAGES, None, ["doc_id", "page_index", "text"]).to_pylist()
         docs = store.query(DOCUMENTS, None, ["doc_id", "source", "title"]).to_pylist()
-        heads = {
-            d["doc_id"]: f"{d.get('title') or ''} {_file_words(d.get('source') or '')}"
-            for d in docs
-        }
+        heads = {d["doc_id"]: (d.get("title") or "", d.get("source") or "") for d in docs}
         texts: dict[str, list[str]] = {}
         for p in sorted(pages, key=lambda r: (r["doc_id"], r["page_index"])):
             texts.setdefault(p["doc_id"], []).append(p["text"] or "")
         doc_ids = sorted(set(texts) | set(heads))
         corpus = [
-            " ".join([heads.get(d, "")] * self.title_boost + texts.get(d, [])) for d in doc_ids
+            document_text(*heads.get(d, ("", "")), texts.get(d, []), repeats=self.title_boost)
+            for d in doc_ids
         ]
         tokens = self._tokenize(corpus)
         model = None
@@ -225,11 +223,13 @@ def page_votes(fused: Sequence[FusedHit], top: int = 20) -> dict[str, float]:
     return votes
 
 
-def document_text(title: str, source: str, page_texts: Sequence[str]) -> str:
-    """A document's BM25 text: title and file name words ``TITLE_REPEATS`` times, then its
-    pages' text in page order."""
+def document_text(
+    title: str, source: str, page_texts: Sequence[str], *, repeats: int = TITLE_REPEATS
+) -> str:
+    """A document's BM25 text: title and file name words ``repeats`` times, then its pages'
+    text in page order."""
     head = f"{title or ''} {_file_words(source or '')}".strip()
-    return " ".join([head] * TITLE_REPEATS + [t for t in page_texts if t])
+    return " ".join([head] * repeats + [t for t in page_texts if t])
 
 
 def document_text_options() -> dict[str, object]:
@@ -261,6 +261,16 @@ def ensure_document_text_index(store: LanceDBStore) -> bool:
     Returns True when the table's indexes changed."""
     tbl = store.table(DOCUMENT_TEXT)
     return tbl is not None and ensure_fts_index(tbl, "text", document_text_options())
+
+
+def backfill_document_texts(store: LanceDBStore, batch: int = 64) -> int:
+    """Write the ``document_text`` rows of committed documents without one, ``batch``
+    documents a write (``migrate``; under the writer lock). Returns rows written."""
+    missing = missing_document_texts(store)
+    return sum(
+        write_document_texts(store, missing[start : start + batch])
+        for start in range(0, len(missing), batch)
+    )
 
 
 def missing_document_texts(store: LanceDBStore) -> list[tuple[str, str, str]]:

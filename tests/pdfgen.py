@@ -102,6 +102,17 @@ def _write_paragraphs(page: pymupdf.Page, paragraphs: Sequence[str], top: float 
     return y
 
 
+def add_line_page(
+    doc: pymupdf.Document, lines: Sequence[str], gap: float = 40, fontsize: float = 11
+) -> pymupdf.Page:
+    """A page with one text block a line, ``gap`` points apart (as captions and headings
+    stand in papers: each its own block)."""
+    page = doc.new_page(width=LETTER[0], height=LETTER[1])
+    for i, line in enumerate(lines):
+        page.insert_text((MARGIN, MARGIN + gap * i), line, fontsize=fontsize)
+    return page
+
+
 def add_text_page(doc: pymupdf.Document, heading: str, body: Sequence[str]) -> pymupdf.Page:
     """A page with a bold heading and wrapped body paragraphs."""
     page = doc.new_page(width=LETTER[0], height=LETTER[1])
@@ -263,7 +274,7 @@ def make_sample_pdf(
         body = [fact] if isinstance(fact, str) else list(fact or [])
         add_text_page(doc, f"{title}, section {i + 1}", [*body, FILLER])
     doc.set_metadata({"title": title, "author": "mm-retriever tests"})
-    return _save(doc, path)
+    return save_pdf(doc, path)
 
 
 def make_mixed_pdf(path: str | Path) -> MixedPDF:
@@ -276,7 +287,7 @@ def make_mixed_pdf(path: str | Path) -> MixedPDF:
     add_scanned_page(doc)
     title = "Mixed test report"
     doc.set_metadata({"title": title, "author": "mm-retriever tests"})
-    out = _save(doc, path)
+    out = save_pdf(doc, path)
     return MixedPDF(
         path=out,
         kinds=["text", "table", "raster", "vector", "scan"],
@@ -297,7 +308,7 @@ def make_scanned_pdf(path: str | Path, lines: Sequence[str] = SCAN_LINES) -> Pat
     doc = pymupdf.open()
     add_scanned_page(doc, lines)
     doc.set_metadata({"title": "Scanned memo"})
-    return _save(doc, path)
+    return save_pdf(doc, path)
 
 
 def make_image_document(
@@ -393,7 +404,8 @@ def make_test_files(folder: str | Path) -> dict[str, Path]:
     }
 
 
-def _save(doc: pymupdf.Document, path: str | Path) -> Path:
+def save_pdf(doc: pymupdf.Document, path: str | Path) -> Path:
+    """Save ``doc`` to ``path`` (folders made; same bytes every run) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     doc.save(path, garbage=3, deflate=True, no_new_id=True)  # same bytes every run

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pymupdf
 import pytest
-from pdfgen import add_text_page
+from pdfgen import add_text_page, save_pdf
 from shared_fixtures import bm25_index
 
 from mm_retriever.document_prior import DocumentPrior, _file_words, page_votes
@@ -22,10 +22,7 @@ def _pdf(path: Path, title: str, pages: list[tuple[str, str]]) -> Path:
     for heading, body in pages:
         add_text_page(doc, heading, [body])
     doc.set_metadata({"title": title})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc.save(path)
-    doc.close()
-    return path
+    return save_pdf(doc, path)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pymupdf
 import pytest
+from pdfgen import add_line_page, save_pdf
 from shared_fixtures import bm25_index
 
 from mm_retriever.references import Reference, caption_regex, is_listing, matches, references
@@ -63,14 +64,9 @@ def _paper(path: Path) -> Path:
         "Analysis\nFigure 2: Accuracy over training steps\nThe curve rises.",
         "3.4 Related Work\nEarlier systems read text only.",
     ]
-    for body in bodies:  # one text block a line, as captions and headings are in papers
-        page = doc.new_page()
-        for i, line in enumerate(body.split("\n")):
-            page.insert_text((72, 72 + 40 * i), line, fontsize=11)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc.save(path)
-    doc.close()
-    return path
+    for body in bodies:
+        add_line_page(doc, body.split("\n"))
+    return save_pdf(doc, path)
 
 
 @pytest.fixture(scope="module")
@@ -120,11 +116,9 @@ def test_corpus_wide_only_the_best_documents_caption_is_pinned(tmp_path) -> None
     idx = bm25_index(tmp_path / "idx")
     other = pymupdf.open()
     for lines in (["Weather", "Rain fell on the orchards."], ["Figure 2: Rainfall by month"]):
-        page = other.new_page()
-        for i, line in enumerate(lines):
-            page.insert_text((72, 72 + 40 * i), line, fontsize=11)
-    other.save(tmp_path / "weather.pdf")
-    idx.add([_paper(tmp_path / "docs" / "paper.pdf"), tmp_path / "weather.pdf"])
+        add_line_page(other, lines)
+    weather = save_pdf(other, tmp_path / "weather.pdf")
+    idx.add([_paper(tmp_path / "docs" / "paper.pdf"), weather])
     ids = {d["source"].rsplit("/", 1)[-1]: d["doc_id"] for d in idx.documents()}
     pages = idx.retriever().retrieve("What does Figure 2 show about accuracy over training?", k=4)
     assert (pages[0].doc_id, pages[0].page_index) == (ids["paper.pdf"], 3)
@@ -143,12 +137,9 @@ def test_listings_are_not_pinned(tmp_path) -> None:
         ["3.4 Related Work", "Earlier systems read the corpus once."],
     ]
     for lines in pages:
-        page = doc.new_page()
-        for i, line in enumerate(lines):
-            page.insert_text((72, 60 + 30 * i), line, fontsize=10)
-    doc.save(tmp_path / "report.pdf")
+        add_line_page(doc, lines, gap=30, fontsize=10)
     idx = bm25_index(tmp_path / "idx")
-    idx.add([tmp_path / "report.pdf"])
+    idx.add([save_pdf(doc, tmp_path / "report.pdf")])
     figure = idx.retriever().retrieve("What does Figure 5 show about the corpus?", k=4)
     assert [p.page_index for p in figure if "reference" in p.leg_scores] == [2]
     section = idx.retriever().retrieve("What does section 3.4 say about the corpus?", k=4)

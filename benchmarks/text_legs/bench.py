@@ -60,7 +60,7 @@ def _peak_rss_mib() -> float:
 
 # ------------------------------------------------------------------------------------- build
 def build(dev_index: Path, out: Path, n_chunks: int, seed: int = 0) -> dict[str, Any]:
-    from mm_retriever.document_prior import missing_document_texts, write_document_texts
+    from mm_retriever.document_prior import backfill_document_texts
     from mm_retriever.index import MultimodalIndex
     from mm_retriever.index.writer import IndexWriter
     from mm_retriever.store.schema import DOCUMENTS_SCHEMA, PAGES_SCHEMA, now_iso
@@ -154,9 +154,7 @@ def build(dev_index: Path, out: Path, n_chunks: int, seed: int = 0) -> dict[str,
             written += n
             print(f"{written} chunks written", file=sys.stderr, flush=True)
         # the document prior's texts, as the writer keeps them (one row a document)
-        missing = missing_document_texts(store)
-        for start in range(0, len(missing), 256):
-            write_document_texts(store, missing[start : start + 256])
+        backfill_document_texts(store, batch=256)
         t_write = time.perf_counter() - t0
         t0 = time.perf_counter()
         IndexWriter(store, index.config, index.legs).after_write(16)  # the writer's own path

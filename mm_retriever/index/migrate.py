@@ -29,7 +29,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mm_retriever.document_prior import missing_document_texts, write_document_texts
+from mm_retriever.document_prior import backfill_document_texts
 from mm_retriever.errors import IngestError
 from mm_retriever.filters import quote_string
 from mm_retriever.store import FIGURES, PAGES, SCHEMA_VERSION, SOURCES
@@ -45,8 +45,6 @@ log = logging.getLogger(__name__)
 # the same page rendered from its source: JPEG of the same render is identical; another
 # PyMuPDF version may anti-alias slightly differently
 MAX_PIXEL_DIFFERENCE = 2.0
-# documents whose document_text rows are written together
-DOCUMENT_TEXT_BATCH = 64
 
 
 @dataclass
@@ -116,10 +114,7 @@ def migrate_index(
                 report.converted.append(doc["doc_id"])
             elif why:
                 report.kept[doc["doc_id"]] = why
-        missing = missing_document_texts(store)
-        for start in range(0, len(missing), DOCUMENT_TEXT_BATCH):
-            batch = missing[start : start + DOCUMENT_TEXT_BATCH]
-            report.document_texts += write_document_texts(store, batch)
+        report.document_texts = backfill_document_texts(store)
         tables = set(index.manifest().get("tables") or ())
         if store.has_table(DOCUMENT_TEXT) and DOCUMENT_TEXT not in tables:
             store.write_manifest({"tables": sorted({*tables, DOCUMENT_TEXT})})
