@@ -221,9 +221,16 @@ REPORTED = {
 }
 
 
-def write_eval_report(dataset, kept: dict, qrels: dict, sources: dict, out: Path) -> None:
+def write_eval_report(
+    dataset,
+    kept: dict,
+    qrels: dict,
+    sources: dict,
+    out: Path,
+    by: str = "benchmarks/tune_fusion.py",
+) -> None:
     """Results JSON (one a scope) and report.md in the ``eval`` layout, with the paired
-    comparisons with ``hybrid`` (the current default) and the slices."""
+    comparisons with ``hybrid`` (the current default) and the slices; ``by``: the script."""
     from mm_retriever.eval.report import results_document, write_json, write_report
     from mm_retriever.eval.slices import query_slices
 
@@ -240,7 +247,7 @@ def write_eval_report(dataset, kept: dict, qrels: dict, sources: dict, out: Path
         docs.append(doc)
     header = (
         f"# Cached-leg evaluation on {dataset.name} ({len(dataset.files)} documents, "
-        f"{len(qrels)} queries) by benchmarks/tune_fusion.py\n"
+        f"{len(qrels)} queries) by {by}\n"
     )
     print(f"wrote {write_report(docs, out, header=header)}", flush=True)
 

