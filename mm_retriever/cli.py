@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -93,21 +94,26 @@ def _build_config(
         config.device = device
     if legs:
         config.legs = [spec for spec in config.legs if spec.leg_name in legs]
+    for spec, key, enc in _encoder_specs(config):
+        if text_encoder and enc.get("name") == "sentence-transformers":
+            enc = spec.options[key] = {"name": text_encoder, "options": {}}
+        options = enc.setdefault("options", {})
+        if text_model and enc.get("name") == "sentence-transformers":
+            options["model"] = text_model
+        if page_model and enc.get("name") == "colpali":
+            options["model"] = page_model
+        if figure_model and enc.get("name") in ("clip", "siglip"):
+            options["model"] = figure_model
+    return config
+
+
+def _encoder_specs(config: IndexConfig) -> Iterator[tuple[Any, str, dict]]:
+    """(leg spec, option key, encoder spec) of every encoder the legs name."""
     for spec in config.legs:
         for key in ("encoder", "text_encoder", "image_encoder"):
             enc = spec.options.get(key)
-            if not isinstance(enc, dict):
-                continue
-            if text_encoder and key != "image_encoder" and enc.get("name") == TEXT_ENCODERS[0]:
-                enc = spec.options[key] = {"name": text_encoder, "options": {}}
-            options = enc.setdefault("options", {})
-            if text_model and enc.get("name") == "sentence-transformers":
-                options["model"] = text_model
-            if page_model and enc.get("name") == "colpali":
-                options["model"] = page_model
-            if figure_model and enc.get("name") in ("clip", "siglip"):
-                options["model"] = figure_model
-    return config
+            if isinstance(enc, dict):
+                yield spec, key, enc
 
 
 def _open(index: Path, device: str | None = None) -> MultimodalIndex:
@@ -160,22 +166,17 @@ def _setting_conflicts(
 def _text_encoders(config: IndexConfig) -> set[str]:
     """Names of the text encoders the legs use (text leg, figure captions)."""
     return {
-        str(enc.get("name"))
-        for spec in config.legs
-        for key in ("encoder", "text_encoder")
-        if isinstance(enc := spec.options.get(key), dict) and enc.get("name") in TEXT_ENCODERS
+        str(enc["name"]) for _, _, enc in _encoder_specs(config) if enc.get("name") in TEXT_ENCODERS
     }
 
 
 def _models(config: IndexConfig) -> list[tuple[str, str]]:
     """(encoder name, model) of every leg's encoders."""
-    out = []
-    for spec in config.legs:
-        for key in ("encoder", "text_encoder", "image_encoder"):
-            enc = spec.options.get(key)
-            if isinstance(enc, dict) and enc.get("options", {}).get("model"):
-                out.append((str(enc.get("name")), str(enc["options"]["model"])))
-    return out
+    return [
+        (str(enc.get("name")), str(enc["options"]["model"]))
+        for _, _, enc in _encoder_specs(config)
+        if enc.get("options", {}).get("model")
+    ]
 
 
 def _open_or_create(index: Path, config: IndexConfig, options: dict[str, Any]) -> MultimodalIndex:

