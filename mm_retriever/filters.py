@@ -11,7 +11,10 @@ Users never pass SQL. A filter is a mapping from a whitelisted column to a value
   break out of its literal.
 
 ``doc_id`` and ``page_index`` live in every page-level table; ``source`` and ``title`` live in the
-``documents`` table and are resolved to document ids first (see ``split_filters``).
+``documents`` table and are resolved to document ids first (see ``split_filters``), and so is
+``metadata``, a filter on the user's per-document metadata (``mm_retriever.metadata``):
+``{"metadata": {"tenant": "acme", "year": {"gte": 2021}}}``. The allowed document ids then go
+into each leg's search as a prefilter (``doc_id IN (...)``), never as a filter after it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from typing import Any
 PAGE_COLUMNS: dict[str, type] = {"doc_id": str, "page_index": int}
 DOCUMENT_COLUMNS: dict[str, type] = {"doc_id": str, "source": str, "title": str}
 FILTER_COLUMNS: dict[str, type] = {**PAGE_COLUMNS, **DOCUMENT_COLUMNS}
+METADATA = "metadata"  # the user's metadata: a filter of mm_retriever.metadata, not a column
+FILTER_KEYS = (*sorted(FILTER_COLUMNS), METADATA)
 
 _COMPARE = {"eq": "=", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 _OPERATORS = (*_COMPARE, "in")
@@ -109,7 +114,8 @@ def where_clause(
 
 
 def split_filters(filters: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(page-level filters, document-level filters). Validates column names."""
+    """(page-level filters, document-level filters). Validates column names; a ``metadata``
+    filter goes with the document-level ones (under the ``metadata`` key)."""
     if filters is not None and not isinstance(filters, Mapping):
         raise ValueError(
             "filters must be a mapping such as {'doc_id': '3f2a...', 'page_index': {'lte': 9}}, "
@@ -120,11 +126,11 @@ def split_filters(filters: Mapping[str, Any] | None) -> tuple[dict[str, Any], di
     for column, spec in (filters or {}).items():
         if column in PAGE_COLUMNS:
             page[column] = spec
-        elif column in DOCUMENT_COLUMNS:
+        elif column in DOCUMENT_COLUMNS or column == METADATA:
             docs[column] = spec
         else:
             raise ValueError(
-                f"unknown filter column '{column}'; filterable: {', '.join(sorted(FILTER_COLUMNS))}"
+                f"unknown filter column '{column}'; filterable: {', '.join(FILTER_KEYS)}"
             )
     return page, docs
 

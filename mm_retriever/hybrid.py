@@ -35,6 +35,7 @@ from mm_retriever.document_prior import DocumentPrior
 from mm_retriever.filters import (
     DOCUMENT_COLUMNS,
     MATCH_NOTHING,
+    METADATA,
     PAGE_COLUMNS,
     and_where,
     quote_string,
@@ -42,6 +43,7 @@ from mm_retriever.filters import (
     where_clause,
 )
 from mm_retriever.fusion import apply_document_prior
+from mm_retriever.metadata import compile_filter
 from mm_retriever.protocols import Fusion, Query, check_k
 from mm_retriever.query_expansion import expand_query as expand_financial_terms
 from mm_retriever.query_text import retrieval_text
@@ -180,16 +182,20 @@ class HybridRetriever:
         return PreparedQuery(text=text, image=query.image)
 
     def where(self, filters: Mapping[str, Any] | None) -> str | None:
-        """The page-level where-clause for structured ``filters`` (document fields resolved)."""
+        """The page-level where-clause for structured ``filters``: document fields (``source``,
+        ``title``, ``metadata``) resolved to the allowed doc ids once, which every leg then
+        applies inside its search."""
         page_f, doc_f = split_filters(filters)
         where = where_clause(page_f, PAGE_COLUMNS)
         if doc_f:
-            ids = self.index.store.query(
-                DOCUMENTS, where_clause(doc_f, DOCUMENT_COLUMNS), ["doc_id"]
-            ).column("doc_id")
-            if len(ids) == 0:
+            meta_f = doc_f.pop(METADATA, None)
+            predicate = compile_filter(meta_f) if meta_f is not None else None
+            ids = self.index.store.matching_documents(
+                where_clause(doc_f, DOCUMENT_COLUMNS), predicate
+            )
+            if not ids:
                 return MATCH_NOTHING
-            where = and_where(where, where_clause({"doc_id": ids.to_pylist()}, PAGE_COLUMNS))
+            where = and_where(where, where_clause({"doc_id": ids}, PAGE_COLUMNS))
         return where
 
     def leg_hits(
@@ -331,6 +337,7 @@ class HybridRetriever:
         top = [h for h in fused if h.doc_id in docs][:k]
         if not top:
             return []
+        metadata = store.document_metadata([h.doc_id for h in top])
         where = pages_where([h.key for h in top])
         columns = ["doc_id", "page_index", "width", "height", "text", "image_mime"]
         if self.include_images:
@@ -349,6 +356,7 @@ class HybridRetriever:
                 page_index=h.page_index,
                 source=doc["source"],
                 title=doc["title"] or "",
+                metadata=dict(metadata.get(h.doc_id, {})),
                 score=h.score,
                 text=row.get("text") or "",
                 leg_ranks=dict(h.leg_ranks),

@@ -149,6 +149,7 @@ class RetrievedPage:
     score: float
     text: str = ""
     title: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)  # the document's user metadata
     leg_ranks: dict[str, int] = field(default_factory=dict)
     # each ranking leg's raw score, plus "document" (the document prior's raw score, corpus-wide)
     # and "reference" (1.0: pinned as the page of a figure/table/section the question names)
@@ -210,6 +211,7 @@ class RetrievedPage:
             "doc_id": self.doc_id,
             "source": self.source,
             "title": self.title,
+            "metadata": self.metadata,
             "page_index": self.page_index,
             "page_number": self.page_number,
             "score": self.score,

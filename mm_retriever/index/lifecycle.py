@@ -94,6 +94,14 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def _same_file(source: str, ref: str) -> bool:
+    """Whether the path ``ref`` is the file ``source`` was read from (either may be relative)."""
+    try:
+        return Path(source).expanduser().resolve() == Path(ref).expanduser().resolve()
+    except (OSError, ValueError):
+        return False
+
+
 class MultimodalIndex:
     """A multimodal page index over PDFs and images, stored in LanceDB."""
 
@@ -327,6 +335,7 @@ class MultimodalIndex:
             self.store.verify(self.manifest().get("tables") or ())
             pending = {m["doc_id"] for m in self.store.pending()}
             recovered = self.store.recover()
+            self.store.ensure_document_columns()  # an index written before user metadata
             if report is not None:
                 report.recovered.extend(recovered.undone + recovered.completed + recovered.cleared)
             yield pending
@@ -335,6 +344,8 @@ class MultimodalIndex:
         self,
         paths: str | Path | Iterable[str | Path],
         *,
+        metadata: Mapping[Any, Any] | None = None,
+        doc_id: str | Mapping[str | Path, str] | None = None,
         progress: bool = False,
         workers: int | None = None,
         engine: str = "local",
@@ -345,6 +356,15 @@ class MultimodalIndex:
     ) -> IngestReport:
         """Index files and folders (PDF, PNG, JPEG). One bad file never stops the rest.
 
+        ``metadata``: the user's metadata, one dict for every file (``{"tenant": "acme",
+        "year": 2021}``) or a mapping from a file or folder to its dict (see
+        ``mm_retriever.metadata`` for the values allowed); stored once per document, returned
+        on every hit, filterable (``filters={"metadata": {...}}``), changed later with
+        ``set_metadata``. ``doc_id``: the document's id (one file), or a mapping from file to
+        id; default the content hash. The content hash still dedups: a file whose content is
+        already indexed (under any id) is reported ``unchanged`` and left as it is (with a
+        warning when another id was asked for); an id already taken fails that file.
+
         ``workers``: processes that open, render, read and OCR pages (default ``self.workers``,
         else ``$MM_RETRIEVER_WORKERS``, else one per core); 0 or 1 reads in this process. A
         file that crashes its reader process is reported in ``failed``; the rest is indexed.
@@ -354,6 +374,7 @@ class MultimodalIndex:
         local one; ``"auto"``; ``"ray://host:10001"``), ``cpus_per_reader``,
         ``gpus_per_encoder``; ``ray_options`` sets the rest (batch sizes, actors per leg).
         """
+        from mm_retriever.index.writer import plan_files
         from mm_retriever.ingest import iter_files
         from mm_retriever.ingest.pool import check_workers
 
@@ -364,6 +385,8 @@ class MultimodalIndex:
         if engine == "ray":
             from mm_retriever.index.ray_engine import RayOptions, require_ray
 
+            if metadata or doc_id is not None:
+                raise ValueError("metadata= and doc_id= work with engine='local' only")
             require_ray()  # a missing extra fails before anything is read or locked
             ray_options = dataclasses.replace(
                 ray_options or RayOptions(),
@@ -383,6 +406,7 @@ class MultimodalIndex:
         start = time.perf_counter()
         report = IngestReport()
         files = iter_files(paths)
+        plan = plan_files(files, metadata, doc_id)
         writer = IndexWriter(
             self.store,
             self.config,
@@ -390,6 +414,7 @@ class MultimodalIndex:
             batch_size=self.batch_size,
             flush_pages=self.flush_pages,
             workers=n_workers,
+            plan=plan,
         )
         with self._writing(report):
             if ray_options is not None:
@@ -409,19 +434,70 @@ class MultimodalIndex:
         report.seconds = time.perf_counter() - start
         return report
 
-    def delete(self, doc_id: str) -> None:
-        """Remove a document (by id) from every table. Unknown ids raise ``KeyError``."""
+    def find_document(self, ref: str) -> dict[str, Any]:
+        """The document ``ref`` names: its doc_id, else its source path (as stored, or the same
+        file), else its file name. ``KeyError`` when none, ``ValueError`` when a file name
+        names several (the message lists them)."""
+        if not isinstance(ref, str) or not ref:
+            raise KeyError(f"documents are named by a non-empty id, path or file name, got {ref!r}")
+        docs = self.documents()
+        for match in (
+            lambda d: d["doc_id"] == ref,
+            lambda d: d["source"] == ref or _same_file(d["source"], ref),
+            lambda d: Path(d["source"]).name == ref,
+        ):
+            found = [d for d in docs if match(d)]
+            if len(found) == 1:
+                return found[0]
+            if found:
+                listed = "; ".join(f"{d['doc_id']} ({d['source']})" for d in found)
+                raise ValueError(
+                    f"'{ref}' names {len(found)} documents: {listed}; give the doc_id or the path"
+                )
+        raise KeyError(f"no document with id, path or file name '{ref}' in the index at {self.uri}")
+
+    def set_metadata(
+        self, ref: str, metadata: Mapping[str, Any], *, replace: bool = False
+    ) -> dict[str, Any]:
+        """Change a document's user metadata without re-indexing; returns the new metadata.
+
+        ``ref``: its doc_id, path or file name (``find_document``). The keys given are set
+        (a value None removes the key), the others kept; ``replace=True`` replaces all of it.
+        One atomic update of its ``documents`` row, under the writer lock.
+        """
+        from mm_retriever.metadata import dumps, normalize
+
+        given = normalize(metadata)
+        with self._writing():
+            doc_id = self.find_document(ref)["doc_id"]
+            current = {} if replace else dict(self.store.document_metadata([doc_id])[doc_id])
+            for key, value in given.items():
+                if value is None and not replace:
+                    current.pop(key, None)
+                else:
+                    current[key] = value
+            self.store.set_document_metadata(doc_id, dumps(current))
+        return current
+
+    def delete(self, doc_id: str) -> dict[str, Any]:
+        """Remove a document from every table; returns what was removed (its ``documents``
+        dict). ``doc_id``: its id, or its path or file name (``find_document``); unknown ones
+        raise ``KeyError``, a file name shared by several documents ``ValueError``."""
         if not isinstance(doc_id, str) or not doc_id:
             raise KeyError(f"document ids are non-empty strings, got {doc_id!r}")
         with self._writing() as pending:
-            if not self.store.has_document(doc_id) and doc_id not in pending:
-                raise KeyError(f"no document with id '{doc_id}' in the index at {self.uri}")
+            if doc_id in pending and not self.store.has_document(doc_id):
+                removed: dict[str, Any] = {"doc_id": doc_id, "source": "", "n_pages": 0}
+            else:
+                removed = self.find_document(doc_id)
+            doc_id = removed["doc_id"]
             self.store.delete_document(doc_id)
             if self.path is not None:  # written by mm-retriever < 0.2
                 shutil.rmtree(self.path / IMAGES_DIR / doc_id, ignore_errors=True)
             if self.image_cache_dir is not None:
                 shutil.rmtree(self.image_cache_dir / doc_id, ignore_errors=True)
             self._writer().after_write(self.compact_fragments)
+        return removed
 
     def _writer(self) -> IndexWriter:
         return IndexWriter(self.store, self.config, self.legs)
@@ -495,7 +571,8 @@ class MultimodalIndex:
 
     # --------------------------------------------------------------- reading
     def documents(self) -> list[dict[str, Any]]:
-        """One dict per indexed document: doc_id, source, title, n_pages, added_at, metadata."""
+        """One dict per indexed document: doc_id, source, title, n_pages, added_at, metadata
+        (the user's), file_metadata (read from the file), content_hash."""
         return self.store.documents()
 
     def num_pages(self) -> int:

@@ -545,7 +545,7 @@ def _run(
         fn_kwargs={"ingest": ingest},
         num_cpus=options.cpus_per_reader,
     )
-    known = store.document_ids()
+    known = store.content_hashes()  # content hash -> doc_id
     new: dict[str, _Doc] = {}
     probed = {row["path"]: row for row in probe.take_all()}
     for path in files:  # in the order given: of two copies of a file, the first is added
@@ -555,7 +555,7 @@ def _run(
             report.failed[key] = row["error"]
             continue
         doc_id = row["doc_id"]
-        report.doc_ids[key] = doc_id
+        report.doc_ids[key] = known.get(doc_id, doc_id)
         if doc_id in known or doc_id in new:
             report.unchanged.append(key)
             continue

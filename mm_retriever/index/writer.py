@@ -73,8 +73,71 @@ class _OpenDocument:
 
     document: Document
     warning: str | None
+    content_hash: str = ""
     pages: int = 0
     done: bool = False
+
+
+@dataclass
+class FilePlan:
+    """What the caller asked for each file (keyed by ``str(path)`` as ``iter_files`` gave it):
+    its user metadata and the doc_id chosen for it (else the content hash)."""
+
+    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+    doc_ids: dict[str, str] = field(default_factory=dict)
+
+
+def plan_files(
+    files: Sequence[Path],
+    metadata: Mapping[str | Path, Any] | None = None,
+    doc_id: str | Mapping[str | Path, str] | None = None,
+) -> FilePlan:
+    """Each file's metadata and chosen id. ``metadata``: one dict for every file, or a mapping
+    from a file or folder to a dict (the nearest folder wins). ``doc_id``: one id (one file
+    only) or a mapping from file to id. ValueError for what matches no file, or ids given twice.
+    """
+    from mm_retriever.metadata import check_doc_id, normalize
+
+    plan = FilePlan()
+    resolved = {str(f): f.resolve() for f in files}
+    if metadata:
+        if not isinstance(metadata, Mapping):
+            raise ValueError(f"metadata must be a dict (or a dict per path), got {metadata!r}")
+        if all(isinstance(v, Mapping) for v in metadata.values()):
+            per_path = {Path(k).expanduser().resolve(): normalize(v) for k, v in metadata.items()}
+            used = set()
+            for key, path in resolved.items():
+                owners = [p for p in per_path if p == path or p in path.parents]
+                if owners:
+                    best = max(owners, key=lambda p: len(p.parts))
+                    plan.metadata[key] = per_path[best]
+                    used.add(best)
+            unused = [str(p) for p in per_path if p not in used]
+            if unused:
+                raise ValueError(f"metadata given for {', '.join(unused)}: not among the files")
+        else:
+            common = normalize(metadata)
+            plan.metadata = {key: common for key in resolved}
+    if doc_id is not None:
+        if isinstance(doc_id, str):
+            if len(files) != 1:
+                raise ValueError(
+                    f"doc_id names one document, but {len(files)} files were given; "
+                    "pass a mapping from each file to its id"
+                )
+            plan.doc_ids[str(files[0])] = check_doc_id(doc_id)
+        else:
+            by_path = {Path(k).expanduser().resolve(): check_doc_id(v) for k, v in doc_id.items()}
+            for key, path in resolved.items():
+                if path in by_path:
+                    plan.doc_ids[key] = by_path.pop(path)
+            if by_path:
+                missing = ", ".join(map(str, by_path))
+                raise ValueError(f"doc_id given for {missing}: not among the files")
+        ids = list(plan.doc_ids.values())
+        if len(set(ids)) != len(ids):
+            raise ValueError("the same doc_id is given to several files")
+    return plan
 
 
 @dataclass
@@ -99,8 +162,12 @@ class IndexWriter:
         batch_size: int = 8,
         flush_pages: int = 64,
         workers: int = 1,
+        plan: FilePlan | None = None,
     ) -> None:
         self.store = store
+        self.plan = plan or FilePlan()
+        self._taken: set[str] = set()
+        self._by_hash: dict[str, str] = {}
         self.config = config
         self.legs = legs
         self.batch_size = batch_size
@@ -128,7 +195,9 @@ class IndexWriter:
         from mm_retriever.ingest.pool import read_documents
 
         timings: dict[str, float] = defaultdict(float)
-        known = self.store.document_ids()  # fresh: read under the lock
+        known = self.store.content_hashes()  # fresh: read under the lock
+        self._taken = set(known.values())  # doc ids in use
+        self._by_hash = dict(known)  # content hash -> doc_id, this run's documents included
         report.workers = self.workers
         events = read_documents(
             files,
@@ -168,6 +237,9 @@ class IndexWriter:
             doc = run.open.get(event.key)
             if doc is None or not event.pages:
                 return
+            if doc.document.doc_id != doc.content_hash:  # an id the user chose
+                for page in event.pages:
+                    page.doc_id = doc.document.doc_id
             doc.pages += len(event.pages)
             run.batch.extend(event.pages)
             bar.advance(len(event.pages))
@@ -177,13 +249,25 @@ class IndexWriter:
         elif isinstance(event, Opened):
             bar.start_file(Path(event.key))
             bar.set_total(event.n_pages)
-            doc_id = event.document.doc_id
+            content_hash = event.document.doc_id
+            doc_id = self.plan.doc_ids.get(event.key, content_hash)
+            if doc_id in self._taken:
+                self._fail(
+                    run,
+                    event.key,
+                    f"document id '{doc_id}' is taken by another document "
+                    "(delete it first, or choose another id)",
+                )
+                return
+            self._taken.add(doc_id)
+            self._by_hash[content_hash] = doc_id
+            event.document.doc_id = doc_id
             report.doc_ids[event.key] = doc_id
             self.store.mark_pending(doc_id, "add")
             faults.point("write:marked")
-            run.open[event.key] = _OpenDocument(event.document, event.warning)
+            run.open[event.key] = _OpenDocument(event.document, event.warning, content_hash)
             if self.keep_sources:
-                self._write_source(run, event.key, doc_id)
+                self._write_source(run, event.key, doc_id, content_hash)
         elif isinstance(event, Done):
             doc = run.open.get(event.key)
             if doc is not None:
@@ -192,9 +276,16 @@ class IndexWriter:
                 run.timings[stage] += float(seconds)
             bar.end_file()
             self._commit_ready(run)
-        elif isinstance(event, Unchanged):
-            report.doc_ids[event.key] = event.doc_id
+        elif isinstance(event, Unchanged):  # same content as a document already there
+            doc_id = self._by_hash.get(event.doc_id, event.doc_id)
+            report.doc_ids[event.key] = doc_id
             report.unchanged.append(event.key)
+            wanted = self.plan.doc_ids.get(event.key)
+            if wanted is not None and wanted != doc_id:
+                report.warnings[event.key] = (
+                    f"same content as document '{doc_id}', which stays as it is; "
+                    f"not added again as '{wanted}'"
+                )
             bar.end_file()
         elif isinstance(event, Failed):
             self._fail(run, event.key, event.reason)
@@ -220,12 +311,14 @@ class IndexWriter:
                     key = next(k for k, d in run.open.items() if d.document.doc_id == doc_id)
                     self._fail(run, key, f"{type(exc).__name__}: {exc}")
 
-    def _write_source(self, run: _Run, key: str, doc_id: str) -> None:
+    def _write_source(self, run: _Run, key: str, doc_id: str, content_hash: str) -> None:
         """Write the document's ``sources`` row (its file, once) right after its marker."""
         ingest = self.config.ingest
         try:
             t0 = time.perf_counter()
-            rows = source_rows(doc_id, key, ingest.dpi, ingest.image_format, ingest.image_quality)
+            rows = source_rows(
+                doc_id, key, ingest.dpi, ingest.image_format, ingest.image_quality, content_hash
+            )
             run.timings["images"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             faults.point(f"write:{SOURCES}")
@@ -268,7 +361,10 @@ class IndexWriter:
                 header = doc.document
                 write_document_texts(self.store, [(doc_id, header.title, header.source)])
                 faults.point("write:documents")
-                self.store.add(DOCUMENTS, [document_row(doc.document, doc.pages)], DOCUMENTS_SCHEMA)
+                row = document_row(
+                    doc.document, doc.pages, self.plan.metadata.get(key), doc.content_hash
+                )
+                self.store.add(DOCUMENTS, [row], DOCUMENTS_SCHEMA)
                 run.timings["write"] += time.perf_counter() - t0
             except Exception as exc:
                 self._fail(run, key, f"{type(exc).__name__}: {exc}")

@@ -28,7 +28,7 @@ import logging
 import os
 import socket
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -38,14 +38,18 @@ import pyarrow as pa
 
 from mm_retriever.errors import IndexCorruptError, IndexReadOnlyError, WriterBusyError
 from mm_retriever.filters import quote_string
+from mm_retriever.metadata import loads as metadata_loads
 from mm_retriever.store.arrow import rows_to_table
 from mm_retriever.store.schema import (
     BASE_SCHEMAS,
+    CONTENT_HASH,
     DOCUMENTS,
+    DOCUMENTS_SCHEMA,
     MANIFEST,
     MANIFEST_SCHEMA,
     PENDING,
     PENDING_SCHEMA,
+    USER_METADATA,
     now_iso,
 )
 
@@ -78,6 +82,16 @@ def local_path(uri: str | Path) -> Path | None:
 def writer_id() -> str:
     """Who is writing: ``host:pid``."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class DocumentView:
+    """The committed documents at one version of the ``documents`` table (parallel lists)."""
+
+    version: int
+    doc_ids: list[str]
+    sources: list[str]
+    metadata: list[dict[str, Any]]
 
 
 @dataclass
@@ -123,6 +137,7 @@ class LanceDBStore:
             read_consistency_interval=read_consistency_interval,  # type: ignore[arg-type]
         )
         self._tables: dict[str, Table] = {}
+        self._doc_view: DocumentView | None = None
 
     def __repr__(self) -> str:
         return f"LanceDBStore({self.uri!r})"
@@ -270,10 +285,89 @@ class LanceDBStore:
         return self.count(DOCUMENTS, f"doc_id = {quote_string(doc_id)}") > 0
 
     def documents(self) -> list[dict[str, Any]]:
+        """One dict per committed document: doc_id, source, title, n_pages, added_at,
+        ``metadata`` (the user's, ``{}`` when none), ``file_metadata`` (read from the file) and
+        ``content_hash`` (the file's hash; the doc_id unless the user chose the id)."""
         rows = self.query(DOCUMENTS).to_pylist()
         for r in rows:
-            r["metadata"] = json.loads(r["metadata"] or "{}")
+            r["file_metadata"] = json.loads(r.pop("metadata") or "{}")
+            r["metadata"] = metadata_loads(r.pop(USER_METADATA, None))
+            r["content_hash"] = r.get(CONTENT_HASH) or r["doc_id"]
         return sorted(rows, key=lambda r: (r["added_at"], r["source"], r["doc_id"]))
+
+    def has_column(self, name: str, column: str) -> bool:
+        tbl = self.table(name)
+        return tbl is not None and column in tbl.schema.names
+
+    def ensure_document_columns(self) -> list[str]:
+        """Add the ``documents`` columns newer than the table (an index written before them):
+        null in existing rows, which read as no metadata and the doc_id as content hash. Call
+        under the writer lock (readers never write). Returns the columns added."""
+        tbl = self.table(DOCUMENTS)
+        if tbl is None:
+            return []
+        have = set(tbl.schema.names)
+        missing = [f for f in DOCUMENTS_SCHEMA if f.name not in have]
+        if missing:
+            tbl.add_columns(missing)
+            log.info("documents table: added column(s) %s", ", ".join(f.name for f in missing))
+        return [f.name for f in missing]
+
+    def document_view(self) -> DocumentView:
+        """doc_ids, sources and parsed user metadata of every committed document, read once
+        per version of the ``documents`` table (filters on metadata run over it)."""
+        version = self.version(DOCUMENTS)
+        view = self._doc_view
+        if view is not None and view.version == version:
+            return view
+        columns = ["doc_id", "source"]
+        if self.has_column(DOCUMENTS, USER_METADATA):
+            columns.append(USER_METADATA)
+        rows = self.query(DOCUMENTS, columns=columns)
+        metas = rows.column(USER_METADATA).to_pylist() if USER_METADATA in columns else None
+        view = DocumentView(
+            version=version,
+            doc_ids=rows.column("doc_id").to_pylist(),
+            sources=rows.column("source").to_pylist(),
+            metadata=[metadata_loads(m) for m in metas] if metas else [{}] * rows.num_rows,
+        )
+        self._doc_view = view
+        return view
+
+    def matching_documents(
+        self, where: str | None, metadata: Callable[[Mapping[str, Any]], bool] | None = None
+    ) -> list[str]:
+        """Ids of the committed documents whose row matches ``where`` (a documents-table
+        where-clause) and whose user metadata satisfies ``metadata`` (a predicate), sorted."""
+        view = self.document_view()
+        ids: Iterable[str] = view.doc_ids
+        if metadata is not None:
+            ids = [d for d, m in zip(view.doc_ids, view.metadata, strict=True) if metadata(m)]
+        if where:
+            allowed = set(self.query(DOCUMENTS, where, ["doc_id"]).column("doc_id").to_pylist())
+            ids = [d for d in ids if d in allowed]
+        return sorted(ids)
+
+    def document_metadata(self, doc_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The user metadata of ``doc_ids`` (committed ones only)."""
+        view = self.document_view()
+        wanted = set(doc_ids)
+        return {d: m for d, m in zip(view.doc_ids, view.metadata, strict=True) if d in wanted}
+
+    def set_document_metadata(self, doc_id: str, metadata_json: str) -> None:
+        """Replace a document's user metadata (one atomic update; under the writer lock)."""
+        tbl = self.table(DOCUMENTS)
+        if tbl is None:
+            raise KeyError(doc_id)
+        tbl.update(where=f"doc_id = {quote_string(doc_id)}", values={USER_METADATA: metadata_json})
+
+    def content_hashes(self) -> dict[str, str]:
+        """content hash -> doc_id of every committed document (dedup of re-added files)."""
+        columns = ["doc_id"]
+        if self.has_column(DOCUMENTS, CONTENT_HASH):
+            columns.append(CONTENT_HASH)
+        rows = self.query(DOCUMENTS, columns=columns).to_pylist()
+        return {r.get(CONTENT_HASH) or r["doc_id"]: r["doc_id"] for r in rows}
 
     def delete_rows(self, doc_id: str) -> None:
         """Remove a document's rows from every table but ``documents`` (an uncommitted write)."""

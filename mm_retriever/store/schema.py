@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,9 +38,15 @@ DOCUMENTS_SCHEMA = pa.schema(
         ("title", pa.string()),
         ("n_pages", pa.int32()),
         ("added_at", pa.string()),  # ISO 8601, UTC
-        ("metadata", pa.string()),  # JSON object
+        ("metadata", pa.string()),  # JSON object: what the file says (PDF info, size, type)
+        # added after schema 2 was released; an older documents table gets them on its next
+        # write (``LanceDBStore.ensure_document_columns``), null in its rows until then
+        ("user_metadata", pa.string()),  # JSON object: the user's (mm_retriever.metadata)
+        ("content_hash", pa.string()),  # the file's hash (dedup); = doc_id unless chosen
     ]
 )
+USER_METADATA = "user_metadata"
+CONTENT_HASH = "content_hash"
 
 PAGES_SCHEMA = pa.schema(
     [
@@ -119,7 +125,16 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def document_row(doc: Document, n_pages: int) -> dict[str, Any]:
+def document_row(
+    doc: Document,
+    n_pages: int,
+    user_metadata: Mapping[str, Any] | None = None,
+    content_hash: str | None = None,
+) -> dict[str, Any]:
+    """The ``documents`` row (the commit marker) of ``doc``; ``content_hash`` defaults to the
+    doc_id (a content hash unless the user chose the id)."""
+    from mm_retriever.metadata import dumps
+
     return {
         "doc_id": doc.doc_id,
         "source": doc.source,
@@ -127,11 +142,18 @@ def document_row(doc: Document, n_pages: int) -> dict[str, Any]:
         "n_pages": n_pages,
         "added_at": now_iso(),
         "metadata": json.dumps(doc.metadata, default=str, sort_keys=True),
+        USER_METADATA: dumps(user_metadata),
+        CONTENT_HASH: content_hash or doc.doc_id,
     }
 
 
 def source_rows(
-    doc_id: str, path: str | Path, dpi: int, image_format: str = "jpeg", quality: int = 85
+    doc_id: str,
+    path: str | Path,
+    dpi: int,
+    image_format: str = "jpeg",
+    quality: int = 85,
+    content_hash: str | None = None,
 ) -> list[dict]:
     """The ``sources`` row of a document: its file's bytes once, with the render settings.
 
@@ -147,7 +169,7 @@ def source_rows(
     suffix = path.suffix.lower()
     mime = "application/pdf" if suffix in PDF_SUFFIXES else f"image/{suffix.lstrip('.')}"
     data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest()[:16] != doc_id:  # doc ids are content hashes
+    if hashlib.sha256(data).hexdigest()[:16] != (content_hash or doc_id):
         raise IngestError(str(path), "the file changed while it was being indexed; add it again")
     return [
         {
