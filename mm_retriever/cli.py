@@ -289,11 +289,25 @@ def index(
     gpus_per_encoder: Annotated[
         float | None, typer.Option(help="--engine ray: GPUs per encoder actor (e.g. 1, 0.5)")
     ] = None,
+    metadata: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metadata",
+            help="key=value stored with each document (repeat; ints, floats, true/false and "
+            "ISO dates typed; a key given twice makes a list)",
+        ),
+    ] = None,
+    doc_id: Annotated[
+        str | None,
+        typer.Option("--doc-id", help="the document's id (one file; default its content hash)"),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Index documents (new index, or add to an existing one)."""
     _setup_logging(verbose)
     from mm_retriever.ingest.ocr import OCR_RUNTIMES
+
+    user_metadata = _metadata_pairs(metadata)
 
     if ocr_runtime is not None and ocr_runtime not in OCR_RUNTIMES:
         raise _fail(f"--ocr-runtime must be one of {', '.join(OCR_RUNTIMES)}, got '{ocr_runtime}'")
@@ -353,7 +367,14 @@ def index(
             "gpus_per_encoder": gpus_per_encoder,
         }
     try:
-        report = idx.add(paths, progress=True, workers=workers, **ray_args)
+        report = idx.add(
+            paths,
+            metadata=user_metadata or None,
+            doc_id=doc_id,
+            progress=True,
+            workers=workers,
+            **ray_args,
+        )
     except (MMRetrieverError, ValueError) as e:  # ValueError: a bad $MM_RETRIEVER_WORKERS
         raise _fail(str(e)) from None
     console.print(
@@ -381,6 +402,13 @@ def search(
     leg: Annotated[list[str] | None, typer.Option(help="legs to use (repeat)")] = None,
     fusion: Annotated[str | None, typer.Option(help="rrf | weighted")] = None,
     doc_id: Annotated[list[str] | None, typer.Option(help="only these documents")] = None,
+    metadata: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metadata",
+            help="only documents whose metadata has key=value (repeat: all must hold)",
+        ),
+    ] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps")] = None,
     raw_query: Annotated[
         bool,
@@ -396,13 +424,16 @@ def search(
     from mm_retriever.errors import MMRetrieverError
 
     _setup_logging(verbose)
+    wanted = _metadata_pairs(metadata, equality=True)
     idx = _open(index, device=device)
-    filters = {"doc_id": doc_id} if doc_id else None
+    filters: dict[str, Any] = {"doc_id": doc_id} if doc_id else {}
+    if wanted:
+        filters["metadata"] = wanted
     try:
         retriever = idx.retriever(
             fusion=fusion, legs=leg, clean_query=not raw_query, expand_query=not raw_query
         )
-        pages = retriever.retrieve(question, k=k, filters=filters)
+        pages = retriever.retrieve(question, k=k, filters=filters or None)
     except (MMRetrieverError, ValueError) as e:
         raise _fail(str(e)) from None
     if as_json:
@@ -416,34 +447,101 @@ def info(index: IndexOpt) -> None:
     """Show an index's legs, models and documents. Reads only."""
     idx = _open(index)
     console.print_json(idx.config.model_dump_json())
-    table = Table("doc_id", "pages", "source")
+    table = Table("doc_id", "pages", "source", "metadata")
     for doc in idx.documents():
-        table.add_row(doc["doc_id"], str(doc["n_pages"]), doc["source"])
+        meta = json.dumps(doc["metadata"], ensure_ascii=False) if doc["metadata"] else ""
+        table.add_row(doc["doc_id"], str(doc["n_pages"]), doc["source"], meta)
     console.print(table)
+
+
+def _metadata_pairs(pairs: list[str] | None, equality: bool = False) -> dict[str, Any]:
+    """``--metadata key=value`` options as a dict (one clear error line when malformed)."""
+    from mm_retriever.metadata import parse_pairs
+
+    try:
+        out = parse_pairs(pairs or [])
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    if equality:  # a key given twice: the document's value must be all of them
+        out = {k: {"all": v} if isinstance(v, list) else v for k, v in out.items()}
+    return out
+
+
+def _find_documents(idx: MultimodalIndex, refs: list[str]) -> list[dict[str, Any]]:
+    """The documents ``refs`` name (id, path or file name), all found or one error line."""
+    pending = {m["doc_id"] for m in idx.store.pending()}
+    found = []
+    for ref in refs:
+        if ref in pending and not idx.store.has_document(ref):
+            found.append({"doc_id": ref, "source": "(interrupted write)", "n_pages": 0})
+            continue
+        try:
+            found.append(idx.find_document(ref))
+        except KeyError as e:
+            raise _fail(
+                f"{str(e).strip(chr(39) + chr(34))} (`mm-retriever info` lists them); "
+                "nothing was changed"
+            ) from None
+        except ValueError as e:
+            raise _fail(f"{e}; nothing was changed") from None
+    return found
 
 
 @app.command()
 def delete(
-    doc_ids: Annotated[list[str], typer.Argument(help="document ids (see `info`)")],
+    doc_ids: Annotated[
+        list[str], typer.Argument(help="documents: id, source path or file name (see `info`)")
+    ],
     index: IndexOpt,
 ) -> None:
-    """Delete documents from an index, in every table."""
+    """Delete documents from an index, in every table, and say which."""
     from mm_retriever.errors import MMRetrieverError
 
     idx = _open(index)
-    known = {d["doc_id"] for d in idx.documents()} | {m["doc_id"] for m in idx.store.pending()}
-    unknown = [d for d in doc_ids if d not in known]
-    if unknown:
-        raise _fail(
-            f"no document with id {', '.join(unknown)} in the index at {index} "
-            "(`mm-retriever info` lists them); nothing was deleted"
-        )
+    docs = _find_documents(idx, doc_ids)
     try:
-        for doc_id in doc_ids:
-            idx.delete(doc_id)
+        for doc in {d["doc_id"]: d for d in docs}.values():
+            idx.delete(doc["doc_id"])
+            console.print(
+                f"deleted {doc['doc_id']} ({doc['source']}, {doc['n_pages']} page(s))",
+                markup=False,
+                soft_wrap=True,
+            )
     except (MMRetrieverError, KeyError) as e:
         raise _fail(str(e).strip("'\"")) from None
-    console.print(f"deleted {len(doc_ids)} document(s)")
+
+
+@app.command("set-metadata")
+def set_metadata(
+    doc: Annotated[str, typer.Argument(help="the document: id, source path or file name")],
+    index: IndexOpt,
+    metadata: Annotated[
+        list[str] | None,
+        typer.Option("--metadata", help="key=value to set (repeat); typed as for `index`"),
+    ] = None,
+    unset: Annotated[list[str] | None, typer.Option("--unset", help="key to remove")] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="replace all metadata (default: merge)")
+    ] = False,
+) -> None:
+    """Change a document's metadata without re-indexing; prints the new metadata."""
+    from mm_retriever.errors import MMRetrieverError
+
+    values: dict[str, Any] = _metadata_pairs(metadata)
+    if not values and not unset and not replace:
+        raise _fail("give --metadata key=value, --unset KEY or --replace")
+    for key in unset or []:
+        if key in values:
+            raise _fail(f"'{key}' is both set and unset")
+        values[key] = None
+    idx = _open(index)
+    (found,) = _find_documents(idx, [doc])
+    try:
+        new = idx.set_metadata(found["doc_id"], values, replace=replace)
+    except (MMRetrieverError, KeyError, ValueError) as e:
+        raise _fail(str(e).strip("'\"")) from None
+    console.print(f"{found['doc_id']} ({found['source']}):", markup=False, soft_wrap=True)
+    sys.stdout.write(json.dumps(new, ensure_ascii=False, sort_keys=True) + "\n")
 
 
 @app.command()

@@ -2,11 +2,12 @@
 
 ``mm-retriever mcp --index DIR`` runs it with the official ``mcp`` Python SDK. Tools:
 
-- ``search(query, k, doc_ids, images)``: the best pages, each as a text block (citation,
-  scores, the page text) followed by the page image (and the matched figure crops) as MCP
-  image content;
+- ``search(query, k, doc_ids, images, filters)``: the best pages, each as a text block
+  (citation, scores, the document's metadata, the page text) followed by the page image (and
+  the matched figure crops) as MCP image content; ``filters`` as in Python and HTTP, e.g.
+  ``{"metadata": {"tenant": "acme", "year": {"gte": 2021}}}``;
 - ``get_page(doc_id, page_number)``: one page's citation, text and image (read around a hit);
-- ``list_documents()``: what the index holds (doc_id, file, pages), to scope a search.
+- ``list_documents()``: what the index holds (doc_id, file, pages, metadata), to scope a search.
 
 An agent host config entry: ``{"command": "uv", "args": ["run", "--extra", "serve",
 "mm-retriever", "mcp", "--index", "/path/to/index"]}``.
@@ -50,6 +51,8 @@ def page_text_block(page: RetrievedPage, rank: int, max_chars: int = 4000) -> st
         f"doc_id: {page.doc_id}  page_index: {page.page_index}  score: {page.score:.4f}",
         f"legs: {legs}",
     ]
+    if page.metadata:
+        lines.append(f"metadata: {json.dumps(page.metadata, ensure_ascii=False, sort_keys=True)}")
     if page.title:
         lines.insert(1, f"title: {page.title}")
     for fig in page.figures:
@@ -77,20 +80,30 @@ def build_server(index: MultimodalIndex, *, default_k: int = 5) -> Any:
         k: int = default_k,
         doc_ids: list[str] | None = None,
         images: bool = True,
+        filters: dict[str, Any] | None = None,
     ) -> list[TextContent | ImageContent]:
         """Search the indexed PDFs; returns the best pages with citation, text and image.
 
         query: the question or keywords. k: pages to return (1-20). doc_ids: only these
         documents (see list_documents). images: include page images and matched figures.
+        filters: e.g. {"metadata": {"tenant": "acme", "year": {"gte": 2021}, "tags": {"in":
+        ["q3"]}}}, {"source": "report.pdf"}, {"page_index": {"lte": 9}}; metadata operators:
+        eq ne gt gte lt lte in nin contains any all text_match is_empty, "$or"/"$and" lists.
         """
         from mm_retriever.errors import MMRetrieverError
 
         if not query.strip():
             raise ToolError("query is empty: pass the question or keywords to search for")
         k = max(1, min(int(k), MAX_K))
-        filters = {"doc_id": list(doc_ids)} if doc_ids else None
+        if filters is not None and not isinstance(filters, dict):
+            raise ToolError("filters must be an object, e.g. {\"metadata\": {\"tenant\": \"acme\"}}")
+        wanted = dict(filters or {})
+        if doc_ids:
+            if "doc_id" in wanted:
+                raise ToolError("give doc_ids or filters.doc_id, not both")
+            wanted["doc_id"] = list(doc_ids)
         try:
-            pages = index.retriever().retrieve(query, k=k, filters=filters)
+            pages = index.retriever().retrieve(query, k=k, filters=wanted or None)
         except (MMRetrieverError, ValueError) as e:  # bad filters etc.: tell the agent why
             raise ToolError(str(e)) from e
         if not pages:
@@ -140,6 +153,7 @@ def build_server(index: MultimodalIndex, *, default_k: int = 5) -> Any:
                 "file": Path(d["source"]).name,
                 "title": d["title"],
                 "n_pages": d["n_pages"],
+                "metadata": d["metadata"],
             }
             for d in index.documents()
         ]

@@ -462,7 +462,7 @@ class MultimodalIndex:
         """Change a document's user metadata without re-indexing; returns the new metadata.
 
         ``ref``: its doc_id, path or file name (``find_document``). The keys given are set
-        (a value None removes the key), the others kept; ``replace=True`` replaces all of it.
+        (a value None removes the key), the others kept; ``replace=True`` drops the others.
         One atomic update of its ``documents`` row, under the writer lock.
         """
         from mm_retriever.metadata import dumps, normalize
@@ -472,7 +472,7 @@ class MultimodalIndex:
             doc_id = self.find_document(ref)["doc_id"]
             current = {} if replace else dict(self.store.document_metadata([doc_id])[doc_id])
             for key, value in given.items():
-                if value is None and not replace:
+                if value is None:
                     current.pop(key, None)
                 else:
                     current[key] = value

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
 
-from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -29,6 +29,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from mm_retriever.errors import MMRetrieverError
+from mm_retriever.metadata import DOC_ID_RE, check_doc_id, normalize, parse_pairs
 from mm_retriever.serve.auth import Auth
 from mm_retriever.serve.jobs import Writer
 from mm_retriever.serve.limits import BodyLimit
@@ -37,7 +38,7 @@ from mm_retriever.serve.settings import ServeSettings
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-DOC_ID = r"^[A-Za-z0-9_\-]{1,64}$"
+DOC_ID = DOC_ID_RE.pattern  # content hashes, and ids users choose (mm_retriever.metadata)
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._\- ]+")
 _MAGIC = {
     ".pdf": (b"%PDF",),
@@ -60,7 +61,8 @@ class SearchRequest(BaseModel):
     k: int = Field(5, ge=1, description="pages to return")
     filters: dict[str, Any] | None = Field(
         None,
-        description='structured filters, e.g. {"doc_id": ["a1b2..."]} or {"page_index": 3}',
+        description='structured filters, e.g. {"doc_id": ["a1b2..."]}, {"page_index": 3} or '
+        '{"metadata": {"tenant": "acme", "year": {"gte": 2021}}}',
     )
     legs: list[str] | None = Field(None, description="legs to use (default: all)")
     fusion: Literal["rrf", "weighted"] | None = Field(None, description="fusion method")
@@ -70,6 +72,16 @@ class SearchRequest(BaseModel):
         description="search with the question as written: keep answer-format instructions, "
         "no financial-term expansion",
     )
+
+
+class SetMetadata(BaseModel):
+    """New metadata for a document: merged into what it has (a null value removes a key), or
+    replacing all of it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metadata: dict[str, Any] = Field(description='e.g. {"tenant": "acme", "year": 2021}')
+    replace: bool = Field(False, description="replace all metadata instead of merging")
 
 
 class JobAccepted(BaseModel):
@@ -229,7 +241,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     # ------------------------------------------------------------- documents
     @app.get("/documents", dependencies=read, tags=["documents"])
     def documents() -> list[dict[str, Any]]:
-        """The indexed documents: doc_id, source file name, title, pages, when added."""
+        """The indexed documents: doc_id, source file name, title, pages, when added, metadata."""
         return [
             {
                 "doc_id": d["doc_id"],
@@ -238,6 +250,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
                 "title": d["title"],
                 "n_pages": d["n_pages"],
                 "added_at": d["added_at"],
+                "metadata": d["metadata"],
             }
             for d in index.documents()
         ]
@@ -245,10 +258,22 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @app.post("/documents", dependencies=admin, status_code=202, tags=["documents"])
     async def upload(
         files: Annotated[list[UploadFile], File(description="PDF, PNG or JPEG files")],
+        metadata: Annotated[
+            list[str] | None,
+            Form(description="metadata of every file: key=value (repeat) or a JSON object"),
+        ] = None,
+        doc_id: Annotated[
+            str | None, Form(description="the document's id (one file; default content hash)")
+        ] = None,
     ) -> JobAccepted:
         """Upload files; they are indexed in the background. Follow `status_url`."""
         if len(files) > settings.max_files:
             raise HTTPException(413, f"{len(files)} files; the limit is {settings.max_files}")
+        user_metadata = _form_metadata(metadata or [])
+        if doc_id is not None:
+            check_doc_id(doc_id)
+            if len(files) != 1:
+                raise HTTPException(422, "doc_id names one document: upload one file with it")
         folder = upload_root / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
         names, paths = [], []
         try:
@@ -259,7 +284,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         except HTTPException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        job = writer.submit_add(names, paths)
+        job = writer.submit_add(names, paths, user_metadata or None, doc_id)
         return JobAccepted(job_id=job.id, status_url=f"/jobs/{job.id}", status=job.status)
 
     @app.delete("/documents/{doc_id}", dependencies=admin, status_code=202, tags=["documents"])
@@ -268,6 +293,17 @@ def create_app(settings: ServeSettings) -> FastAPI:
         if not index.store.has_document(doc_id):
             raise HTTPException(404, f"no document with id '{doc_id}'")
         job = writer.submit_delete(doc_id)
+        return JobAccepted(job_id=job.id, status_url=f"/jobs/{job.id}", status=job.status)
+
+    @app.patch(
+        "/documents/{doc_id}/metadata", dependencies=admin, status_code=202, tags=["documents"]
+    )
+    def set_metadata(doc_id: DocId, body: SetMetadata) -> JobAccepted:
+        """Change a document's metadata without re-indexing (in the background, after earlier
+        jobs); the job's `metadata` is the document's new metadata once done."""
+        if not index.store.has_document(doc_id):
+            raise HTTPException(404, f"no document with id '{doc_id}'")
+        job = writer.submit_metadata(doc_id, normalize(body.metadata), body.replace)
         return JobAccepted(job_id=job.id, status_url=f"/jobs/{job.id}", status=job.status)
 
     @app.get("/jobs/{job_id}", dependencies=read, tags=["documents"])
@@ -324,6 +360,24 @@ def page_json(page: Any, query: str, legs: list[str] | None = None) -> dict[str,
     for fig in out["figures"]:
         fig["image_url"] = f"/figures/{quote(page.doc_id)}/{page.page_index}/{fig['figure_index']}"
     return out
+
+
+def _form_metadata(fields: list[str]) -> dict[str, Any]:
+    """Upload form ``metadata`` fields (``key=value`` each, or a JSON object) as one dict."""
+    import json
+
+    out: dict[str, Any] = {}
+    pairs = []
+    for value in fields:
+        if value.lstrip().startswith("{"):
+            try:
+                out.update(json.loads(value))
+            except (json.JSONDecodeError, TypeError, ValueError) as e:
+                raise HTTPException(422, f"metadata is not a JSON object: {e}") from None
+        else:
+            pairs.append(value)
+    out.update(parse_pairs(pairs))
+    return normalize(out)
 
 
 def _page(index: Any, doc_id: str, page_index: int, columns: list[str]) -> dict[str, Any]:

@@ -25,18 +25,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-JobKind = Literal["add", "delete"]
+JobKind = Literal["add", "delete", "metadata"]
 JobStatus = Literal["queued", "running", "done", "failed"]
 
 
 @dataclass
 class Job:
-    """One write: add uploaded files, or delete a document. ``progress`` is 0..1."""
+    """One write: add uploaded files, delete a document, or change its metadata.
+    ``progress`` is 0..1."""
 
     id: str
     kind: JobKind
     files: list[str] = field(default_factory=list)  # file names as uploaded
-    doc_id: str | None = None  # the document to delete
+    doc_id: str | None = None  # the document to delete or change; the id asked for on add
+    metadata: dict[str, Any] | None = None  # user metadata to add with, or to set
+    replace: bool = False  # metadata jobs: replace all metadata (else merge)
     status: JobStatus = "queued"
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
@@ -65,6 +68,7 @@ class Job:
             "current": self.current,
             "files": self.files,
             "doc_id": self.doc_id,
+            "metadata": self.metadata,
             "added": self.added,
             "unchanged": self.unchanged,
             "failed": self.failed,
@@ -102,8 +106,21 @@ class Writer:
         self._thread.start()
 
     # --------------------------------------------------------------- clients
-    def submit_add(self, files: list[str], paths: list[Path]) -> Job:
-        return self._submit(Job(id=_new_id(), kind="add", files=files, paths=paths))
+    def submit_add(
+        self,
+        files: list[str],
+        paths: list[Path],
+        metadata: dict[str, Any] | None = None,
+        doc_id: str | None = None,
+    ) -> Job:
+        job = Job(id=_new_id(), kind="add", files=files, paths=paths, metadata=metadata)
+        job.doc_id = doc_id
+        return self._submit(job)
+
+    def submit_metadata(self, doc_id: str, metadata: dict[str, Any], replace: bool) -> Job:
+        return self._submit(
+            Job(id=_new_id(), kind="metadata", doc_id=doc_id, metadata=metadata, replace=replace)
+        )
 
     def submit_delete(self, doc_id: str) -> Job:
         return self._submit(Job(id=_new_id(), kind="delete", doc_id=doc_id))
@@ -160,7 +177,8 @@ class Writer:
                 continue
             job.status, job.started_at = "running", time.time()
             try:
-                changed = self._add(job) if job.kind == "add" else self._delete(job)
+                run = {"add": self._add, "delete": self._delete, "metadata": self._metadata}
+                changed = run[job.kind](job)
                 job.status = "done"
             except Exception as exc:  # report on the job; the thread lives on
                 log.exception("job %s failed", job.id)
@@ -177,7 +195,7 @@ class Writer:
         for name, path in zip(job.files, job.paths, strict=True):
             job.current = name
             try:
-                report = self.index.add([path])
+                report = self.index.add([path], metadata=job.metadata, doc_id=job.doc_id)
             except Exception as exc:
                 job.failed.append({"file": name, "reason": f"{type(exc).__name__}: {exc}"})
                 _remove(path)
@@ -196,6 +214,13 @@ class Writer:
                     _remove(path)
             job.done += 1
         return changed
+
+    def _metadata(self, job: Job) -> bool:
+        assert job.doc_id is not None
+        job.current = job.doc_id
+        job.metadata = self.index.set_metadata(job.doc_id, job.metadata or {}, replace=job.replace)
+        job.done = 1
+        return True
 
     def _delete(self, job: Job) -> bool:
         assert job.doc_id is not None
