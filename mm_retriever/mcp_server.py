@@ -96,7 +96,7 @@ def build_server(index: MultimodalIndex, *, default_k: int = 5) -> Any:
             raise ToolError("query is empty: pass the question or keywords to search for")
         k = max(1, min(int(k), MAX_K))
         if filters is not None and not isinstance(filters, dict):
-            raise ToolError("filters must be an object, e.g. {\"metadata\": {\"tenant\": \"acme\"}}")
+            raise ToolError('filters must be an object, e.g. {"metadata": {"tenant": "acme"}}')
         wanted = dict(filters or {})
         if doc_ids:
             if "doc_id" in wanted:
