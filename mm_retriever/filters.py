@@ -139,3 +139,45 @@ def and_where(*clauses: str | None) -> str | None:
     """Join optional where-clauses with AND."""
     parts = [f"({c})" for c in clauses if c]
     return " AND ".join(parts) if parts else None
+
+
+def mongo_filters(spec: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A Mongo-style filter over a hit's metadata, as LangChain vector stores take it
+    (``{"tenant": "acme", "year": {"$gte": 2021}, "$or": [...]}``), as structured ``filters``.
+
+    Top-level keys that are filter columns (``doc_id``, ``page_index``, ``source``, ``title``)
+    filter those; every other key, and ``$and``/``$or``/``$not``, is the user's metadata.
+    ValueError for unknown operators, and for columns inside ``$or``/``$not``.
+    """
+    from mm_retriever.metadata import from_mongo
+
+    if spec is None:
+        return None
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"a filter must be a mapping, got {type(spec).__name__}")
+    out: dict[str, Any] = {}
+    meta: dict[str, Any] = {}
+    for key, value in spec.items():
+        if key in FILTER_COLUMNS:
+            if isinstance(value, Mapping):
+                value = {str(op).removeprefix("$"): v for op, v in value.items()}
+            out[key] = value
+        else:
+            meta[key] = value
+    for group in ("$or", "$not", "$and"):
+        if group in meta and _names_column(meta[group]):
+            raise ValueError(
+                f"filter '{group}': {', '.join(sorted(FILTER_COLUMNS))} can only be combined "
+                "with AND at the top level"
+            )
+    if meta:
+        out[METADATA] = from_mongo(meta)
+    return out
+
+
+def _names_column(spec: Any) -> bool:
+    if isinstance(spec, Mapping):
+        return any(k in FILTER_COLUMNS or _names_column(v) for k, v in spec.items())
+    if isinstance(spec, list | tuple):
+        return any(_names_column(s) for s in spec)
+    return False

@@ -1,7 +1,13 @@
 """``MMRetriever``: mm-retriever's hybrid page retrieval as a LangChain retriever.
 
 Each retrieved page becomes one ``Document``: ``page_content`` is the page text (or the matched
-chunk), ``metadata`` carries provenance, scores, the page image and the matched figure crops.
+chunk), ``metadata`` carries the document's own metadata (its keys, as given at indexing),
+provenance, scores, the page image and the matched figure crops (these keys win over metadata
+keys of the same name).
+
+Filters: ``filter`` takes a LangChain vector-store style dict over that metadata
+(``{"tenant": "acme", "year": {"$gte": 2021}, "$or": [...]}``, ``doc_id``/``source``/``title``/
+``page_index`` filter those fields); ``filters`` takes mm-retriever's structured filters.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field, model_validator
 
 from mm_retriever.context.files import save_figure_image, save_page_image
+from mm_retriever.filters import mongo_filters
 from mm_retriever.types import RetrievedPage
 
 PageContent = Literal["text", "matched_text"]
@@ -48,6 +55,7 @@ def page_to_document(
             item["image_base64"] = fig.image_base64()
         figures.append(item)
     metadata: dict[str, Any] = {
+        **page.metadata,
         "doc_id": page.doc_id,
         "source": page.source,
         "title": page.title,
@@ -80,8 +88,10 @@ class MMRetriever(BaseRetriever):
         retriever = MMRetriever(index="./my-index", k=4)
         docs = retriever.invoke("What was revenue in the North region?")
         docs = retriever.invoke("...", k=2, filters={"source": "report.pdf"})
+        docs = retriever.invoke("...", filter={"tenant": "acme", "year": {"$gte": 2021}})
 
-    ``k`` and ``filters`` can be overridden per call through ``invoke`` keyword arguments.
+    ``k``, ``filter`` and ``filters`` can be overridden per call through ``invoke`` keyword
+    arguments; ``filter`` (LangChain style) and ``filters`` (mm-retriever's) combine with AND.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -96,6 +106,11 @@ class MMRetriever(BaseRetriever):
     k: int = Field(default=5, ge=1, description="number of pages returned")
     filters: dict[str, Any] | None = Field(
         default=None, description='e.g. {"source": "a.pdf", "page_index": {"gte": 2}}'
+    )
+    filter: dict[str, Any] | None = Field(
+        default=None,
+        description='LangChain style, over Document.metadata: {"tenant": "acme", '
+        '"year": {"$gte": 2021}, "$or": [...]}',
     )
     page_content: PageContent = "text"
     include_image_base64: bool = False
@@ -135,6 +150,20 @@ class MMRetriever(BaseRetriever):
             for p in pages
         ]
 
+    def _filters(
+        self, filters: dict[str, Any] | None, filter: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """The structured filters of a call: ``filters`` AND ``filter`` (mapped)."""
+        structured = dict(filters if filters is not None else self.filters or {})
+        mapped = mongo_filters(filter if filter is not None else self.filter) or {}
+        for key, value in mapped.items():
+            if key in structured and key != "metadata":
+                raise ValueError(f"'{key}' is given in both filter and filters")
+            if key == "metadata" and "metadata" in structured:
+                value = {"$and": [structured["metadata"], value]}
+            structured[key] = value
+        return structured or None
+
     def _get_relevant_documents(
         self,
         query: str,
@@ -142,9 +171,10 @@ class MMRetriever(BaseRetriever):
         run_manager: CallbackManagerForRetrieverRun,
         k: int | None = None,
         filters: dict[str, Any] | None = None,
+        filter: dict[str, Any] | None = None,
     ) -> list[Document]:
         pages = self.retriever.retrieve(
-            query, k=k or self.k, filters=filters if filters is not None else self.filters
+            query, k=k or self.k, filters=self._filters(filters, filter)
         )
         return self._to_documents(pages)
 
@@ -155,8 +185,9 @@ class MMRetriever(BaseRetriever):
         run_manager: AsyncCallbackManagerForRetrieverRun,
         k: int | None = None,
         filters: dict[str, Any] | None = None,
+        filter: dict[str, Any] | None = None,
     ) -> list[Document]:
         pages = await self.retriever.aretrieve(
-            query, k=k or self.k, filters=filters if filters is not None else self.filters
+            query, k=k or self.k, filters=self._filters(filters, filter)
         )
         return self._to_documents(pages)

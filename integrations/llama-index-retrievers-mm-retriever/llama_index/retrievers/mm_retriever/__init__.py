@@ -7,7 +7,8 @@ require("llama_index.core", "llama-index-core", "llama-index-retrievers-mm-retri
 from llama_index.retrievers.mm_retriever.base import (  # noqa: E402
     MMRetriever,
     PageTextNode,
+    metadata_filters_to_mm,
     page_to_nodes,
 )
 
-__all__ = ["MMRetriever", "PageTextNode", "page_to_nodes"]
+__all__ = ["MMRetriever", "PageTextNode", "metadata_filters_to_mm", "page_to_nodes"]

@@ -3,7 +3,13 @@
 Each retrieved page yields a ``TextNode`` (the page text), an ``ImageNode`` (the rendered page)
 and one ``ImageNode`` per matched figure crop, all scored with the page's fused score and linked
 to their source document (``NodeRelationship.SOURCE``) and, for images, to the page's text node
-(``NodeRelationship.PARENT``).
+(``NodeRelationship.PARENT``). Node metadata holds the document's own metadata (its keys, as
+given at indexing) and the page's provenance and scores (these win over metadata keys of the
+same name).
+
+``filters`` takes LlamaIndex ``MetadataFilters`` over that metadata (its operators, AND/OR/NOT,
+nested), mapped onto mm-retriever's structured filters (``metadata_filters_to_mm``), or those
+structured filters as a dict; either way each leg searches only the matching documents.
 """
 
 from __future__ import annotations
@@ -24,9 +30,16 @@ from llama_index.core.schema import (
     RelatedNodeInfo,
     TextNode,
 )
+from llama_index.core.vector_stores.types import (
+    FilterCondition,
+    FilterOperator,
+    MetadataFilter,
+    MetadataFilters,
+)
 from PIL import Image
 
 from mm_retriever.context.files import save_figure_image, save_page_image
+from mm_retriever.filters import FILTER_COLUMNS
 from mm_retriever.protocols import Query
 from mm_retriever.types import RetrievedFigure, RetrievedPage
 
@@ -58,6 +71,7 @@ class PageTextNode(TextNode):
 
 def _page_metadata(page: RetrievedPage) -> dict[str, Any]:
     return {
+        **page.metadata,
         "doc_id": page.doc_id,
         "source": page.source,
         "file_name": Path(page.source).name,
@@ -70,6 +84,73 @@ def _page_metadata(page: RetrievedPage) -> dict[str, Any]:
         "leg_ranks": dict(page.leg_ranks),
         "leg_scores": {k: float(v) for k, v in page.leg_scores.items()},
     }
+
+
+# MetadataFilter operators -> mm_retriever.metadata operators
+_OPERATORS = {
+    FilterOperator.EQ: "eq",
+    FilterOperator.NE: "ne",
+    FilterOperator.GT: "gt",
+    FilterOperator.GTE: "gte",
+    FilterOperator.LT: "lt",
+    FilterOperator.LTE: "lte",
+    FilterOperator.IN: "in",
+    FilterOperator.NIN: "nin",
+    FilterOperator.ANY: "any",
+    FilterOperator.ALL: "all",
+    FilterOperator.CONTAINS: "contains",
+    FilterOperator.TEXT_MATCH: "text_match",
+    FilterOperator.TEXT_MATCH_INSENSITIVE: "text_match_insensitive",
+    FilterOperator.IS_EMPTY: "is_empty",
+}
+_GROUPS = {FilterCondition.AND: "$and", FilterCondition.OR: "$or", FilterCondition.NOT: "$not"}
+
+
+def _metadata_condition(item: MetadataFilter | MetadataFilters) -> dict[str, Any]:
+    """One filter or group as a metadata filter (``mm_retriever.metadata``)."""
+    if isinstance(item, MetadataFilters):
+        parts = [_metadata_condition(f) for f in item.filters]
+        condition = item.condition or FilterCondition.AND
+        if condition == FilterCondition.NOT:  # NOT(a AND b ...), as LlamaIndex stores apply it
+            return {"$not": {"$and": parts}}
+        return {_GROUPS[condition]: parts}
+    if item.key in FILTER_COLUMNS:
+        raise ValueError(
+            f"filter '{item.key}': {', '.join(sorted(FILTER_COLUMNS))} can only be combined with "
+            "AND at the top level"
+        )
+    op = _OPERATORS.get(FilterOperator(item.operator))
+    if op is None:  # pragma: no cover - every operator of this llama-index is mapped
+        raise ValueError(f"filter '{item.key}': unsupported operator {item.operator!r}")
+    value = True if op == "is_empty" else item.value
+    return {item.key: {op: value}}
+
+
+def metadata_filters_to_mm(filters: MetadataFilters | dict[str, Any] | None) -> dict | None:
+    """LlamaIndex ``MetadataFilters`` as mm-retriever structured filters (a dict is returned
+    as is). Conditions on ``doc_id``, ``source``, ``title``, ``page_index`` at the top level of
+    an AND filter those fields; every other key is the document's metadata."""
+    if filters is None or isinstance(filters, dict):
+        return filters
+    if not isinstance(filters, MetadataFilters):
+        raise ValueError(f"filters must be MetadataFilters or a dict, got {type(filters).__name__}")
+    out: dict[str, Any] = {}
+    meta = []
+    top_and = (filters.condition or FilterCondition.AND) == FilterCondition.AND
+    for item in filters.filters:
+        if top_and and isinstance(item, MetadataFilter) and item.key in FILTER_COLUMNS:
+            if item.key in out:
+                raise ValueError(f"filter '{item.key}' is given twice")
+            op = _OPERATORS[FilterOperator(item.operator)]
+            out[item.key] = item.value if op == "eq" else {op: item.value}
+        else:
+            meta.append(_metadata_condition(item))
+    if meta:
+        if top_and:
+            out["metadata"] = {"$and": meta}
+        else:
+            out["metadata"] = _metadata_condition(filters)
+    return out
 
 
 def _figure_text(fig: RetrievedFigure, page: RetrievedPage) -> str:
@@ -197,7 +278,9 @@ class MMRetriever(BaseRetriever):
         retriever: a ready ``mm_retriever.HybridRetriever``; or give ``index``.
         index: a ``MultimodalIndex`` or the path of one.
         similarity_top_k: number of pages returned (each page gives up to 2 + figures nodes).
-        filters: ``{"doc_id" | "source" | "page_index": ...}`` (see mm_retriever.filters).
+        filters: LlamaIndex ``MetadataFilters`` over node metadata (the document's metadata;
+            ``doc_id``/``source``/``title``/``page_index``), or mm-retriever's structured
+            filters (``{"source": ..., "metadata": {...}}``, see mm_retriever.filters).
         text_mode: ``"text"`` (whole page) or ``"matched_text"`` (the matched chunk).
         page_images / figures: add ``ImageNode``s for page renders / figure crops.
         embed_images: put images as base64 into ``ImageNode.image``.
@@ -212,7 +295,7 @@ class MMRetriever(BaseRetriever):
         *,
         index: Any = None,
         similarity_top_k: int = 5,
-        filters: dict[str, Any] | None = None,
+        filters: MetadataFilters | dict[str, Any] | None = None,
         text_mode: TextMode = "text",
         page_images: bool = True,
         figures: bool = True,
@@ -236,7 +319,7 @@ class MMRetriever(BaseRetriever):
         self._retriever = retriever
         self._image_retriever: Any = None
         self.similarity_top_k = similarity_top_k
-        self.filters = filters
+        self.filters = metadata_filters_to_mm(filters)
         self.text_mode: TextMode = text_mode
         self.page_images = page_images
         self.figures = figures
