@@ -101,7 +101,7 @@ def test_delete_of_an_unknown_id_is_a_clear_error(built) -> None:
     index, _ = built
     result = runner.invoke(app, ["delete", "0000000000000000", "--index", index.uri])
     assert result.exit_code == 1
-    assert "no document with id 0000000000000000" in result.output
+    assert "no document with id, path or file name '0000000000000000'" in result.output
     assert "Traceback" not in result.output and len(index) == 1
     with pytest.raises(KeyError, match="no document with id"):
         index.delete("0000000000000000")

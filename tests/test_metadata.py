@@ -213,7 +213,7 @@ def test_hybrid_filters_combine_with_document_keys(meta_index) -> None:
     assert retriever.retrieve("Quillon", k=5, filters={"metadata": {"tenant": "none"}}) == []
     with pytest.raises(ValueError, match="'year': unknown operator"):
         retriever.retrieve("Quillon", filters={"metadata": {"year": {"after": 2020}}})
-    with pytest.raises(ValueError, match="unknown filter column 'tenant'.*metadata"):
+    with pytest.raises(ValueError, match=r"unknown filter column 'tenant'.*metadata"):
         retriever.retrieve("Quillon", filters={"tenant": "acme"})
 
 
@@ -273,7 +273,7 @@ def test_own_ids_dedup_and_delete_by_name(tmp_path, two_pdfs) -> None:
 
     other = make_sample_pdf(tmp_path / "other" / "fleet.pdf", ["Another fleet of 12 barges."])
     index.add([b, other], doc_id={str(other): "fleet-other"})
-    with pytest.raises(ValueError, match="'fleet.pdf' names 2 documents: .*fleet-2021"):
+    with pytest.raises(ValueError, match=r"'fleet\.pdf' names 2 documents: .*fleet-2021"):
         index.delete("fleet.pdf")
     assert len(index) == 3
     removed = index.delete(str(other))  # a path
