@@ -73,3 +73,19 @@ def doc_ids(pdf_folder: Path) -> dict[str, str]:
     from mm_retriever.ingest import document_id
 
     return {p.name: document_id(p) for p in pdf_folder.glob("*.pdf")}
+
+
+@pytest.fixture(scope="session")
+def meta_index(tmp_path_factory: pytest.TempPathFactory, minilm_path: str):
+    """An index of six small PDFs with user metadata (tests/metadata_corpus.py); returns the
+    index and each doc_id's metadata."""
+    from metadata_corpus import make_metadata_corpus
+
+    from mm_retriever.index import MultimodalIndex
+
+    root = tmp_path_factory.mktemp("metadata")
+    corpus = make_metadata_corpus(root / "docs")
+    index = MultimodalIndex.create(root / "index", text_index_config(minilm_path))
+    report = index.add([p for p, _ in corpus], metadata={str(p): m for p, m in corpus})
+    assert report.ok, report.failed
+    return index, {report.doc_ids[str(p)]: m for p, m in corpus}
