@@ -83,7 +83,8 @@ def test_documents_delete_and_orphans(tmp_path) -> None:
     assert store.document_ids() == {"aaa", "bbb"}
     docs = store.documents()
     assert [d["doc_id"] for d in docs] == ["aaa", "bbb"]
-    assert docs[0]["metadata"] == {"k": 1} and docs[0]["n_pages"] == 3
+    assert docs[0]["file_metadata"] == {"k": 1} and docs[0]["n_pages"] == 3
+    assert docs[0]["metadata"] == {} and docs[0]["content_hash"] == "aaa"  # no user metadata
     assert store.orphan_ids() == {"ccc"}
     # no marker proves "ccc" is a failed write: recovery leaves it alone
     assert not store.recover() and store.orphan_ids() == {"ccc"}
