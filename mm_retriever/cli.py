@@ -447,10 +447,14 @@ def info(index: IndexOpt) -> None:
     """Show an index's legs, models and documents. Reads only."""
     idx = _open(index)
     console.print_json(idx.config.model_dump_json())
-    table = Table("doc_id", "pages", "source", "metadata")
-    for doc in idx.documents():
-        meta = json.dumps(doc["metadata"], ensure_ascii=False) if doc["metadata"] else ""
-        table.add_row(doc["doc_id"], str(doc["n_pages"]), doc["source"], meta)
+    docs = idx.documents()
+    with_metadata = any(d["metadata"] for d in docs)  # a column only when some document has it
+    table = Table("doc_id", "pages", "source", *(["metadata"] if with_metadata else []))
+    for doc in docs:
+        row = [doc["doc_id"], str(doc["n_pages"]), doc["source"]]
+        if with_metadata:
+            row.append(json.dumps(doc["metadata"], ensure_ascii=False, sort_keys=True))
+        table.add_row(*row)
     console.print(table)
 
 
