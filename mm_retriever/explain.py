@@ -184,7 +184,7 @@ def explain_page(
         height=float(row["height"]),
         leg_scores={n: h.score for n, h in hits.items()},
     )
-    text_legs = [n for n in names if getattr(index.legs[n], "matched_kind", None) == "chunk"]
+    text_legs = [n for n in names if index.legs[n].matched_kind == "chunk"]
     if q.text and text_legs:
         words, out.word_source = page_words(index, doc_id, page_index, row)
         if not words and row.get("text"):
@@ -195,9 +195,9 @@ def explain_page(
                 out.boxes += _chunk_boxes(index, name, hits[name], words)
     for name in names:
         leg = index.legs[name]
-        if getattr(leg, "matched_kind", None) == "figure" and name in hits:
+        if leg.matched_kind == "figure" and name in hits:
             out.boxes += _figure_boxes(index, name, hits[name])
-        if similarity and getattr(leg, "kind", "") == "page" and q.text:
+        if similarity and leg.kind == "page" and q.text:
             try:
                 out.similarity = page_similarity(leg, name, q.text, _image(index, row))
             except Exception as exc:  # a model whose processor lacks the helpers: say so
@@ -409,7 +409,7 @@ def _term_boxes(
     """Boxes of the page words that match a query term (BM25's tokenizer when there is one)."""
     if not words:
         return []
-    bm25 = next((n for n in text_legs if getattr(index.legs[n], "kind", "") == "bm25"), None)
+    bm25 = next((n for n in text_legs if index.legs[n].kind == "bm25"), None)
     if bm25 is not None:
         tokenize = index.legs[bm25].tokenize  # type: ignore[attr-defined]
         terms = set(tokenize([query])[0])

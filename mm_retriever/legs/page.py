@@ -54,10 +54,10 @@ from mm_retriever.types import LegHit, Page
 
 if TYPE_CHECKING:
     import torch
-    from lancedb.table import Table
 
     from mm_retriever.multivector import ExactIndex, TwoStageIndex
     from mm_retriever.store import LanceDBStore
+    from mm_retriever.store.lancedb_store import Table
 
 DEFAULT_PAGE_ENCODER = {"name": "colpali", "options": {"model": DEFAULT_PAGE_MODEL}}
 STORAGE_DTYPES = ("float16", "float32", "int8")
@@ -140,6 +140,9 @@ class PageImageRetriever(LegBase):
         self._lock = threading.RLock()
 
     # ---------------------------------------------------------------- writing
+    def uses_models(self) -> bool:
+        return True
+
     def schema(self) -> pa.Schema:
         fields = [
             ("doc_id", pa.string()),

@@ -88,6 +88,9 @@ class TextRetriever(LegBase):
         self.refine_factor = max(1, int(refine_factor))
         self._ann = IndexPresence("vector", "vector")
 
+    def uses_models(self) -> bool:
+        return True
+
     def schema(self) -> pa.Schema:
         return pa.schema(
             [

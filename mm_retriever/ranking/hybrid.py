@@ -372,7 +372,7 @@ class HybridRetriever:
         for kinds in (("chunk",), ("figure",)):
             for name, leg_hit in ranked:
                 leg = self.index.legs.get(name)
-                if getattr(leg, "matched_kind", None) in kinds and leg_hit.matched_text:
+                if leg.matched_kind in kinds and leg_hit.matched_text:
                     return leg_hit.matched_text
         return ""
 
@@ -382,7 +382,7 @@ class HybridRetriever:
         for h in top:
             for name, leg_hit in h.leg_hits.items():
                 leg = self.index.legs.get(name)
-                if getattr(leg, "matched_kind", None) != "figure" or not leg_hit.matched:
+                if leg.matched_kind != "figure" or not leg_hit.matched:
                     continue
                 scores = leg_hit.matched_scores or [leg_hit.score] * len(leg_hit.matched)
                 best = wanted.setdefault(h.key, {})

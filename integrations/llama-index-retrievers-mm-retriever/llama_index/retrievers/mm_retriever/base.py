@@ -270,8 +270,7 @@ class MMRetriever(BaseRetriever):
             names = [
                 name
                 for name in hybrid.leg_names
-                if getattr(legs[name], "kind", name) in self.image_legs
-                and getattr(legs[name], "image_encoder", True) is not None
+                if (legs[name].kind or name) in self.image_legs and legs[name].searches_images()
             ]
             if not names:
                 raise ValueError(
