@@ -160,12 +160,9 @@ def explain_page(
     instructions first, and ``expand_query``: append financial metrics' line items, as searches
     do (``HybridRetriever(clean_query=..., expand_query=...)``).
     """
-    from mm_retriever.ranking.hybrid import HybridRetriever
-
     row = _page_row(index, doc_id, page_index)
     names = list(legs) if legs else list(index.legs)
-    retriever = HybridRetriever(
-        index,
+    retriever = index.retriever(
         legs=names,
         include_images=False,
         write_images=False,

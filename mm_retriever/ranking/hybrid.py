@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import threading
 from collections import defaultdict
@@ -151,6 +152,18 @@ class HybridRetriever:
         if isinstance(document_prior, int | float):  # a weight: the default (BM25) prior
             document_prior = DocumentPrior(document_prior) if document_prior > 0 else None
         self.document_prior = document_prior
+
+    def over_legs(self, legs: Sequence[str]) -> HybridRetriever:
+        """This retriever with every setting kept (fusion, query handling, reference pinning,
+        document prior, ...) over ``legs`` only, e.g. the legs that can search by image."""
+        unknown = [n for n in legs if n not in self.index.legs]
+        if unknown or not legs:
+            raise ValueError(
+                f"unknown leg(s) {unknown}; this index has {', '.join(self.index.legs)}"
+            )
+        other = copy.copy(self)
+        other.leg_names = list(legs)
+        return other
 
     def _make_fusion(
         self, fusion: Fusion | str | None, weights: Mapping[str, float] | None
