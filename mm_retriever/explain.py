@@ -598,8 +598,9 @@ def _n_patches(processor: Any, model: Any, image: Image.Image, batch: Any) -> tu
 
 def _heat_layer(sim: SimilarityMap, size: tuple[int, int], token: int | None) -> Image.Image:
     """A translucent heat map of the similarity, upscaled to ``size``."""
-    from matplotlib import colormaps
+    from mm_retriever.errors import require_extra
 
+    colormaps = require_extra("matplotlib", "matplotlib", "plot", "overlay heat maps").colormaps
     values = sim.normalized(token)
     small = Image.fromarray((values * 255).astype("uint8"), mode="L")
     grey = np.asarray(small.resize(size, Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
