@@ -276,10 +276,12 @@ def test_two_stage_follows_adds_deletes_and_image_queries(tmp_path, pdfs, tiny_c
     index = make_index(tmp_path / "index", tiny_colpali, options)
     index.add([pdfs[0]])
     leg = index.legs["page"]
-    assert leg.memory_bytes() == 0  # nothing built until the first query
+    built = leg._mv  # the writer built the first stage to save it (readers never write)
+    assert built is not None and leg.memory_bytes() > 0
+    assert len(list((tmp_path / "index" / "_page_index").rglob("meta.json"))) == 1
     before = leg_scores(index, "rainfall")
     mv = leg._index(index.store)
-    assert len(mv) == len(mv.first) == 5 and leg.memory_bytes() > 0
+    assert mv is built and len(mv) == len(mv.first) == 5  # the query did not rebuild it
 
     report = index.add([pdfs[1]])
     assert leg._index(index.store) is mv and len(mv.first) == 7  # updated in place
