@@ -212,8 +212,10 @@ class HybridRetriever:
         filters: Mapping[str, Any] | None = None,
     ) -> dict[str, list[LegHit]]:
         """Each leg's page ranking (best first, at most ``k``) for ``query``."""
-        q = self.prepare(Query.of(query))
-        where = self.where(filters)
+        return self._leg_hits(self.prepare(Query.of(query)), k, self.where(filters))
+
+    def _leg_hits(self, q: Query, k: int, where: str | None) -> dict[str, list[LegHit]]:
+        """``leg_hits`` for a prepared query and its compiled filters."""
         if where == MATCH_NOTHING:
             return {name: [] for name in self.leg_names}
         store = self.index.store
@@ -233,14 +235,15 @@ class HybridRetriever:
         filters: Mapping[str, Any] | None = None,
     ) -> list[RetrievedPage]:
         """The ``k`` best pages for ``query`` (text, a PIL image, or a Query with both)."""
-        q = self.prepare(Query.of(query))  # once: leg_hits and the document prior share it
+        q = self.prepare(Query.of(query))  # once: the legs and the document prior share it
         if check_k(k) == 0:
             return []
+        where = self.where(filters)  # once: the legs and reference pinning share it
         doc_scores = self._document_scores_early(q, filters)  # runs while the legs run
-        hits = self.leg_hits(q, max(k, self.candidates), filters)
+        hits = self._leg_hits(q, max(k, self.candidates), where)
         fused = self.fusion.fuse(hits, sum(len(h) for h in hits.values()))
         fused = self.rerank_documents(q, fused, doc_scores)
-        fused = self.pin_referenced(q, fused, filters)
+        fused = self._pin_referenced(q, fused, where)
         return self.hydrate(fused, k)
 
     def _document_scores_early(
@@ -285,6 +288,12 @@ class HybridRetriever:
         fused order (pages no leg found after them, in page order); listings (a table of
         contents, a list of figures) are not pinned. Each pinned page gets
         ``leg_scores["reference"] = 1``; without references or such pages nothing changes."""
+        return self._pin_referenced(query, fused, self.where(filters))
+
+    def _pin_referenced(
+        self, query: Query, fused: Sequence[FusedHit], where: str | None
+    ) -> list[FusedHit]:
+        """``pin_referenced`` with the filters already compiled (``where``)."""
         hits = list(fused)
         if not self.pin_references or not hits or not query.text:
             return hits
@@ -293,7 +302,7 @@ class HybridRetriever:
             return hits
         doc_id = hits[0].doc_id
         found = " OR ".join(f"regexp_like(text, {quote_string(caption_regex(r))})" for r in refs)
-        where = and_where(self.where(filters), where_clause({"doc_id": doc_id}, PAGE_COLUMNS))
+        where = and_where(where, where_clause({"doc_id": doc_id}, PAGE_COLUMNS))
         rows = self.index.store.query(PAGES, and_where(where, f"({found})"), ["page_index", "text"])
         pinned = sorted(  # a table of contents or list of figures holds every caption: skipped
             int(r["page_index"])
