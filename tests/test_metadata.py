@@ -16,7 +16,6 @@ from shared_fixtures import bm25_index, text_index_config
 from tiny_models import tiny_colpali  # noqa: F401  (session fixture)
 
 from mm_retriever.config import LegSpec
-from mm_retriever.filters import mongo_filters
 from mm_retriever.index import MultimodalIndex
 from mm_retriever.metadata import (
     check_doc_id,
@@ -26,6 +25,7 @@ from mm_retriever.metadata import (
     parse_pairs,
 )
 from mm_retriever.store import DOCUMENTS
+from mm_retriever.store.filters import mongo_filters
 
 LEGS = ["page", "text", "bm25", "figure"]
 QUERIES = ["rainfall in Quillon province by decade", "survey sites listed in the appendix"]

@@ -90,6 +90,7 @@ def _paragraphs(limit: int) -> list[str]:
 # ------------------------------------------------------------------------------------- build
 def build(out: Path, n_pages: int, n_paragraphs: int = 1000, seed: int = 0) -> dict[str, Any]:
     from mm_retriever.document_prior import backfill_document_texts
+
     from mm_retriever.index import MultimodalIndex
     from mm_retriever.index.writer import IndexWriter
     from mm_retriever.metadata import dumps
@@ -185,7 +186,7 @@ def _pct(values: list[float], q: float) -> float:
 def _exact_text_top(
     index: Any, vectors: np.ndarray, keys: list[tuple[str, int]], query: str, allowed: set[str]
 ) -> list[tuple[str, int]]:
-    from mm_retriever.retrievers.base import encode_query_cached
+    from mm_retriever.legs.base import encode_query_cached
 
     q = np.asarray(encode_query_cached(index.legs["text"].encoder, query), np.float32)
     scores = vectors @ (q / np.linalg.norm(q))

@@ -37,9 +37,11 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from mm_retriever.errors import IndexCorruptError, IndexReadOnlyError, WriterBusyError
-from mm_retriever.filters import quote_string
 from mm_retriever.metadata import loads as metadata_loads
 from mm_retriever.store.arrow import rows_to_table
+from mm_retriever.store.filters import quote_string, where_clause
+from mm_retriever.store.reader import TableReader
+from mm_retriever.store.snapshot import VersionedSnapshot
 from mm_retriever.store.schema import (
     BASE_SCHEMAS,
     CONTENT_HASH,
@@ -52,6 +54,7 @@ from mm_retriever.store.schema import (
     USER_METADATA,
     now_iso,
 )
+from mm_retriever.store.table_indexes import ensure_fts_index, ensure_vector_index
 
 if TYPE_CHECKING:
     from lancedb.table import Table
@@ -137,7 +140,7 @@ class LanceDBStore:
             read_consistency_interval=read_consistency_interval,  # type: ignore[arg-type]
         )
         self._tables: dict[str, Table] = {}
-        self._doc_view: DocumentView | None = None
+        self._doc_view = VersionedSnapshot(self._build_document_view)
 
     def __repr__(self) -> str:
         return f"LanceDBStore({self.uri!r})"
@@ -173,6 +176,21 @@ class LanceDBStore:
                 raise IndexCorruptError(self.uri, name, f"{type(exc).__name__}: {exc}") from exc
             self._tables[name] = tbl
         return tbl
+
+    def reader(self, name: str) -> TableReader | None:
+        """A read-only view of table ``name`` at its current version (None: no such table)."""
+        tbl = self.table(name)
+        return None if tbl is None else TableReader(tbl)
+
+    def ensure_fts_index(self, name: str, column: str, options: Mapping[str, Any]) -> bool:
+        """A writer's: the full-text index of ``column`` (``table_indexes.ensure_fts_index``)."""
+        tbl = self.table(name)
+        return tbl is not None and ensure_fts_index(tbl, column, options)
+
+    def ensure_vector_index(self, name: str, column: str, **options: Any) -> bool:
+        """A writer's: the ANN index of ``column`` (``table_indexes.ensure_vector_index``)."""
+        tbl = self.table(name)
+        return tbl is not None and bool(ensure_vector_index(tbl, column, **options))
 
     def ensure_table(self, name: str, schema: pa.Schema) -> Table:
         tbl = self.table(name)
@@ -222,7 +240,7 @@ class LanceDBStore:
         columns: Sequence[str] | None = None,
         limit: int | None = None,
     ) -> pa.Table:
-        """Rows of ``name`` matching ``where`` (a where-clause built by mm_retriever.filters)."""
+        """Rows of ``name`` matching ``where`` (a where-clause from store.filters)."""
         tbl = self.table(name)
         if tbl is None:
             schema = BASE_SCHEMAS.get(name)
@@ -235,6 +253,17 @@ class LanceDBStore:
         if columns:
             q = q.select(list(columns))
         return q.limit(limit).to_arrow()
+
+    def rows_matching(
+        self, name: str, key: Mapping[str, str | int], columns: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows of ``name`` whose columns equal ``key`` (e.g. ``{"doc_id": d, "page_index": 3}``),
+        the where-clause made here from the values (strings or integers)."""
+        kinds = {
+            c: int if isinstance(v, int) and not isinstance(v, bool) else str
+            for c, v in key.items()
+        }
+        return self.query(name, where_clause(key, kinds), columns).to_pylist()
 
     def count(self, name: str, where: str | None = None) -> int:
         tbl = self.table(name)
@@ -316,10 +345,22 @@ class LanceDBStore:
     def document_view(self) -> DocumentView:
         """doc_ids, sources and parsed user metadata of every committed document, read once
         per version of the ``documents`` table (filters on metadata run over it)."""
-        version = self.version(DOCUMENTS)
-        view = self._doc_view
-        if view is not None and view.version == version:
-            return view
+        view = self._doc_view.get(self.reader(DOCUMENTS))
+        return view if view is not None else DocumentView(-1, [], [], [])
+
+    @staticmethod
+    def _build_document_view(reader: TableReader, version: int) -> DocumentView:
+        columns = ["doc_id", "source"]
+        if USER_METADATA in reader.schema.names:  # absent in an index written before it
+            columns.append(USER_METADATA)
+        rows = reader.scan(columns)
+        metas = rows.column(USER_METADATA).to_pylist() if USER_METADATA in columns else None
+        return DocumentView(
+            version=version,
+            doc_ids=rows.column("doc_id").to_pylist(),
+            sources=rows.column("source").to_pylist(),
+            metadata=[metadata_loads(m) for m in metas] if metas else [{}] * rows.num_rows,
+        )
         columns = ["doc_id", "source"]
         if self.has_column(DOCUMENTS, USER_METADATA):
             columns.append(USER_METADATA)

@@ -24,7 +24,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field, model_validator
 
 from mm_retriever.context.files import save_figure_image, save_page_image
-from mm_retriever.filters import mongo_filters
+from mm_retriever.store.filters import mongo_filters
 from mm_retriever.types import RetrievedPage
 
 PageContent = Literal["text", "matched_text"]

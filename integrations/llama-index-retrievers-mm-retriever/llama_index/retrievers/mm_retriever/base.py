@@ -39,8 +39,8 @@ from llama_index.core.vector_stores.types import (
 from PIL import Image
 
 from mm_retriever.context.files import save_figure_image, save_page_image
-from mm_retriever.filters import FILTER_COLUMNS
 from mm_retriever.protocols import Query
+from mm_retriever.store.filters import FILTER_COLUMNS
 from mm_retriever.types import RetrievedFigure, RetrievedPage
 
 TextMode = Literal["text", "matched_text"]
@@ -280,7 +280,7 @@ class MMRetriever(BaseRetriever):
         similarity_top_k: number of pages returned (each page gives up to 2 + figures nodes).
         filters: LlamaIndex ``MetadataFilters`` over node metadata (the document's metadata;
             ``doc_id``/``source``/``title``/``page_index``), or mm-retriever's structured
-            filters (``{"source": ..., "metadata": {...}}``, see mm_retriever.filters).
+            filters (``{"source": ..., "metadata": {...}}``, see mm_retriever.store.filters).
         text_mode: ``"text"`` (whole page) or ``"matched_text"`` (the matched chunk).
         page_images / figures: add ``ImageNode``s for page renders / figure crops.
         embed_images: put images as base64 into ``ImageNode.image``.
@@ -353,25 +353,14 @@ class MMRetriever(BaseRetriever):
             names = [
                 name
                 for name in hybrid.leg_names
-                if getattr(legs[name], "kind", name) in self.image_legs
-                and getattr(legs[name], "image_encoder", True) is not None
+                if (legs[name].kind or name) in self.image_legs and legs[name].searches_images()
             ]
             if not names:
                 raise ValueError(
                     "this index has no image leg (page, or figure with an image model) to "
                     f"search by image; its legs: {', '.join(hybrid.leg_names)}"
                 )
-            self._image_retriever = type(hybrid)(
-                hybrid.index,
-                fusion=hybrid.fusion,
-                legs=names,
-                candidates=hybrid.candidates,
-                max_figures=hybrid.max_figures,
-                include_images=hybrid.include_images,
-                write_images=hybrid.write_images,
-                clean_query=hybrid.clean_query,
-                expand_query=hybrid.expand_query,
-            )
+            self._image_retriever = hybrid.over_legs(names)
         return self._image_retriever
 
     def _nodes(self, pages: list[RetrievedPage]) -> list[NodeWithScore]:
