@@ -41,7 +41,6 @@ from mm_retriever.metadata import loads as metadata_loads
 from mm_retriever.store.arrow import rows_to_table
 from mm_retriever.store.filters import quote_string, where_clause
 from mm_retriever.store.reader import TableReader
-from mm_retriever.store.snapshot import VersionedSnapshot
 from mm_retriever.store.schema import (
     BASE_SCHEMAS,
     CONTENT_HASH,
@@ -54,6 +53,7 @@ from mm_retriever.store.schema import (
     USER_METADATA,
     now_iso,
 )
+from mm_retriever.store.snapshot import VersionedSnapshot
 from mm_retriever.store.table_indexes import ensure_fts_index, ensure_vector_index
 
 if TYPE_CHECKING:
@@ -361,19 +361,6 @@ class LanceDBStore:
             sources=rows.column("source").to_pylist(),
             metadata=[metadata_loads(m) for m in metas] if metas else [{}] * rows.num_rows,
         )
-        columns = ["doc_id", "source"]
-        if self.has_column(DOCUMENTS, USER_METADATA):
-            columns.append(USER_METADATA)
-        rows = self.query(DOCUMENTS, columns=columns)
-        metas = rows.column(USER_METADATA).to_pylist() if USER_METADATA in columns else None
-        view = DocumentView(
-            version=version,
-            doc_ids=rows.column("doc_id").to_pylist(),
-            sources=rows.column("source").to_pylist(),
-            metadata=[metadata_loads(m) for m in metas] if metas else [{}] * rows.num_rows,
-        )
-        self._doc_view = view
-        return view
 
     def matching_documents(
         self, where: str | None, metadata: Callable[[Mapping[str, Any]], bool] | None = None
