@@ -183,21 +183,29 @@ def _pct(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)) * 1000, 2)
 
 
-def _exact_text_top(
-    index: Any, vectors: np.ndarray, keys: list[tuple[str, int]], query: str, allowed: set[str]
-) -> list[tuple[str, int]]:
+def _exact_text_scores(
+    index: Any, vectors: np.ndarray, keys: list[tuple[str, int]], query: str
+) -> list[tuple[tuple[str, int], float]]:
+    """Every page's exact cosine to the query (one chunk a page), best first."""
     from mm_retriever.legs.base import encode_query_cached
 
     q = np.asarray(encode_query_cached(index.legs["text"].encoder, query), np.float32)
     scores = vectors @ (q / np.linalg.norm(q))
-    order = np.argsort(-scores, kind="stable")
-    out = []
-    for i in order:
-        if keys[i][0] in allowed:
-            out.append(keys[i])
-            if len(out) == 10:
-                return out
-    return out
+    return [(keys[i], float(scores[i])) for i in np.argsort(-scores, kind="stable")]
+
+
+def _recall(
+    hits: list[Any], ranking: list[tuple[tuple[str, int], float]], allowed: set[str]
+) -> float | None:
+    """Share of the brute-force top 10 (``ranking`` filtered to ``allowed``) that ``hits``
+    hold; a hit tied with the 10th score counts (synthetic pages share text, so ties exist)."""
+    truth = [(key, s) for key, s in ranking if key[0] in allowed][:10]
+    if not truth:
+        return None
+    cut = truth[-1][1] - 1e-4 * max(1.0, abs(truth[-1][1]))
+    score = {key: s for key, s in ranking if key[0] in allowed}
+    good = sum(h.key in score and score[h.key] >= cut for h in hits[: len(truth)])
+    return good / len(truth)
 
 
 def measure(index_path: str, n_queries: int, rounds: int) -> dict[str, Any]:
@@ -229,7 +237,11 @@ def measure(index_path: str, n_queries: int, rounds: int) -> dict[str, Any]:
     counts: dict[str, list[int]] = {name: [] for name in FILTERS}
     for r in range(rounds):
         for q in queries:
-            full_bm25 = legs["bm25"].leg_hits(q, k=len(keys))["bm25"] if not r else []
+            ranking = {}
+            if not r:  # brute force: exact cosine; BM25's own unfiltered full ranking
+                ranking["text"] = _exact_text_scores(index, vectors, keys, q)
+                full = legs["bm25"].leg_hits(q, k=len(keys))["bm25"]
+                ranking["bm25"] = [(h.key, h.score) for h in full]
             for name, spec in FILTERS.items():
                 t0 = time.perf_counter()
                 pages = hybrid.retrieve(q, k=10, filters=spec)
@@ -245,13 +257,9 @@ def measure(index_path: str, n_queries: int, rounds: int) -> dict[str, Any]:
                     times[leg][name].append(time.perf_counter() - t0)
                     if r:
                         continue
-                    if leg == "text":
-                        truth = _exact_text_top(index, vectors, keys, q, allowed[name])
-                    else:  # the leg's own unfiltered full ranking, filtered here
-                        truth = [h.key for h in full_bm25 if h.doc_id in allowed[name]][:10]
-                    if truth:
-                        got = {h.key for h in hits}
-                        recall[leg][name].append(len(got & set(truth)) / len(truth))
+                    found = _recall(hits, ranking[leg], allowed[name])
+                    if found is not None:
+                        recall[leg][name].append(found)
     return {
         "queries": len(queries),
         "rounds": rounds,
