@@ -211,6 +211,7 @@ def _recall(
 def measure(index_path: str, n_queries: int, rounds: int) -> dict[str, Any]:
     from mm_retriever.index import MultimodalIndex
     from mm_retriever.metadata import compile_filter
+    from mm_retriever.protocols import Query
 
     index = MultimodalIndex.open(index_path)
     queries = _queries(n_queries)
@@ -239,7 +240,8 @@ def measure(index_path: str, n_queries: int, rounds: int) -> dict[str, Any]:
         for q in queries:
             ranking = {}
             if not r:  # brute force: exact cosine; BM25's own unfiltered full ranking
-                ranking["text"] = _exact_text_scores(index, vectors, keys, q)
+                prepared = hybrid.prepare(Query(text=q)).text  # what the legs search with
+                ranking["text"] = _exact_text_scores(index, vectors, keys, prepared)
                 full = legs["bm25"].leg_hits(q, k=len(keys))["bm25"]
                 ranking["bm25"] = [(h.key, h.score) for h in full]
             for name, spec in FILTERS.items():
