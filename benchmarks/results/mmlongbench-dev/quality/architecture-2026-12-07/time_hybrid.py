@@ -4,6 +4,7 @@ Usage: python time_hybrid.py INDEX QUERIES.jsonl OUT.json
 Runs with whichever mm_retriever the interpreter imports (main's or the arch branch's). The
 retriever is set up as `mm-retriever eval` sets up the hybrid pipeline (no images), both scopes.
 """
+
 import json
 import statistics
 import sys
@@ -17,7 +18,7 @@ index_dir, queries_file, out = sys.argv[1:4]
 index = MultimodalIndex.open(index_dir)
 retriever = index.retriever(include_images=False, write_images=False)
 by_name = {Path(d["source"]).name: d["doc_id"] for d in index.documents()}
-queries = [json.loads(line) for line in open(queries_file) if line.strip()]
+queries = [json.loads(line) for line in Path(queries_file).read_text().splitlines() if line.strip()]
 for q in queries[:10]:  # warm-up: models, snapshots, OS page cache
     retriever.retrieve(q["query"], k=5)
     retriever.retrieve(q["query"], k=5, filters={"doc_id": by_name[q["doc_id"]]})
