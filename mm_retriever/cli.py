@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.table import Table
+
+from mm_retriever.cli_support import CLIGroup, err_console, setup_logging
 
 if TYPE_CHECKING:
     from mm_retriever.config import IndexConfig
@@ -27,9 +28,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=CLIGroup,
 )
 console = Console()
-err_console = Console(stderr=True)
 
 SAMPLE_QUESTIONS = [
     "Which region installed the most solar capacity between 2020 and 2024?",
@@ -40,16 +41,21 @@ SAMPLE_QUESTIONS = [
 IndexOpt = Annotated[Path, typer.Option("--index", "-i", help="index folder or URI")]
 
 
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="log what happens; tracebacks on errors")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="only errors: no warnings, no spinners")
+    ] = False,
+) -> None:
+    """Multimodal retrieval over PDFs: page images, text (dense + BM25, OCR), figures."""
+    setup_logging(verbose, quiet)
+
+
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_time=False, show_path=False)],
-        force=True,
-    )
-    logging.getLogger("mm_retriever").setLevel(logging.INFO)
-    for noisy in ("httpx", "urllib3", "huggingface_hub", "filelock", "RapidOCR"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    setup_logging(verbose)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -77,10 +83,9 @@ def _build_config(
     text_encoder: str | None = None,
 ) -> IndexConfig:
     """An IndexConfig from an optional JSON/TOML/YAML-free JSON file plus command-line overrides."""
-    from mm_retriever.config import IndexConfig
+    from mm_retriever.config import IndexConfig, load_config_file
 
-    data: dict[str, Any] = json.loads(config_file.read_text()) if config_file else {}
-    config = IndexConfig.model_validate(data)
+    config = load_config_file(config_file) if config_file else IndexConfig()
     ingest = config.ingest
     if ocr:
         ingest.ocr = ocr  # type: ignore[assignment]
@@ -647,6 +652,7 @@ def serve(
     from mm_retriever.errors import MMRetrieverError
 
     _setup_logging(verbose)
+    logging.getLogger("mm_retriever.serve").setLevel(logging.INFO)  # requests and jobs
     try:
         from mm_retriever.serve import ServeSettings, run
 
