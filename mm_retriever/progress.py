@@ -3,9 +3,10 @@ to whoever listens: the CLI draws a spinner, the service shows the step in a job
 
 Code that may be slow wraps itself in ``with step("loading text model X"):``; that costs a list
 look-up when nobody listens. A listener is called with ``(description, True)`` when a step
-starts and ``(description, False)`` when it ends (steps nest; ``current()`` is the innermost). ``listen(fn)`` hears the steps of the current thread only (a
-service's writer thread); ``listen(fn, all_threads=True)`` hears every thread (the CLI, whose
-searches load encoders in worker threads). Each finished step is logged at INFO with its time.
+starts and ``(description, False)`` when it ends (steps nest; ``current()`` is the innermost).
+``listen(fn)`` hears the steps of the current thread only (a service's writer thread);
+``listen(fn, all_threads=True)`` hears every thread (the CLI, whose searches load encoders in
+worker threads). Each finished step is logged at INFO with its time.
 """
 
 from __future__ import annotations
