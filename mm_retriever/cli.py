@@ -425,6 +425,7 @@ def info(index: IndexOpt) -> None:
     for doc in idx.documents():
         table.add_row(doc["doc_id"], str(doc["n_pages"]), doc["source"])
     console.print(table)
+    idx.store.verify_data()  # every data file opens (a damaged table: one error line, exit 1)
 
 
 @app.command()

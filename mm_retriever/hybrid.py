@@ -223,12 +223,13 @@ class HybridRetriever:
         q = self.prepare(Query.of(query))  # once: leg_hits and the document prior share it
         if check_k(k) == 0:
             return []
-        doc_scores = self._document_scores_early(q, filters)  # runs while the legs run
-        hits = self.leg_hits(q, max(k, self.candidates), filters)
-        fused = self.fusion.fuse(hits, sum(len(h) for h in hits.values()))
-        fused = self.rerank_documents(q, fused, doc_scores)
-        fused = self.pin_referenced(q, fused, filters)
-        return self.hydrate(fused, k)
+        with self.index.store.reading():  # a damaged table: IndexCorruptError naming it
+            doc_scores = self._document_scores_early(q, filters)  # runs while the legs run
+            hits = self.leg_hits(q, max(k, self.candidates), filters)
+            fused = self.fusion.fuse(hits, sum(len(h) for h in hits.values()))
+            fused = self.rerank_documents(q, fused, doc_scores)
+            fused = self.pin_referenced(q, fused, filters)
+            return self.hydrate(fused, k)
 
     def _document_scores_early(
         self, query: Query, filters: Mapping[str, Any] | None

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from mm_retriever.progress import current, listen
+
 if TYPE_CHECKING:
     from mm_retriever.index import MultimodalIndex
 
@@ -43,6 +45,7 @@ class Job:
     finished_at: float | None = None
     done: int = 0  # files processed
     current: str | None = None
+    step: str | None = None  # the slow step running now (model load, index build, ...)
     added: list[dict[str, str]] = field(default_factory=list)  # {"file", "doc_id"}
     unchanged: list[dict[str, str]] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)  # {"file", "reason"}
@@ -63,6 +66,7 @@ class Job:
             "done": self.done,
             "total": self.total,
             "current": self.current,
+            "step": self.step,
             "files": self.files,
             "doc_id": self.doc_id,
             "added": self.added,
@@ -160,13 +164,14 @@ class Writer:
                 continue
             job.status, job.started_at = "running", time.time()
             try:
-                changed = self._add(job) if job.kind == "add" else self._delete(job)
+                with listen(_StepOf(job)):  # this thread's slow steps, shown on the job
+                    changed = self._add(job) if job.kind == "add" else self._delete(job)
                 job.status = "done"
             except Exception as exc:  # report on the job; the thread lives on
                 log.exception("job %s failed", job.id)
                 job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
                 changed = True
-            job.current, job.finished_at = None, time.time()
+            job.current, job.step, job.finished_at = None, None, time.time()
             if changed and self.on_change is not None:
                 with contextlib.suppress(Exception):
                     self.on_change()
@@ -211,6 +216,16 @@ class Writer:
                 _remove(path)
         job.done = 1
         return True
+
+
+class _StepOf:
+    """Keeps ``job.step`` on the innermost slow step of the writer thread."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    def __call__(self, description: str, started: bool) -> None:
+        self.job.step = description if started else current()
 
 
 def _remove(path: Path) -> None:

@@ -36,7 +36,12 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from mm_retriever.errors import IndexCorruptError, IndexReadOnlyError, WriterBusyError
+from mm_retriever.errors import (
+    IndexCorruptError,
+    IndexReadOnlyError,
+    MMRetrieverError,
+    WriterBusyError,
+)
 from mm_retriever.filters import quote_string
 from mm_retriever.store.arrow import rows_to_table
 from mm_retriever.store.schema import (
@@ -155,7 +160,7 @@ class LanceDBStore:
             try:
                 tbl = self.db.open_table(name)
             except Exception as exc:
-                raise IndexCorruptError(self.uri, name, f"{type(exc).__name__}: {exc}") from exc
+                raise IndexCorruptError(self.uri, name, short_error(exc)) from exc
             self._tables[name] = tbl
         return tbl
 
@@ -219,15 +224,74 @@ class LanceDBStore:
             q = q.where(where)
         if columns:
             q = q.select(list(columns))
-        return q.limit(limit).to_arrow()
+        try:
+            return q.limit(limit).to_arrow()
+        except Exception as exc:
+            self.diagnose(name, exc)
+            raise
 
     def count(self, name: str, where: str | None = None) -> int:
         tbl = self.table(name)
-        return 0 if tbl is None else int(tbl.count_rows(where))
+        try:
+            return 0 if tbl is None else int(tbl.count_rows(where))
+        except Exception as exc:
+            self.diagnose(name, exc)
+            raise
 
-    def doc_tables(self) -> list[str]:
-        """Every table that holds per-document rows (all but manifest, pending and lease)."""
-        return [n for n in self.table_names() if n not in SERVICE_TABLES]
+    # ------------------------------------------------------------- damage
+    def scan(self, name: str, *, full: bool = False) -> None:
+        """Read table ``name`` to the end: one narrow column (``doc_id`` or the first), which
+        opens every data file, or with ``full`` every column. Raises what LanceDB raises."""
+        tbl = self.table(name)
+        if tbl is None:
+            return
+        q = tbl.search()
+        if not full:
+            names = tbl.schema.names
+            q = q.select(["doc_id" if "doc_id" in names else names[0]])
+        q.limit(None).to_arrow()
+
+    def damaged_table(
+        self, names: Sequence[str] | None = None, *, full: bool = True
+    ) -> IndexCorruptError | None:
+        """The first of ``names`` (default: every table) that cannot be read to the end, as
+        an ``IndexCorruptError``; None when all read. A narrow pass first (it opens every data
+        file), then, with ``full``, every column."""
+        names = list(names) if names is not None else self.table_names()
+        for wide in (False, True) if full else (False,):
+            for name in names:
+                try:
+                    self.scan(name, full=wide)
+                except IndexCorruptError as exc:
+                    return exc
+                except Exception as exc:
+                    return IndexCorruptError(self.uri, name, short_error(exc))
+        return None
+
+    def diagnose(self, name: str, exc: BaseException) -> None:
+        """After ``exc`` from a read of ``name``: raise ``IndexCorruptError`` naming the table
+        when it cannot be read to the end; return (the caller re-raises ``exc``) when it can."""
+        if _may_be_damage(exc) and (damage := self.damaged_table([name])):
+            raise damage from exc
+
+    def verify_data(self) -> None:
+        """Raise ``IndexCorruptError`` naming the first table whose data files cannot be read:
+        every file of every table is opened and one narrow column read (``mm-retriever info``;
+        ``check`` reads every column)."""
+        damage = self.damaged_table(full=False)
+        if damage is not None:
+            raise damage
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Around a read that spans tables (a search): an error that a damaged table explains
+        becomes ``IndexCorruptError`` naming that table; any other error passes unchanged."""
+        try:
+            yield
+        except Exception as exc:
+            if _may_be_damage(exc) and (damage := self.damaged_table()):
+                raise damage from exc
+            raise
 
     # --------------------------------------------------------------- manifest
     def read_manifest(self) -> dict[str, Any] | None:
@@ -243,7 +307,7 @@ class LanceDBStore:
             rows = tbl.search().limit(None).to_arrow().to_pylist()
             return {r["key"]: json.loads(r["value"]) for r in rows} if rows else None
         except Exception as exc:
-            raise IndexCorruptError(self.uri, MANIFEST, f"{type(exc).__name__}: {exc}") from exc
+            raise IndexCorruptError(self.uri, MANIFEST, short_error(exc)) from exc
 
     def write_manifest(self, values: Mapping[str, Any]) -> None:
         """Insert or update manifest keys (one atomic merge)."""
@@ -384,7 +448,7 @@ class LanceDBStore:
                 if tbl is not None:
                     tbl.search().limit(None).to_arrow()
             except Exception as exc:
-                problems.append(f"table '{name}' is unreadable ({type(exc).__name__}: {exc})")
+                problems.append(f"table '{name}' is unreadable ({short_error(exc)})")
         if not problems:
             for m in self.pending():
                 problems.append(
@@ -416,7 +480,7 @@ class LanceDBStore:
                 if tbl is not None:
                     tbl.count_rows()
             except Exception as exc:
-                raise IndexCorruptError(self.uri, name, f"{type(exc).__name__}: {exc}") from exc
+                raise IndexCorruptError(self.uri, name, short_error(exc)) from exc
 
     def optimize(
         self,
@@ -537,6 +601,20 @@ class LanceDBStore:
             self.db.drop_table(LEASE_TABLE, ignore_missing=True)
         self._tables.pop(LEASE_TABLE, None)
         return held
+
+
+def _may_be_damage(exc: BaseException) -> bool:
+    """Whether a damaged table could explain ``exc`` (not our own errors, not bad arguments)."""
+    return not isinstance(exc, MMRetrieverError | TypeError | KeyError | AttributeError)
+
+
+def short_error(exc: BaseException) -> str:
+    """An exception as one short line (LanceDB's messages carry Rust source paths)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    for cut in (", /rustc/", " /rustc/", ", /home/", ", /root/"):
+        text = text.split(cut)[0]
+    text = text.removeprefix("lance error: ")
+    return f"{type(exc).__name__}: {text[:300]}"
 
 
 def _files(folder: Path) -> Iterator[Path]:
