@@ -127,6 +127,11 @@ def _open(index: Path, device: str | None = None) -> MultimodalIndex:
     from mm_retriever.index import MultimodalIndex
 
     if not MultimodalIndex.exists(index):
+        marker = MultimodalIndex.interrupted_creation(index)
+        if marker is not None:
+            from mm_retriever.index.lifecycle import interrupted_message
+
+            raise _fail(interrupted_message(str(index), marker))
         raise _fail(f"no index at {index}; build one: mm-retriever index PATH --index {index}")
     try:
         return MultimodalIndex.open(index, device=device)
@@ -483,7 +488,12 @@ def repair(
 ) -> None:
     """Finish or undo interrupted writes (and, if asked, remove stray rows), after consent."""
     from mm_retriever.errors import MMRetrieverError
+    from mm_retriever.index import MultimodalIndex
 
+    marker = MultimodalIndex.interrupted_creation(index)
+    if marker is not None:
+        _reset_interrupted(index, marker, yes)
+        return
     idx = _open(index)
     problems = idx.check()
     holder = idx.store.lease_holder() if idx.path is None else None
@@ -512,6 +522,27 @@ def repair(
         err_console.print(f"still: {problem}", soft_wrap=True, markup=False)
     if left:
         raise typer.Exit(1)
+
+
+def _reset_interrupted(index: Path, marker: dict[str, Any], yes: bool) -> None:
+    """``repair`` of a half-created index: remove its tables, after consent."""
+    from mm_retriever.index import MultimodalIndex
+
+    console.print(
+        f"problem: the creation of the index at {index} (by {marker['owner']} at "
+        f"{marker['started_at']}) was interrupted; it holds no documents",
+        soft_wrap=True,
+        markup=False,
+    )
+    if not yes and not typer.confirm("remove what it left?", default=False):
+        raise typer.Exit(1)
+    dropped = MultimodalIndex.reset_interrupted(index)
+    console.print(
+        f"removed {len(dropped)} table(s) of the interrupted creation; build the index with "
+        f"`mm-retriever index PATH --index {index}`",
+        soft_wrap=True,
+        markup=False,
+    )
 
 
 @app.command()

@@ -26,6 +26,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import socket
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -47,6 +48,7 @@ from mm_retriever.store.arrow import rows_to_table
 from mm_retriever.store.schema import (
     BASE_SCHEMAS,
     DOCUMENTS,
+    LEG_PREFIX,
     MANIFEST,
     MANIFEST_SCHEMA,
     PENDING,
@@ -61,10 +63,13 @@ log = logging.getLogger("mm_retriever")
 
 LOCK_FILE = ".writer.lock"
 LEASE_TABLE = "writer_lease"
+#: written first by ``MultimodalIndex.create`` and dropped last: while it is there and the
+#: manifest is not complete, the folder holds only a half-created index
+CREATING = "creating"
 LOCAL_CONSISTENCY = timedelta(0)
 REMOTE_CONSISTENCY = timedelta(seconds=5)
 #: tables that hold no per-document rows
-SERVICE_TABLES = frozenset({MANIFEST, PENDING, LEASE_TABLE})
+SERVICE_TABLES = frozenset({MANIFEST, PENDING, LEASE_TABLE, CREATING})
 
 
 def is_local_uri(uri: str | Path) -> bool:
@@ -238,6 +243,11 @@ class LanceDBStore:
             self.diagnose(name, exc)
             raise
 
+    def doc_tables(self) -> list[str]:
+        """Every table that holds per-document rows (all but manifest, pending, lease and the
+        creation marker)."""
+        return [n for n in self.table_names() if n not in SERVICE_TABLES]
+
     # ------------------------------------------------------------- damage
     def scan(self, name: str, *, full: bool = False) -> None:
         """Read table ``name`` to the end: one narrow column (``doc_id`` or the first), which
@@ -292,6 +302,53 @@ class LanceDBStore:
             if _may_be_damage(exc) and (damage := self.damaged_table()):
                 raise damage from exc
             raise
+
+    # ------------------------------------------------------------- creation
+    def mark_creating(self) -> None:
+        """Commit the creation marker (before any other table of a new index)."""
+        row = {"doc_id": "", "op": "create", "started_at": now_iso(), "owner": writer_id()}
+        if self.path is not None:
+            self.path.mkdir(parents=True, exist_ok=True)
+        tbl = self.db.create_table(
+            CREATING, data=rows_to_table([row], PENDING_SCHEMA), mode="overwrite"
+        )
+        self._tables[CREATING] = tbl
+
+    def creation_marker(self) -> dict[str, Any] | None:
+        """Who started creating this index and when, while the marker is there (else None)."""
+        if CREATING not in self.table_names():
+            return None
+        try:
+            rows = self.db.open_table(CREATING).search().limit(1).to_arrow().to_pylist()
+        except Exception:  # killed while the marker itself was written
+            rows = []
+        return rows[0] if rows else {"owner": "unknown", "started_at": "unknown"}
+
+    def clear_creating(self) -> None:
+        """Drop the creation marker (the index is complete)."""
+        self._drop(CREATING)
+
+    def drop_created(self) -> list[str]:
+        """Drop every table that ``MultimodalIndex.create`` makes (the base tables, ``leg_*``,
+        the marker last); tables of other names are left alone. Only for a half-created index,
+        under the writer lock. Returns the tables dropped."""
+        ours = set(BASE_SCHEMAS) | {PENDING, MANIFEST}
+        dropped = [n for n in self.table_names() if n in ours or n.startswith(LEG_PREFIX)]
+        for name in dropped:
+            self._drop(name)
+        self.clear_creating()
+        return dropped
+
+    def _drop(self, name: str) -> None:
+        """Drop a table, also one whose files are half written (local: remove its folder)."""
+        self._tables.pop(name, None)
+        try:
+            self.db.drop_table(name, ignore_missing=True)
+        except Exception:
+            if self.path is None:
+                raise
+        if self.path is not None:
+            shutil.rmtree(self.path / f"{name}.lance", ignore_errors=True)
 
     # --------------------------------------------------------------- manifest
     def read_manifest(self) -> dict[str, Any] | None:
