@@ -354,7 +354,8 @@ def test_kill_9_while_creating_an_index_is_reset_by_index_and_repair(corpus, tmp
     from mm_retriever.cli import app
 
     rng = random.Random(20261207)
-    points = rng.sample(all_points(CREATE_POINTS), CREATE_KILLS)
+    tables = all_points({"create:table": CREATE_POINTS["create:table"]})
+    points = ["create:marked#1", *rng.sample(tables, CREATE_KILLS - 2), "create:manifest#1"]
 
     def crash(point: str) -> tuple[str, Path, subprocess.CompletedProcess[str]]:
         idx = tmp_path / point.replace(":", "_").replace("#", "_")
@@ -365,7 +366,7 @@ def test_kill_9_while_creating_an_index_is_reset_by_index_and_repair(corpus, tmp
     with ThreadPoolExecutor(2) as pool:
         crashed = list(pool.map(crash, points))
     docs = [str(d) for d in corpus["docs"][:2]]
-    bm25 = ["--leg", "bm25", "--ocr", "never", "--dpi", "72"]
+    bm25 = ["--leg", "bm25", "--ocr", "never", "--dpi", "72", "--workers", "0"]
     for point, idx, result in crashed:
         assert result.returncode == -signal.SIGKILL, (point, result.stderr[-2000:])
         complete = point.startswith("create:manifest")  # killed after the manifest
