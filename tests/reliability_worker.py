@@ -1,8 +1,8 @@
 """A writer process for the reliability tests: ``python reliability_worker.py INDEX CMD ...``.
 
-Commands: ``create`` (a BM25 index); ``add FILE...``; ``delete DOC_ID...``; ``rounds JSON`` (a list of
-``{"add": [files], "delete": [doc_ids]}``, done in order). Prints one JSON line per finished
-step: ``{"t": unix time, "event": "added" | "deleted", ...}``.
+Commands: ``create`` (a BM25 index); ``add FILE...``; ``delete DOC_ID...``; ``rounds JSON``
+(a list of ``{"add": [files], "delete": [doc_ids]}``, done in order). Prints one JSON line
+per finished step: ``{"t": unix time, "event": "added" | "deleted", ...}``.
 """
 
 from __future__ import annotations
