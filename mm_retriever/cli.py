@@ -193,6 +193,8 @@ def _open_or_create(index: Path, config: IndexConfig, options: dict[str, Any]) -
     from mm_retriever.errors import MMRetrieverError
     from mm_retriever.index import IndexExistsError, MultimodalIndex
 
+    if index.exists() and not index.is_dir():
+        raise _fail(f"--index {index} is a file; give a folder (new or holding an index)", 2)
     if not MultimodalIndex.exists(index):
         try:
             return MultimodalIndex.create(index, config)
@@ -413,8 +415,8 @@ def search(
             fusion=fusion, legs=leg, clean_query=not raw_query, expand_query=not raw_query
         )
         pages = retriever.retrieve(question, k=k, filters=filters)
-    except (MMRetrieverError, ValueError) as e:
-        raise _fail(str(e)) from None
+    except (MMRetrieverError, ValueError) as e:  # a bad query, k or leg: exit code 2
+        raise _fail(str(e), 2 if isinstance(e, ValueError) else 1) from None
     if as_json:
         sys.stdout.write(json.dumps([p.to_dict() for p in pages], indent=2) + "\n")
         return

@@ -260,3 +260,19 @@ def test_logs_only_with_verbose(built, tmp_path) -> None:
     loud = runner.invoke(app, ["-v", *args, "--index", str(tmp_path / "b")])
     assert loud.exit_code == 0, loud.output
     assert "INFO" in loud.output and "building a full-text index on leg_bm25.text" in loud.output
+
+
+def test_bad_search_input_and_an_index_that_is_a_file_exit_2(built, tmp_path) -> None:
+    index, pdf = built
+    for args, message in (
+        (["-k", "-3"], "k must be a non-negative integer, got -3"),
+        (["--leg", "nope"], "unknown leg(s) ['nope']"),
+    ):
+        result = runner.invoke(app, ["search", "ferry", "--index", index.uri, *args])
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert "Traceback" not in result.output
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    result = runner.invoke(app, ["index", str(pdf), "--index", str(a_file), "--leg", "bm25"])
+    assert result.exit_code == 2 and f"--index {a_file} is a file" in result.output
+    assert a_file.read_text() == "mine"
