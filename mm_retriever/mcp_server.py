@@ -49,7 +49,8 @@ INSTRUCTIONS = (
     "Search a collection of PDF documents (reports with charts, tables and figures). "
     "`search` returns the best pages: a citation ('file, p. N'), the page text and the page "
     "image. Cite pages as given. Use `list_documents` to see what is indexed and pass doc_ids "
-    "to search only some documents."
+    "to search only some documents. Results are kept under a size budget: images left out "
+    "are named at the end, and `get_page` / `get_figure` fetch them one at a time."
 )
 MAX_K = 20
 BLOCK_OVERHEAD = 100  # JSON around one content block: {"type": ..., "mimeType": ...}
