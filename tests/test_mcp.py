@@ -211,3 +211,12 @@ def test_missing_index_exits_with_a_message(tmp_path: Path) -> None:
 
     r = CliRunner().invoke(app, ["mcp", "--index", str(tmp_path / "none")])
     assert r.exit_code == 1 and "no index at" in r.output
+
+
+def test_budget_options_are_checked(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mm_retriever.cli import app
+
+    r = CliRunner().invoke(app, ["mcp", "--index", str(tmp_path), "--max-bytes", "1000"])
+    assert r.exit_code == 2 and "max_bytes is 1000; at least 20000 bytes" in r.output

@@ -200,6 +200,8 @@ def test_phone_width_layout_and_viewer(browser, base_url: str) -> None:
     assert page.evaluate("() => document.querySelector('#viewer').scrollWidth <= 390")
     img = page.locator("#viewer-img").bounding_box()
     assert img["x"] >= 0 and img["x"] + img["width"] <= 390  # the page fits the width
+    swatches = page.locator("#viewer .legend .sw")
+    assert [swatches.nth(i).bounding_box()["width"] for i in range(4)] == [14, 14, 14, 14]
     close = page.locator("#viewer-close").bounding_box()
     assert close["x"] >= 0 and close["x"] + close["width"] <= 390
     assert close["y"] >= 0 and close["y"] + close["height"] <= 844
