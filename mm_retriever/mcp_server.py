@@ -76,10 +76,12 @@ class ResultBudget:
         if self.max_image_side < 64:
             raise ValueError(f"max_image_side is {self.max_image_side}; at least 64 pixels")
 
-    def images(self, image_bytes: int, *, page_images: bool, figures: bool) -> ContextBudget:
-        """The context budget for images that may take ``image_bytes`` of base64."""
+    def images(
+        self, n_pages: int, image_bytes: int, *, page_images: bool, figures: bool
+    ) -> ContextBudget:
+        """The context budget of ``n_pages`` pages whose images may take ``image_bytes``."""
         return ContextBudget(
-            max_pages=MAX_K,
+            max_pages=max(1, n_pages),
             max_chars_per_page=None,
             page_images=page_images,
             figures=figures,
@@ -178,7 +180,9 @@ def build_server(
         spare = (
             budget.max_bytes - ENVELOPE - sum(map(_json_size, texts)) - n_images * BLOCK_OVERHEAD
         )
-        sources = build_sources(pages, budget.images(spare, page_images=images, figures=images))
+        sources = build_sources(
+            pages, budget.images(len(pages), spare, page_images=images, figures=images)
+        )
         by_key = {src.page.key: src for src in sources}
         out: list[TextContent | ImageContent] = []
         for page, text in zip(pages, texts, strict=True):
@@ -206,7 +210,7 @@ def build_server(
         page.figures = []  # the whole page; figures through get_figure
         text = f"{page.citation}\n\n{page.text.strip()}"
         spare = budget.max_bytes - ENVELOPE - _json_size(text) - BLOCK_OVERHEAD
-        sources = build_sources([page], budget.images(spare, page_images=images, figures=False))
+        sources = build_sources([page], budget.images(1, spare, page_images=images, figures=False))
         out: list[TextContent | ImageContent] = [TextContent(type="text", text=text)]
         for img in sources[0].images:
             out.append(ImageContent(type="image", data=img.base64(), mime_type=img.mime_type))

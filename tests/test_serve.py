@@ -365,16 +365,21 @@ def test_spooled_uploads_removed_unless_the_index_needs_them(
     config.ingest.image_store = "encoded"
     MultimodalIndex.create(tmp_path / "index", config)
     spool = tmp_path / "index" / "_uploads"
-    old, young = spool / "20200101-000000-dead" / "old.pdf", spool / "20990101-young" / "new.pdf"
-    for path in (old, young):
+    old = spool / "20200101-000000-deadbeef" / "old.pdf"
+    young = spool / "20990101-000000-0123abcd" / "new.pdf"
+    foreign = spool / "my-notes" / "keep.pdf"  # not a job folder of the server's
+    for path in (old, young, foreign):
         path.parent.mkdir(parents=True)
         make_sample_pdf(path, {1: "leftover"}, n_pages=1)
-    hour_ago = time.time() - 2 * 3600
-    os.utime(old, (hour_ago, hour_ago))
+    two_hours_ago = time.time() - 2 * 3600
+    for path in (old, foreign):
+        os.utime(path, (two_hours_ago, two_hours_ago))
     with TestClient(create_app(ServeSettings(index=str(tmp_path / "index")))) as c:
         assert not old.exists() and not old.parent.exists()  # swept at start
         assert young.exists()  # maybe another server's job in flight: spared
+        assert foreign.exists()  # only the server's own job folders are swept
         shutil.rmtree(young.parent)
+        shutil.rmtree(foreign.parent)
         pdf = make_sample_pdf(tmp_path / "kept.pdf", {1: "The Orlow dam is 41 m high."}, n_pages=2)
         job = wait_job(
             c,

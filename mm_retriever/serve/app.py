@@ -255,6 +255,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         files: Annotated[list[UploadFile], File(description="PDF, PNG or JPEG files")],
     ) -> JobAccepted:
         """Upload files; they are indexed in the background. Follow `status_url`."""
+        # a job folder (jobs.JOB_FOLDER): what the start-up sweep may clean
         folder = upload_root / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
         names, paths = [], []
         try:

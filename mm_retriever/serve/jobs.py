@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import queue
+import re
 import shutil
 import threading
 import time
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 #: a spooled file older than this, that no document needs, is a leftover (seconds)
 STALE_UPLOAD_S = 3600.0
+#: the name of an upload's job folder: ``20261207-231041-9c1e2f3a`` (time, random hex)
+JOB_FOLDER = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{8}$")
 
 JobKind = Literal["add", "delete"]
 JobStatus = Literal["queued", "running", "done", "failed"]
@@ -267,13 +270,19 @@ def sweep_uploads(
     needed = _needed_uploads(index, upload_root)
     cutoff = time.time() - older_than
     removed = 0
-    for path in sorted(upload_root.rglob("*"), reverse=True):  # files before their folders
+    # only the job folders this server makes (see app.upload): never a user's own files
+    for folder in (p for p in upload_root.iterdir() if p.is_dir() and JOB_FOLDER.match(p.name)):
+        for path in sorted(folder.rglob("*"), reverse=True):  # files before their folders
+            with contextlib.suppress(OSError):
+                if path.is_file() and path.resolve() not in needed:
+                    if path.stat().st_mtime < cutoff:
+                        path.unlink()
+                        removed += 1
+                elif path.is_dir() and not any(path.iterdir()):
+                    path.rmdir()
         with contextlib.suppress(OSError):
-            if path.is_file() and path.resolve() not in needed and path.stat().st_mtime < cutoff:
-                path.unlink()
-                removed += 1
-            elif path.is_dir() and not any(path.iterdir()):
-                path.rmdir()
+            if not any(folder.iterdir()):
+                folder.rmdir()
     log.info(logfmt(event="uploads_swept", removed=removed, kept=len(needed)))
     return removed
 
