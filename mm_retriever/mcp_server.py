@@ -225,18 +225,15 @@ def build_server(
         """One figure crop (chart, table, picture) by document id, 1-based page number and
         1-based figure number on that page (as search lists them as 'matched figure N')."""
         from mm_retriever.context.budget import ContextImage, downscale
-        from mm_retriever.filters import where_clause
         from mm_retriever.store import FIGURES
 
         doc = _document(index, doc_id, ToolError)
         _check_page(doc, page_number, ToolError)
-        where = where_clause(
+        rows = index.store.rows_matching(
+            FIGURES,
             {"doc_id": doc_id, "page_index": int(page_number) - 1},
-            {"doc_id": str, "page_index": int},
+            ["doc_id", "page_index", "figure_index", "bbox", "caption", "image"],
         )
-        rows = index.store.query(
-            FIGURES, where, ["doc_id", "page_index", "figure_index", "bbox", "caption", "image"]
-        ).to_pylist()
         row = next((r for r in rows if r["figure_index"] == int(figure_number) - 1), None)
         if row is None:
             raise ToolError(
