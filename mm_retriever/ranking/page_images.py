@@ -122,6 +122,15 @@ class PageImages:
         found = self.page(doc_id, page_index)
         return None if found is None else Image.open(io.BytesIO(found[0])).convert("RGB")
 
+    def words(self, doc_id: str, page_index: int) -> list[tuple[Any, ...]] | None:
+        """PyMuPDF's words (``get_text("words", sort=True)``) of a page of a stored PDF source;
+        None when the document has no stored PDF or no such page."""
+        with self._lock:
+            src = self._source(doc_id)
+            if src is None or src.pdf is None or not 0 <= page_index < src.pdf.page_count:
+                return None
+            return src.pdf.load_page(int(page_index)).get_text("words", sort=True)
+
     def fill_figures(self, rows: Sequence[dict[str, Any]]) -> None:
         """Set ``image`` (PNG) of ``figures`` rows that have none, cut from the page render.
 
