@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from mm_retriever.store import PAGES, SOURCES
-from mm_retriever.store.filters import quote_string
 
 if TYPE_CHECKING:
     import pymupdf
@@ -83,8 +82,8 @@ class PageImages:
     def page(self, doc_id: str, page_index: int) -> tuple[bytes, str] | None:
         """The encoded page image and its mime type: stored bytes, else rendered from the
         source; None when the page has neither (or does not exist)."""
-        where = f"doc_id = {quote_string(doc_id)} AND page_index = {int(page_index)}"
-        rows = self.store.query(PAGES, where, ["image", "image_mime"], limit=1).to_pylist()
+        key = {"doc_id": doc_id, "page_index": int(page_index)}
+        rows = self.store.rows_matching(PAGES, key, ["image", "image_mime"], limit=1)
         if not rows:
             return None
         if rows[0]["image"]:
@@ -167,7 +166,7 @@ class PageImages:
         if doc_id in self._sources:
             self._sources.move_to_end(doc_id)
             return self._sources[doc_id]
-        rows = self.store.query(SOURCES, f"doc_id = {quote_string(doc_id)}", limit=1).to_pylist()
+        rows = self.store.rows_matching(SOURCES, {"doc_id": doc_id}, limit=1)
         src = _open(rows[0]) if rows else None
         self._sources[doc_id] = src
         while len(self._sources) > 1 and (
