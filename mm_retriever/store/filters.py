@@ -20,7 +20,7 @@ into each leg's search as a prefilter (``doc_id IN (...)``), never as a filter a
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 PAGE_COLUMNS: dict[str, type] = {"doc_id": str, "page_index": int}
@@ -181,3 +181,13 @@ def _names_column(spec: Any) -> bool:
     if isinstance(spec, list | tuple):
         return any(_names_column(s) for s in spec)
     return False
+
+
+def regex_any(column: str, patterns: Sequence[str]) -> str:
+    """A where-clause matching rows whose ``column`` matches any of the regular expressions
+    ``patterns`` (each rendered as a string literal); MATCH_NOTHING for none."""
+    if not patterns:
+        return MATCH_NOTHING
+    if not column.isidentifier():
+        raise ValueError(f"not a column name: {column!r}")
+    return "(" + " OR ".join(f"regexp_like({column}, {quote_string(p)})" for p in patterns) + ")"
