@@ -225,12 +225,13 @@ class HybridRetriever:
         if check_k(k) == 0:
             return []
         where = self.where(filters)  # once: the legs and reference pinning share it
-        doc_scores = self._document_scores_early(q, filters)  # runs while the legs run
-        hits = self._leg_hits(q, max(k, self.candidates), where)
-        fused = self.fusion.fuse(hits, sum(len(h) for h in hits.values()))
-        fused = self.rerank_documents(q, fused, doc_scores)
-        fused = self._pin_referenced(q, fused, where)
-        return self.hydrate(fused, k)
+        with self.index.store.reading():  # a damaged table: IndexCorruptError naming it
+            doc_scores = self._document_scores_early(q, filters)  # runs while the legs run
+            hits = self._leg_hits(q, max(k, self.candidates), where)
+            fused = self.fusion.fuse(hits, sum(len(h) for h in hits.values()))
+            fused = self.rerank_documents(q, fused, doc_scores)
+            fused = self._pin_referenced(q, fused, where)
+            return self.hydrate(fused, k)
 
     def _document_scores_early(
         self, query: Query, filters: Mapping[str, Any] | None
