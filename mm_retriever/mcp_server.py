@@ -2,14 +2,16 @@
 
 ``mm-retriever mcp --index DIR`` runs it with the official ``mcp`` Python SDK. Tools:
 
-- ``search(query, k, doc_ids, images)``: the best pages, each as a text block (citation,
-  scores, the page text) followed by the page image (and the matched figure crops) as MCP
-  image content;
+- ``search(query, k, doc_ids, images, min_score)``: the best pages, each as a text block
+  (citation, scores, confidence, the page text) followed by the page image (and the matched
+  figure crops) as MCP image content; pages under ``min_score`` (calibrated confidence) left out;
 - ``get_page(doc_id, page_number)``: one page's citation, text and image (read around a hit);
 - ``list_documents()``: what the index holds (doc_id, file, pages), to scope a search.
 
 An agent host config entry: ``{"command": "uv", "args": ["run", "--extra", "serve",
 "mm-retriever", "mcp", "--index", "/path/to/index"]}``.
+Arguments are checked against ``mm_retriever.limits`` (k, query length, document ids, page
+numbers), with the same messages as the Python API, the CLI and HTTP.
 """
 
 from __future__ import annotations
@@ -34,9 +36,9 @@ INSTRUCTIONS = (
     "Search a collection of PDF documents (reports with charts, tables and figures). "
     "`search` returns the best pages: a citation ('file, p. N'), the page text and the page "
     "image. Cite pages as given. Use `list_documents` to see what is indexed and pass doc_ids "
-    "to search only some documents."
+    "to search only some documents. Each page has a confidence (0-1); pages marked 'weak "
+    "match' probably do not hold the answer: say so rather than guess."
 )
-MAX_K = 20
 
 
 def page_text_block(page: RetrievedPage, rank: int, max_chars: int = 4000) -> str:
@@ -47,7 +49,8 @@ def page_text_block(page: RetrievedPage, rank: int, max_chars: int = 4000) -> st
     )
     lines = [
         f"[{rank}] {page.citation}",
-        f"doc_id: {page.doc_id}  page_index: {page.page_index}  score: {page.score:.4f}",
+        f"doc_id: {page.doc_id}  page_index: {page.page_index}  score: {page.score:.4f}"
+        + _confidence(page),
         f"legs: {legs}",
     ]
     if page.title:
@@ -61,7 +64,15 @@ def page_text_block(page: RetrievedPage, rank: int, max_chars: int = 4000) -> st
     return "\n".join(lines)
 
 
-def build_server(index: MultimodalIndex, *, default_k: int = 5) -> Any:
+def _confidence(page: RetrievedPage) -> str:
+    if page.confidence is None:
+        return ""
+    return f"  confidence: {page.confidence:.2f}" + (" (weak match)" if page.weak_match else "")
+
+
+def build_server(
+    index: MultimodalIndex, *, default_k: int = 5, min_score: float | None = None
+) -> Any:
     """The MCP server object (``mcp.server.mcpserver.MCPServer``) with the tools above."""
     try:
         from mcp.server.mcpserver import MCPServer
@@ -69,6 +80,9 @@ def build_server(index: MultimodalIndex, *, default_k: int = 5) -> Any:
     except ImportError as e:
         raise MissingExtraError("mcp", extra="serve", purpose="the MCP server") from e
 
+    from mm_retriever.relevance import check_min_score
+
+    floor = check_min_score(min_score)
     server = MCPServer(name="mm-retriever", instructions=INSTRUCTIONS)
 
     @server.tool()
@@ -77,20 +91,23 @@ def build_server(index: MultimodalIndex, *, default_k: int = 5) -> Any:
         k: int = default_k,
         doc_ids: list[str] | None = None,
         images: bool = True,
+        min_score: float | None = None,
     ) -> list[TextContent | ImageContent]:
         """Search the indexed PDFs; returns the best pages with citation, text and image.
 
-        query: the question or keywords. k: pages to return (1-20). doc_ids: only these
+        query: the question or keywords. k: pages to return (1-100). doc_ids: only these
         documents (see list_documents). images: include page images and matched figures.
+        min_score: leave out pages whose confidence (0-1) is lower.
         """
         from mm_retriever.errors import MMRetrieverError
 
         if not query.strip():
             raise ToolError("query is empty: pass the question or keywords to search for")
-        k = max(1, min(int(k), MAX_K))
-        filters = {"doc_id": list(doc_ids)} if doc_ids else None
         try:
-            pages = index.retriever().retrieve(query, k=k, filters=filters)
+            filters = {"doc_id": _known_documents(index, doc_ids)} if doc_ids else None
+            pages = index.retriever(min_score=floor).retrieve(
+                query, k=k, filters=filters, min_score=min_score
+            )
         except (MMRetrieverError, ValueError) as e:  # bad filters etc.: tell the agent why
             raise ToolError(str(e)) from e
         if not pages:
@@ -115,13 +132,18 @@ def build_server(index: MultimodalIndex, *, default_k: int = 5) -> Any:
     ) -> list[TextContent | ImageContent]:
         """One page by document id and 1-based page number (e.g. to read the page before or
         after a hit): its citation, text and image."""
+        from mm_retriever.errors import MMRetrieverError
+        from mm_retriever.limits import check_page_number
         from mm_retriever.types import FusedHit
 
-        if not index.store.has_document(doc_id):
-            raise ToolError(f"no document '{doc_id}'; see list_documents")
-        found = index.retriever().hydrate([FusedHit(doc_id, int(page_number) - 1, 0.0)], 1)
-        if not found or not 1 <= page_number <= _n_pages(index, doc_id):
-            raise ToolError(f"document '{doc_id}' has no page {page_number}")
+        try:
+            (doc_id,) = _known_documents(index, [doc_id])
+            number = check_page_number(page_number, _n_pages(index, doc_id))
+        except MMRetrieverError as e:
+            raise ToolError(str(e)) from e
+        found = index.retriever().hydrate([FusedHit(doc_id, number - 1, 0.0)], 1)
+        if not found:
+            raise ToolError(f"document '{doc_id}' has no page {number}")
         page = found[0]
         out: list[TextContent | ImageContent] = [
             TextContent(type="text", text=f"{page.citation}\n\n{page.text.strip()}")
@@ -148,11 +170,35 @@ def build_server(index: MultimodalIndex, *, default_k: int = 5) -> Any:
     return server
 
 
+def _known_documents(index: MultimodalIndex, doc_ids: list[str]) -> list[str]:
+    """``doc_ids`` when each has the form of an id and names a document of the index."""
+    from mm_retriever.errors import InvalidQueryError
+    from mm_retriever.limits import MAX_FILTER_VALUES, check_doc_id
+
+    if len(doc_ids) > MAX_FILTER_VALUES:
+        raise InvalidQueryError(
+            f"filter 'doc_id' lists {len(doc_ids)} values; the limit is {MAX_FILTER_VALUES}"
+        )
+    ids = [check_doc_id(d) for d in doc_ids]
+    unknown = [d for d in ids if not index.store.has_document(d)]
+    if unknown:
+        raise InvalidQueryError(
+            f"no document with id {', '.join(repr(d) for d in unknown)}; see list_documents"
+        )
+    return ids
+
+
 def _n_pages(index: MultimodalIndex, doc_id: str) -> int:
     return next((int(d["n_pages"]) for d in index.documents() if d["doc_id"] == doc_id), 0)
 
 
-def run_stdio(index_uri: str | Path, *, device: str | None = None, default_k: int = 5) -> None:
+def run_stdio(
+    index_uri: str | Path,
+    *,
+    device: str | None = None,
+    default_k: int = 5,
+    min_score: float | None = None,
+) -> None:
     """Open the index and serve MCP over stdin/stdout until the client disconnects."""
     from mm_retriever.errors import MMRetrieverError
     from mm_retriever.index import MultimodalIndex
@@ -162,4 +208,4 @@ def run_stdio(index_uri: str | Path, *, device: str | None = None, default_k: in
             f"no index at {index_uri}; build one: mm-retriever index PATH --index {index_uri}"
         )
     index = MultimodalIndex.open(index_uri, device=device)
-    build_server(index, default_k=default_k).run("stdio")
+    build_server(index, default_k=default_k, min_score=min_score).run("stdio")

@@ -49,8 +49,13 @@ def read_once(method: str, files: list[Path], workers: int) -> dict:
         elif isinstance(event, pool.Failed):
             raise SystemExit(f"{event.key}: {event.reason}")
     wall = time.perf_counter() - t0
-    return {"method": method, "pages": pages, "seconds": round(wall, 2),
-            "pages_per_s": round(pages / wall, 3), "first_page_s": round(first or 0.0, 2)}
+    return {
+        "method": method,
+        "pages": pages,
+        "seconds": round(wall, 2),
+        "pages_per_s": round(pages / wall, 3),
+        "first_page_s": round(first or 0.0, 2),
+    }
 
 
 def main() -> None:
@@ -71,14 +76,18 @@ def main() -> None:
                 out = subprocess.run(
                     [sys.executable, __file__, "--one", method, "--workers", str(args.workers)],
                     env={**os.environ, "MM_RETRIEVER_CACHE": cache},
-                    capture_output=True, text=True, check=True,
+                    capture_output=True,
+                    text=True,
+                    check=True,
                 ).stdout
             run = {"round": r, **json.loads(out.strip().splitlines()[-1])}
             print(run, flush=True)
             runs.append(run)
     lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
     result = {
-        "files": FILES, "workers": args.workers, "runs": runs,
+        "files": FILES,
+        "workers": args.workers,
+        "runs": runs,
         "machine": [ln for ln in lscpu.splitlines()[:20]],
         "load_average_after": os.getloadavg(),
     }

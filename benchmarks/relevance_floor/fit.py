@@ -61,9 +61,7 @@ def collect(name: str, index_dir: str, other: list[str], n_gibberish: int) -> di
     index = MultimodalIndex.open(index_dir)
     retriever = index.retriever(include_images=False, write_images=False)
     legs = {n: retriever.index.legs[n] for n in retriever.leg_names}
-    kinds = {
-        n: leg.kind for n, leg in legs.items() if getattr(leg, "kind", "") in ("text", "bm25")
-    }
+    kinds = {n: leg.kind for n, leg in legs.items() if getattr(leg, "kind", "") in ("text", "bm25")}
     signatures = {leg.kind: relevance.leg_signature(leg) for n, leg in legs.items() if n in kinds}
     questions = []
 
@@ -193,9 +191,8 @@ def main() -> None:
             }
             for i, c in enumerate(collected)
         },
-        "command": "uv run --frozen python benchmarks/relevance_floor/fit.py " + " ".join(
-            f"--{'tune' if i == 0 else 'check'} {s}" for i, s in enumerate(sets)
-        ),
+        "command": "uv run --frozen python benchmarks/relevance_floor/fit.py "
+        + " ".join(f"--{'tune' if i == 0 else 'check'} {s}" for i, s in enumerate(sets)),
         "machine": subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()[
             :20
         ],
