@@ -24,7 +24,7 @@ from mm_retriever.errors import InvalidQueryError
 
 # --- fitted by benchmarks/relevance_floor/fit.py (see its README for the command and results)
 CALIBRATED = {
-    "text": "sentence-transformers/all-MiniLM-L6-v2",  # the text leg's model
+    "text": "all-minilm-l6-v2",  # in the text leg's model name or folder
     "bm25": "bm25s/chunk/k1=1.2/b=0.75",  # the BM25 leg's engine/unit/k1/b
 }
 # per set of calibrated legs present: intercept and one weight per feature
@@ -38,22 +38,28 @@ WEAK_BELOW = 0.5  # the default floor: a hit under it is a weak match
 
 
 def leg_signature(leg: Any) -> str | None:
-    """What decides the scale of a leg's raw scores: its text model, or its BM25 settings."""
+    """What decides the scale of a leg's raw scores: its text model (name and folder,
+    lower-case, '_' as '-'), or its BM25 engine, unit, k1 and b."""
     kind = getattr(leg, "kind", "")
     if kind == "text":
-        return getattr(getattr(leg, "encoder", None), "model_name", None)
+        encoder = getattr(leg, "encoder", None)
+        names = (getattr(encoder, "model_name", ""), str(getattr(encoder, "path", "") or ""))
+        return " ".join(names).lower().replace("_", "-")
     if kind == "bm25":
         return f"{leg.engine}/{leg.unit}/k1={leg.k1:g}/b={leg.b:g}"
     return None
 
 
 def calibrated_legs(legs: Mapping[str, Any]) -> dict[str, str]:
-    """Leg name -> feature name ("text", "bm25") for the legs the calibration knows."""
+    """Leg name -> feature name ("text", "bm25") for the legs the calibration knows: the text
+    leg with the calibrated model (by name or folder), BM25 with the calibrated settings."""
     out = {}
     for name, leg in legs.items():
         kind = getattr(leg, "kind", "")
-        known = kind in CALIBRATED and kind not in out.values()
-        if known and leg_signature(leg) == CALIBRATED[kind]:
+        if kind not in CALIBRATED or kind in out.values():
+            continue
+        signature = leg_signature(leg) or ""
+        if (CALIBRATED[kind] in signature) if kind == "text" else signature == CALIBRATED[kind]:
             out[name] = kind
     return out
 

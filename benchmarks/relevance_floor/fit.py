@@ -160,22 +160,26 @@ def main() -> None:
     ap.add_argument("--tune", required=True, help="NAME=INDEX_DIR: fit on this set")
     ap.add_argument("--check", action="append", default=[], help="NAME=INDEX_DIR: check only")
     ap.add_argument("--gibberish", type=int, default=100)
-    ap.add_argument("--hits", type=Path, help="collected hits (JSON): reused when present")
+    ap.add_argument(
+        "--hits", type=Path, default=Path(__file__).parent / "hits", help="collected hits, per set"
+    )
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     sets = [args.tune, *args.check]
-    if args.hits and args.hits.exists():
-        collected = json.loads(args.hits.read_text())
-    else:
-        collected = []
-        texts = {s: [q.text for q in load_dataset(DATA / s.split("=")[0]).queries] for s in sets}
-        for s in sets:
-            name, index_dir = s.split("=", 1)
-            other = [t for o in sets if o != s for t in texts[o]]
-            collected.append(collect(name, index_dir, other, args.gibberish))
-            print(f"{name}: {len(collected[-1]['questions'])} questions asked", flush=True)
-        if args.hits:
-            args.hits.write_text(json.dumps(collected))
+    names = ["mmlongbench-dev", "financebench-dev"]
+    texts = {n: [q.text for q in load_dataset(DATA / n).queries] for n in names}
+    collected = []
+    args.hits.mkdir(parents=True, exist_ok=True)
+    for s in sets:
+        name, index_dir = s.split("=", 1)
+        cache = args.hits / f"{name}.json"
+        if cache.exists():
+            collected.append(json.loads(cache.read_text()))
+            continue
+        other = [t for n in names if n != name for t in texts[n]]  # about documents not here
+        collected.append(collect(name, index_dir, other, args.gibberish))
+        cache.write_text(json.dumps(collected[-1]))
+        print(f"{name}: {len(collected[-1]['questions'])} questions asked", flush=True)
     models = fit(collected[0]["questions"])
     report = {
         "k": K,
