@@ -35,6 +35,7 @@ from sklearn.metrics import roc_auc_score
 from mm_retriever import relevance
 from mm_retriever.eval.datasets import load_dataset
 from mm_retriever.index import MultimodalIndex
+from mm_retriever.protocols import Query
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 K = 5
@@ -67,14 +68,19 @@ def collect(name: str, index_dir: str, other: list[str], n_gibberish: int) -> di
 
     def ask(qid: str, text: str, setting: str, doc: str | None, filters: dict | None) -> None:
         pages = retriever.retrieve(text, k=K, filters=filters)
+        prepared = retriever.prepare(Query(text=text)).text
         hits = [
             {
-                "scores": {kinds[n]: p.leg_scores[n] for n in kinds if n in p.leg_scores},
+                "scores": {kinds.get(n, n): v for n, v in p.leg_scores.items()},
+                "ranks": {kinds.get(n, n): v for n, v in p.leg_ranks.items()},
+                "fused": p.score,
                 "label": int(setting == "positive" and p.doc_id == doc),
             }
             for p in pages
         ]
-        questions.append({"id": qid, "setting": setting, "hits": hits})
+        questions.append(
+            {"id": qid, "setting": setting, "words": relevance.query_words(prepared), "hits": hits}
+        )
 
     t0 = time.perf_counter()
     for q in dataset.queries:
@@ -98,7 +104,7 @@ def collect(name: str, index_dir: str, other: list[str], n_gibberish: int) -> di
 def matrix(questions: list[dict], subset: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     legs = {k: k for k in subset}
     x = [
-        [relevance.features(h["scores"], legs)[f] for f in subset]
+        [relevance.features(h["scores"], legs, q["words"])[f] for f in subset]
         for q in questions
         for h in q["hits"]
     ]
@@ -124,12 +130,12 @@ def check(questions: list[dict], model: dict[str, float], subset: tuple[str, ...
     relevance.MODELS = {subset: model}
     try:
 
-        def conf(h: dict) -> float:
-            return relevance.confidence(h["scores"], legs) or 0.0
+        def conf(q: dict, h: dict) -> float:
+            return relevance.confidence(h["scores"], legs, q["words"]) or 0.0
 
-        hits = [(conf(h), h["label"]) for q in questions for h in q["hits"]]
+        hits = [(conf(q, h), h["label"]) for q in questions for h in q["hits"]]
         best = {
-            (q["id"], q["setting"]): max((conf(h) for h in q["hits"]), default=0.0)
+            (q["id"], q["setting"]): max((conf(q, h) for h in q["hits"]), default=0.0)
             for q in questions
         }
     finally:
@@ -195,7 +201,8 @@ def main() -> None:
             }
             for i, c in enumerate(collected)
         },
-        "command": "uv run --frozen python benchmarks/relevance_floor/fit.py "
+        "command": "MM_RETRIEVER_CACHE=/work/mmcache uv run --frozen python "
+        "benchmarks/relevance_floor/fit.py "
         + " ".join(f"--{'tune' if i == 0 else 'check'} {s}" for i, s in enumerate(sets)),
         "machine": subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()[
             :20
