@@ -669,7 +669,7 @@ def serve(
 
     _setup_logging(verbose)
     try:
-        from mm_retriever.relevance import check_min_score
+        from mm_retriever.ranking.relevance import check_min_score
         from mm_retriever.serve import ServeSettings, run
 
         check_min_score(min_score)

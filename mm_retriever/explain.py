@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mm_retriever.filters import PAGE_COLUMNS, where_clause
 from mm_retriever.protocols import Query
 from mm_retriever.store import FIGURES, PAGES
+from mm_retriever.store.filters import PAGE_COLUMNS, where_clause
 from mm_retriever.types import BBox, LegHit
 
 if TYPE_CHECKING:
@@ -160,12 +160,9 @@ def explain_page(
     instructions first, and ``expand_query``: append financial metrics' line items, as searches
     do (``HybridRetriever(clean_query=..., expand_query=...)``).
     """
-    from mm_retriever.hybrid import HybridRetriever
-
     row = _page_row(index, doc_id, page_index)
     names = list(legs) if legs else list(index.legs)
-    retriever = HybridRetriever(
-        index,
+    retriever = index.retriever(
         legs=names,
         include_images=False,
         write_images=False,
@@ -184,7 +181,7 @@ def explain_page(
         height=float(row["height"]),
         leg_scores={n: h.score for n, h in hits.items()},
     )
-    text_legs = [n for n in names if getattr(index.legs[n], "matched_kind", None) == "chunk"]
+    text_legs = [n for n in names if index.legs[n].matched_kind == "chunk"]
     if q.text and text_legs:
         words, out.word_source = page_words(index, doc_id, page_index, row)
         if not words and row.get("text"):
@@ -195,9 +192,9 @@ def explain_page(
                 out.boxes += _chunk_boxes(index, name, hits[name], words)
     for name in names:
         leg = index.legs[name]
-        if getattr(leg, "matched_kind", None) == "figure" and name in hits:
+        if leg.matched_kind == "figure" and name in hits:
             out.boxes += _figure_boxes(index, name, hits[name])
-        if similarity and getattr(leg, "kind", "") == "page" and q.text:
+        if similarity and leg.kind == "page" and q.text:
             try:
                 out.similarity = page_similarity(leg, name, q.text, _image(index, row))
             except Exception as exc:  # a model whose processor lacks the helpers: say so
@@ -409,7 +406,7 @@ def _term_boxes(
     """Boxes of the page words that match a query term (BM25's tokenizer when there is one)."""
     if not words:
         return []
-    bm25 = next((n for n in text_legs if getattr(index.legs[n], "kind", "") == "bm25"), None)
+    bm25 = next((n for n in text_legs if index.legs[n].kind == "bm25"), None)
     if bm25 is not None:
         tokenize = index.legs[bm25].tokenize  # type: ignore[attr-defined]
         terms = set(tokenize([query])[0])
@@ -601,8 +598,9 @@ def _n_patches(processor: Any, model: Any, image: Image.Image, batch: Any) -> tu
 
 def _heat_layer(sim: SimilarityMap, size: tuple[int, int], token: int | None) -> Image.Image:
     """A translucent heat map of the similarity, upscaled to ``size``."""
-    from matplotlib import colormaps
+    from mm_retriever.errors import require_extra
 
+    colormaps = require_extra("matplotlib", "matplotlib", "plot", "overlay heat maps").colormaps
     values = sim.normalized(token)
     small = Image.fromarray((values * 255).astype("uint8"), mode="L")
     grey = np.asarray(small.resize(size, Image.Resampling.BICUBIC), dtype=np.float32) / 255.0

@@ -80,7 +80,7 @@ def build_server(
     except ImportError as e:
         raise MissingExtraError("mcp", extra="serve", purpose="the MCP server") from e
 
-    from mm_retriever.relevance import check_min_score
+    from mm_retriever.ranking.relevance import check_min_score
 
     floor = check_min_score(min_score)
     server = MCPServer(name="mm-retriever", instructions=INSTRUCTIONS)

@@ -160,8 +160,8 @@ class RetrievedPage:
     image_path: str | None = None  # a local PNG/JPEG of the rendered page, when one exists
     image_bytes: bytes | None = field(default=None, repr=False)  # encoded page image
     image_mime: str = "image/jpeg"
-    # how sure the match is, in [0, 1] (``mm_retriever.relevance``; None where the index's legs
-    # are not the calibrated ones); ``weak_match``: under the default floor
+    # how sure the match is, in [0, 1] (``mm_retriever.ranking.relevance``; None where the
+    # index's legs are not the calibrated ones); ``weak_match``: under the default floor
     confidence: float | None = None
     weak_match: bool | None = None
 
@@ -198,15 +198,11 @@ class RetrievedPage:
 
     def explain(self, index: Any, query: Any, **kwargs: Any) -> Any:
         """Where on this page each leg matched ``query`` (an ``explain.Explanation``)."""
-        from mm_retriever.explain import explain_page
-
-        return explain_page(index, query, self.doc_id, self.page_index, **kwargs)
+        return index.explain_page(query, self.doc_id, self.page_index, **kwargs)
 
     def overlay_png(self, index: Any, query: Any, **kwargs: Any) -> bytes:
         """This page with the query's matches drawn over it (heat map and boxes), as PNG."""
-        from mm_retriever.explain import overlay_png
-
-        return overlay_png(index, query, self.doc_id, self.page_index, **kwargs)
+        return index.overlay_png(query, self.doc_id, self.page_index, **kwargs)
 
     def to_dict(self, include_image: bool = False) -> dict[str, Any]:
         """A JSON-ready dict (no image bytes unless asked)."""

@@ -11,11 +11,11 @@ from pdfgen import make_sample_pdf
 from shared_fixtures import text_index_config
 from typer.testing import CliRunner
 
-from mm_retriever import relevance
 from mm_retriever.cli import app
 from mm_retriever.config import IndexConfig, IngestConfig, LegSpec
 from mm_retriever.errors import InvalidQueryError
 from mm_retriever.index import MultimodalIndex
+from mm_retriever.ranking import relevance
 
 ON_TOPIC = "Who was the keeper of the Pellham lighthouse?"
 GIBBERISH = "qzxv wplokj trmbbe yuxx?"

@@ -32,10 +32,10 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from mm_retriever import relevance
 from mm_retriever.eval.datasets import load_dataset
 from mm_retriever.index import MultimodalIndex
 from mm_retriever.protocols import Query
+from mm_retriever.ranking import relevance
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 K = 5

@@ -18,7 +18,7 @@ class ContextBudget:
     """Limits on what goes into the LLM's context.
 
     Pages whose calibrated ``confidence`` is below ``min_score`` are dropped (the relevance
-    floor of ``mm_retriever.relevance``), then the best ``max_pages`` are kept. Images
+    floor of ``mm_retriever.ranking.relevance``), then the best ``max_pages`` are kept. Images
     are downscaled so that their longer side is at most ``max_image_side`` pixels before they are
     base64-encoded (``None`` keeps the stored size).
     """
@@ -109,7 +109,7 @@ def select_pages(pages: Sequence[RetrievedPage], budget: ContextBudget) -> list[
 
         raise InvalidQueryError(
             "min_score needs a calibrated confidence, and these pages have none (their legs "
-            "are not the calibrated ones; see mm_retriever.relevance)"
+            "are not the calibrated ones; see mm_retriever.ranking.relevance)"
         )
     floor = budget.min_score
     kept = [p for p in pages if floor is None or (p.confidence or 0.0) >= floor]

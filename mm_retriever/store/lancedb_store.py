@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from mm_retriever.errors import IndexCorruptError, IndexReadOnlyError, WriterBusyError
-from mm_retriever.filters import quote_string
 from mm_retriever.store.arrow import rows_to_table
+from mm_retriever.store.filters import quote_string, where_clause
 from mm_retriever.store.schema import (
     BASE_SCHEMAS,
     DOCUMENTS,
@@ -207,7 +207,7 @@ class LanceDBStore:
         columns: Sequence[str] | None = None,
         limit: int | None = None,
     ) -> pa.Table:
-        """Rows of ``name`` matching ``where`` (a where-clause built by mm_retriever.filters)."""
+        """Rows of ``name`` matching ``where`` (a where-clause from store.filters)."""
         tbl = self.table(name)
         if tbl is None:
             schema = BASE_SCHEMAS.get(name)
@@ -220,6 +220,17 @@ class LanceDBStore:
         if columns:
             q = q.select(list(columns))
         return q.limit(limit).to_arrow()
+
+    def rows_matching(
+        self, name: str, key: Mapping[str, str | int], columns: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows of ``name`` whose columns equal ``key`` (e.g. ``{"doc_id": d, "page_index": 3}``),
+        the where-clause made here from the values (strings or integers)."""
+        kinds = {
+            c: int if isinstance(v, int) and not isinstance(v, bool) else str
+            for c, v in key.items()
+        }
+        return self.query(name, where_clause(key, kinds), columns).to_pylist()
 
     def count(self, name: str, where: str | None = None) -> int:
         tbl = self.table(name)

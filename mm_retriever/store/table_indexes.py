@@ -15,6 +15,8 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from mm_retriever.store.snapshot import VersionedSnapshot
+
 if TYPE_CHECKING:
     from lancedb.table import Table
 
@@ -43,15 +45,10 @@ class IndexPresence:
     def __init__(self, column: str, kind: str) -> None:
         self.column = column
         self.kind = kind
-        self._seen: tuple[int, bool] | None = None  # (table version, has the index)
+        self._seen = VersionedSnapshot(lambda tbl, _: find_index(tbl, column, kind) is not None)
 
     def __call__(self, tbl: Table | None) -> bool:
-        if tbl is None:
-            return False
-        version = int(tbl.version)
-        if self._seen is None or self._seen[0] != version:
-            self._seen = (version, find_index(tbl, self.column, self.kind) is not None)
-        return self._seen[1]
+        return bool(self._seen.get(tbl))
 
 
 def index_kind(cfg: Any) -> str:

@@ -21,10 +21,11 @@ pages, p50 89 ms on 2 cores, recall@10 1.0 against exact, 2.6 KB of RAM a 128-ve
 
 Nothing is read when an index is opened. The first query builds the in-RAM structures in one
 streaming pass over the table; after that a write (this process's or another's, seen as a new
-table version) costs a read of the key columns plus the added rows only. A two-stage index on a
-local path saves its first stage under ``<index>/_page_index/<table>/`` after a build (or a
-change of more than a tenth of its rows); the next process loads it memory-mapped and applies
-only the table's changes since, instead of reading every vector again.
+table version) costs a read of the key columns plus the added rows only. The writer (``refresh``,
+after add/delete/compact) saves a two-stage index's first stage of a local index under
+``<index>/_page_index/<table>/`` after a build (or a change of more than a tenth of its rows);
+the next process loads it memory-mapped and applies only the table's changes since, instead of
+reading every vector again. A search never writes: without a saved state it builds in RAM.
 """
 
 from __future__ import annotations
@@ -40,8 +41,7 @@ import numpy as np
 import pyarrow as pa
 
 from mm_retriever.config import DEFAULT_PAGE_MODEL
-from mm_retriever.protocols import Query
-from mm_retriever.retrievers.base import (
+from mm_retriever.legs.base import (
     LegBase,
     build_encoder,
     encode_query_cached,
@@ -49,15 +49,16 @@ from mm_retriever.retrievers.base import (
     rank_pages,
     resolved_spec,
 )
+from mm_retriever.protocols import Query
 from mm_retriever.store.arrow import multivector_type, multivectors_from_arrow
 from mm_retriever.types import LegHit, Page
 
 if TYPE_CHECKING:
     import torch
-    from lancedb.table import Table
 
     from mm_retriever.multivector import ExactIndex, TwoStageIndex
     from mm_retriever.store import LanceDBStore
+    from mm_retriever.store.lancedb_store import Table
 
 DEFAULT_PAGE_ENCODER = {"name": "colpali", "options": {"model": DEFAULT_PAGE_MODEL}}
 STORAGE_DTYPES = ("float16", "float32", "int8")
@@ -140,6 +141,9 @@ class PageImageRetriever(LegBase):
         self._lock = threading.RLock()
 
     # ---------------------------------------------------------------- writing
+    def uses_models(self) -> bool:
+        return True
+
     def schema(self) -> pa.Schema:
         fields = [
             ("doc_id", pa.string()),
@@ -334,25 +338,47 @@ class PageImageRetriever(LegBase):
         data = tbl.search().select(_KEYS).limit(None).to_arrow()
         return list(zip(*(data.column(c).to_pylist() for c in _KEYS), strict=True))
 
+    def _synced(self, store: LanceDBStore, tbl: Table) -> bool:
+        """Bring the in-RAM index to ``tbl``'s version, from a saved first stage when there is
+        one (call under ``_lock``). True when that built it or changed a tenth of its rows."""
+        version = int(tbl.version)
+        if self._mv is None:
+            self._load_saved(store, tbl, version)
+        if self._mv is not None and self._version == version:
+            return False
+        changed = self._sync(tbl)
+        self._version = version
+        return changed
+
     def _index(self, store: LanceDBStore) -> ExactIndex | TwoStageIndex | None:
-        """The multivector index, synced to the table's current version (None: no table)."""
+        """The multivector index, synced to the table's current version (None: no table).
+
+        The read path: it never writes, also when no saved first stage is found (the index is
+        then built in RAM; the next write saves it)."""
         tbl = store.table(self.table)
         if tbl is None:
             return None
         with self._lock:
-            version = int(tbl.version)
-            if self._mv is None:
-                self._load_saved(store, tbl, version)
-            if self._mv is None or self._version != version:
-                if self._sync(tbl):
-                    self._save(store, tbl, version)
-                self._version = version
+            self._synced(store, tbl)
             return self._mv
 
     def refresh(self, store: LanceDBStore) -> None:
-        """Apply this process's writes to an index already built (a no-op before first use)."""
-        if self._mv is not None:
-            self._index(store)
+        """The writer's hook after add/delete/compact: apply the change to the in-RAM index and
+        save a two-stage index's first stage after a build or a change of a tenth of its rows
+        (or when no readable one is saved).
+
+        An exact index that no query has built yet is left to the first query."""
+        tbl = store.table(self.table)
+        root = self._state_root(store)
+        if tbl is None or (self._mv is None and root is None):
+            return
+        with self._lock:
+            changed = self._synced(store, tbl)
+            if root is not None and self._version is not None:
+                from mm_retriever.multivector.persist import has_state
+
+                if changed or not has_state(root, self._state_config(tbl)):
+                    self._save(store, tbl, self._version)
 
     def memory_bytes(self) -> int:
         """Bytes the in-RAM index holds (0 before the first query)."""

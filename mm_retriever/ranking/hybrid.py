@@ -1,11 +1,11 @@
 """HybridRetriever: prepare the question, run the legs, fuse their page rankings, re-rank by
 document, pin named figures/tables/sections, hydrate the top pages.
 
-Preparing (once per query): answer-format instructions dropped (``mm_retriever.query_text``),
-financial metrics' line items appended (``mm_retriever.query_expansion``). Corpus-wide, the
-document prior (``mm_retriever.document_prior``, computed while the legs run) re-ranks pages by
+Preparing (once per query): answer-format instructions dropped (``mm_retriever.query.query_text``),
+financial metrics' line items appended (``mm_retriever.query.query_expansion``). Corpus-wide, the
+document prior (``ranking.document_prior``, computed while the legs run) re-ranks pages by
 how well their whole document matches; then pages whose caption or heading the question names
-come first (``mm_retriever.references``).
+come first (``mm_retriever.query.references``).
 
 Hydration reads the ``documents``, ``pages`` and ``figures`` tables once each per query. Page
 images come back encoded (``RetrievedPage.image_bytes``, decoded lazily by ``.image()``): the
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import threading
 from collections import defaultdict
@@ -31,8 +32,16 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from mm_retriever import registry
-from mm_retriever.document_prior import DocumentPrior
-from mm_retriever.filters import (
+from mm_retriever.limits import check_search
+from mm_retriever.protocols import Fusion, Query
+from mm_retriever.query.query_expansion import expand_query as expand_financial_terms
+from mm_retriever.query.query_text import retrieval_text
+from mm_retriever.query.references import caption_regex, is_listing, matches, references
+from mm_retriever.ranking.document_prior import DocumentPrior
+from mm_retriever.ranking.fusion import apply_document_prior
+from mm_retriever.ranking.relevance import apply_floor, check_min_score
+from mm_retriever.store import DOCUMENTS, FIGURES, PAGES
+from mm_retriever.store.filters import (
     DOCUMENT_COLUMNS,
     MATCH_NOTHING,
     PAGE_COLUMNS,
@@ -41,14 +50,6 @@ from mm_retriever.filters import (
     split_filters,
     where_clause,
 )
-from mm_retriever.fusion import apply_document_prior
-from mm_retriever.limits import check_search
-from mm_retriever.protocols import Fusion, Query
-from mm_retriever.query_expansion import expand_query as expand_financial_terms
-from mm_retriever.query_text import retrieval_text
-from mm_retriever.references import caption_regex, is_listing, matches, references
-from mm_retriever.relevance import apply_floor, check_min_score
-from mm_retriever.store import DOCUMENTS, FIGURES, PAGES
 from mm_retriever.types import FusedHit, LegHit, RetrievedFigure, RetrievedPage
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ log = logging.getLogger("mm_retriever")
 
 _EXT = {"image/jpeg": "jpg", "image/png": "png"}
 
-# Weight of the document prior (``mm_retriever.document_prior``, whole-document BM25) by default.
+# Weight of the document prior (``ranking.document_prior``, whole-document BM25) by default.
 # On the whole dev set, with financial-term expansion and reference pinning on, weight 0.5 lifts
 # corpus-wide nDCG@5 from 0.626 to 0.634 (paired randomisation p = 0.019; both dev halves gain:
 # A 0.620 -> 0.634, B 0.632 -> 0.634); 0.25-1.0 all gain (a plateau); the page-vote prior gains
@@ -104,17 +105,17 @@ class HybridRetriever:
     legs' configured ``weight``. ``candidates``: hits asked from each leg before fusion.
     ``max_figures``: matched figure crops attached per page. ``clean_query``: drop sentences
     that only tell the answering LLM how to format its answer ("Round your answer to two
-    decimals.") before the legs see the text (``mm_retriever.query_text``). ``expand_query``:
+    decimals.") before the legs see the text (``mm_retriever.query.query_text``). ``expand_query``:
     append the line items of the financial metrics the question names ("current ratio" ->
     "total current assets total current liabilities balance sheets";
-    ``mm_retriever.query_expansion``). ``pin_references``: when the question names a figure,
+    ``mm_retriever.query.query_expansion``). ``pin_references``: when the question names a figure,
     table or section ("In Figure 5, ..."), the pages of the best-ranked document where that
-    caption or numbered heading stands come first (``mm_retriever.references``).
-    ``document_prior``: a :class:`~mm_retriever.document_prior.DocumentPrior`, its weight, or
+    caption or numbered heading stands come first (``mm_retriever.query.references``).
+    ``document_prior``: a :class:`~.document_prior.DocumentPrior`, its weight, or
     None/0 for none; when the pages come from several documents it re-ranks them by how well
-    each whole document matches the question (``mm_retriever.document_prior``).
+    each whole document matches the question (``mm_retriever.ranking.document_prior``).
     ``min_score``: the relevance floor of every ``retrieve`` (per call: ``min_score=``): hits
-    whose calibrated ``confidence`` is lower are dropped (``mm_retriever.relevance``).
+    whose calibrated ``confidence`` is lower are dropped (``mm_retriever.ranking.relevance``).
     """
 
     def __init__(
@@ -157,6 +158,18 @@ class HybridRetriever:
         if isinstance(document_prior, int | float):  # a weight: the default (BM25) prior
             document_prior = DocumentPrior(document_prior) if document_prior > 0 else None
         self.document_prior = document_prior
+
+    def over_legs(self, legs: Sequence[str]) -> HybridRetriever:
+        """This retriever with every setting kept (fusion, query handling, reference pinning,
+        document prior, ...) over ``legs`` only, e.g. the legs that can search by image."""
+        unknown = [n for n in legs if n not in self.index.legs]
+        if unknown or not legs:
+            raise ValueError(
+                f"unknown leg(s) {unknown}; this index has {', '.join(self.index.legs)}"
+            )
+        other = copy.copy(self)
+        other.leg_names = list(legs)
+        return other
 
     def _make_fusion(
         self, fusion: Fusion | str | None, weights: Mapping[str, float] | None
@@ -277,7 +290,7 @@ class HybridRetriever:
         filters: Mapping[str, Any] | None = None,
     ) -> list[FusedHit]:
         """``fused`` with the pages that hold the captions or headings the question names
-        (``mm_retriever.references``) first: pages of the best-ranked document only, in their
+        (``mm_retriever.query.references``) first: pages of the best-ranked document only, in their
         fused order (pages no leg found after them, in page order); listings (a table of
         contents, a list of figures) are not pinned. Each pinned page gets
         ``leg_scores["reference"] = 1``; without references or such pages nothing changes."""
@@ -384,7 +397,7 @@ class HybridRetriever:
         for kinds in (("chunk",), ("figure",)):
             for name, leg_hit in ranked:
                 leg = self.index.legs.get(name)
-                if getattr(leg, "matched_kind", None) in kinds and leg_hit.matched_text:
+                if leg.matched_kind in kinds and leg_hit.matched_text:
                     return leg_hit.matched_text
         return ""
 
@@ -394,7 +407,7 @@ class HybridRetriever:
         for h in top:
             for name, leg_hit in h.leg_hits.items():
                 leg = self.index.legs.get(name)
-                if getattr(leg, "matched_kind", None) != "figure" or not leg_hit.matched:
+                if leg.matched_kind != "figure" or not leg_hit.matched:
                     continue
                 scores = leg_hit.matched_scores or [leg_hit.score] * len(leg_hit.matched)
                 best = wanted.setdefault(h.key, {})

@@ -29,9 +29,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pyarrow as pa
 
+from mm_retriever.legs.base import LegBase, rank_pages
+from mm_retriever.legs.text import page_chunks
 from mm_retriever.protocols import Query
-from mm_retriever.retrievers.base import LegBase, rank_pages
-from mm_retriever.retrievers.text import page_chunks
+from mm_retriever.store.snapshot import VersionedSnapshot
 from mm_retriever.store.table_indexes import IndexPresence, ensure_fts_index
 from mm_retriever.types import LegHit, Page
 
@@ -116,9 +117,8 @@ class BM25Retriever(LegBase):
         self.method = method
         self._stemmer = _stemmer(language) if stem else None
         self._stopwords: str | list[str] = _stopwords(language) if remove_stop_words else []
-        self._corpus: _Corpus | None = None
+        self._snapshot = VersionedSnapshot(self._build)
         self._lock = threading.Lock()
-        self._build_lock = threading.Lock()
         self._fts = IndexPresence("text", "fts")
         self._warned_fallback = False
 
@@ -196,19 +196,14 @@ class BM25Retriever(LegBase):
             )
         return False
 
+    @property
+    def _corpus(self) -> _Corpus | None:
+        """The in-memory index built last (None: none built in this process)."""
+        return self._snapshot.value
+
     def _load(self, store: LanceDBStore) -> _Corpus | None:
         """The in-memory index of the table's current rows (rebuilt when the table changed)."""
-        tbl = store.table(self.table)
-        if tbl is None:
-            return None
-        version = int(tbl.version)
-        corpus = self._corpus
-        if corpus is not None and corpus.version == version:
-            return corpus
-        with self._build_lock:  # concurrent first queries build once
-            if self._corpus is None or self._corpus.version != version:
-                self._corpus = self._build(tbl, version)
-            return self._corpus
+        return self._snapshot.get(store.table(self.table))
 
     def _build(self, tbl: Any, version: int) -> _Corpus:
         import bm25s

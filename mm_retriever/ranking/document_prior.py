@@ -15,7 +15,7 @@ query, in one of two ways:
   pages (rebuilt when the pages table changes; up to ``IN_MEMORY_MAX_PAGES`` pages, beyond
   which the prior is skipped with a warning until ``mm-retriever migrate`` adds the table).
 
-:func:`apply_document_prior` (in :mod:`mm_retriever.fusion`) then adds
+:func:`apply_document_prior` (in :mod:`mm_retriever.ranking.fusion`) then adds
 ``weight * z(document score)`` to each fused page's z-scored score. Within one document the prior
 is the same for every page and changes nothing.
 """
@@ -23,17 +23,17 @@ is the same for every page and changes nothing.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from mm_retriever.filters import PAGE_COLUMNS, where_clause
-from mm_retriever.retrievers.bm25 import BM25Retriever, fold_ascii
+from mm_retriever.legs.bm25 import BM25Retriever, fold_ascii
 from mm_retriever.store import DOCUMENTS, PAGES
+from mm_retriever.store.filters import PAGE_COLUMNS, where_clause
 from mm_retriever.store.schema import DOCUMENT_TEXT, DOCUMENT_TEXT_SCHEMA
+from mm_retriever.store.snapshot import VersionedSnapshot
 from mm_retriever.store.table_indexes import IndexPresence, ensure_fts_index
 
 if TYPE_CHECKING:
@@ -92,8 +92,7 @@ class DocumentPrior:
         self.k1 = float(k1)
         self.b = float(b)
         self.language = language
-        self._corpus: _DocCorpus | None = None
-        self._lock = threading.Lock()
+        self._snapshot = VersionedSnapshot(self._build)
         self._has_fts = IndexPresence("text", "fts")
         self._warned = False
 
@@ -111,16 +110,9 @@ class DocumentPrior:
         )
 
     def _load(self, store: LanceDBStore) -> _DocCorpus | None:
-        tbl = store.table(PAGES)
-        if tbl is None:
-            return None
-        version = int(tbl.version)
-        with self._lock:
-            if self._corpus is None or self._corpus.version != version:
-                self._corpus = self._build(store, tbl, version)
-            return self._corpus
+        return self._snapshot.get(store.table(PAGES), store)
 
-    def _build(self, store: LanceDBStore, tbl: object, version: int) -> _DocCorpus:
+    def _build(self, tbl: object, version: int, store: LanceDBStore) -> _DocCorpus:
         import bm25s
 
         pages = store.query(PAGES, None, ["doc_id", "page_index", "text"]).to_pylist()
