@@ -81,14 +81,16 @@ async def test_search_tool_returns_cited_text_and_page_images(index_dir: Path) -
     assert Image.open(io.BytesIO(base64.b64decode(page_img.data))).size[0] > 100
     assert hits.content[2].mime_type == "image/png"
 
-    # unknown doc ids match nothing; an empty query is an error the agent can read
-    assert scoped.content[0].text == "No matching pages."
+    # an unknown doc id and an empty query are errors the agent can read
+    assert scoped.is_error and "no document with id '__later__'" in scoped.content[0].text
     assert empty.is_error and "query is empty" in empty.content[0].text
 
     # a page by number: citation and text, then the image
     assert [c.type for c in page3.content] == ["text", "image"]
     assert page3.content[0].text.startswith("solar_market_outlook_2025.pdf, p. 3")
-    assert no_page.is_error and "has no page 9" in no_page.content[0].text
+    assert no_page.is_error and "page_number must be a whole number from 1 to 3" in (
+        no_page.content[0].text
+    )
 
 
 def test_missing_index_exits_with_a_message(tmp_path: Path) -> None:

@@ -83,7 +83,9 @@ def collect(name: str, index_dir: str, other: list[str], n_gibberish: int) -> di
         )
 
     t0 = time.perf_counter()
-    for q in dataset.queries:
+    indexed = {d["doc_id"] for d in index.documents()}  # an index still being built: its part
+    asked = [q for q in dataset.queries if ids[q.doc] in indexed]
+    for q in asked:
         doc = ids[q.doc]
         ask(q.query_id, q.text, "positive", doc, None)
         ask(q.query_id, q.text, "doc_removed", doc, {"doc_id": {"ne": doc}})
@@ -97,6 +99,8 @@ def collect(name: str, index_dir: str, other: list[str], n_gibberish: int) -> di
         "legs": sorted(legs),
         "signatures": signatures,
         "seconds": round(time.perf_counter() - t0, 1),
+        "documents_indexed": f"{len(indexed)} of {len(ids)}",
+        "questions_with_their_document_indexed": f"{len(asked)} of {len(dataset.queries)}",
         "questions": questions,
     }
 
@@ -197,6 +201,8 @@ def main() -> None:
                 "role": "tune" if i == 0 else "check",
                 "legs": c["legs"],
                 "seconds": c["seconds"],
+                "documents_indexed": c.get("documents_indexed"),
+                "questions_asked": c.get("questions_with_their_document_indexed"),
                 **{"+".join(s): check(c["questions"], models[s], s) for s in SUBSETS},
             }
             for i, c in enumerate(collected)
