@@ -126,9 +126,13 @@ class Leg:
     encodes pages without touching the store; the index collects a document's rows for every leg
     and writes them together (table ``leg_<name>``), then marks the document as indexed.
 
+    A leg reads its own table through ``store.reader(self.table)``, a read-only
+    ``store.reader.TableReader`` (version, scans and takes of columns, vector and full-text
+    search); ``where`` is a where-clause made by ``store.filters`` from the structured filters.
+
     Readers follow writers: ``retrieve`` must read through ``store`` on every call and may cache
     derived state (an in-memory BM25 index, a matrix of vectors) only keyed on
-    ``store.table(self.table).version``. The store re-checks table versions on each read
+    ``store.reader(self.table).version``. The store re-checks table versions on each read
     (``read_consistency_interval``: 0 s locally, 5 s on object stores), so a version key follows
     other processes' adds and deletes. Rows of documents that are not committed (no
     ``documents`` row) may be returned as hits; ``HybridRetriever`` drops them, so a page whose

@@ -33,13 +33,14 @@ from mm_retriever.legs.base import LegBase, rank_pages
 from mm_retriever.legs.text import page_chunks
 from mm_retriever.protocols import Query
 from mm_retriever.store.snapshot import VersionedSnapshot
-from mm_retriever.store.table_indexes import IndexPresence, ensure_fts_index
+from mm_retriever.store.table_indexes import IndexPresence
 from mm_retriever.types import LegHit, Page
 
 if TYPE_CHECKING:
     import bm25s
 
     from mm_retriever.store import LanceDBStore
+    from mm_retriever.store.reader import TableReader
 
 log = logging.getLogger("mm_retriever")
 
@@ -173,13 +174,11 @@ class BM25Retriever(LegBase):
         into it (``engine="lancedb"``; the bm25s engine keeps nothing on disk)."""
         if self.engine != "lancedb":
             return
-        tbl = store.table(self.table)
-        if tbl is not None:
-            ensure_fts_index(tbl, "text", self.fts_options())
+        store.ensure_fts_index(self.table, "text", self.fts_options())
 
     def has_fts_index(self, store: LanceDBStore) -> bool:
         """Whether the table has a full-text index (looked up once per table version)."""
-        return self._fts(store.table(self.table))
+        return self._fts(store.reader(self.table))
 
     def _uses_fts(self, store: LanceDBStore) -> bool:
         if self.engine != "lancedb":
@@ -203,12 +202,12 @@ class BM25Retriever(LegBase):
 
     def _load(self, store: LanceDBStore) -> _Corpus | None:
         """The in-memory index of the table's current rows (rebuilt when the table changed)."""
-        return self._snapshot.get(store.table(self.table))
+        return self._snapshot.get(store.reader(self.table))
 
-    def _build(self, tbl: Any, version: int) -> _Corpus:
+    def _build(self, tbl: TableReader, version: int) -> _Corpus:
         import bm25s
 
-        data = tbl.to_arrow().select(["doc_id", "page_index", "chunk_index", "text"])
+        data = tbl.to_arrow(["doc_id", "page_index", "chunk_index", "text"])
         doc_ids = data.column("doc_id").to_pylist()
         page_index = np.asarray(data.column("page_index").to_pylist(), dtype=np.int64)
         chunk_index = np.asarray(data.column("chunk_index").to_pylist(), dtype=np.int64)
@@ -292,7 +291,7 @@ class BM25Retriever(LegBase):
         self, store: LanceDBStore, text: str, k: int, where: str | None
     ) -> list[LegHit]:
         """Top pages from LanceDB's full-text index (rows matching ``where`` only)."""
-        tbl = store.table(self.table)
+        tbl = store.reader(self.table)
         assert tbl is not None
         columns = ["doc_id", "page_index", "chunk_index", "_score"]
         if self.unit == "chunk":
@@ -300,10 +299,7 @@ class BM25Retriever(LegBase):
         per_page = 1 if self.unit == "page" else self.candidates_per_page
         limit = k * per_page
         while True:
-            q = tbl.search(text, query_type="fts", fts_columns="text")
-            if where:
-                q = q.where(where, prefilter=True)
-            rows = q.select(columns).limit(limit).to_arrow().to_pylist()
+            rows = tbl.text_search(text, "text", limit, columns, where).to_pylist()
             hits = rank_pages(
                 (
                     (

@@ -37,6 +37,7 @@ from mm_retriever.types import LegHit, Page
 
 if TYPE_CHECKING:
     from mm_retriever.store import LanceDBStore
+    from mm_retriever.store.reader import TableReader
 
 log = logging.getLogger("mm_retriever")
 
@@ -165,11 +166,11 @@ class FigureRetriever(LegBase):
 
     # ---------------------------------------------------------------- search
     def _figures(self, store: LanceDBStore) -> _Figures | None:
-        return self._snapshot.get(store.table(self.table))
+        return self._snapshot.get(store.reader(self.table))
 
     @staticmethod
-    def _build(tbl: Any, version: int) -> _Figures:
-        data = tbl.search().limit(None).to_arrow()
+    def _build(tbl: TableReader, version: int) -> _Figures:
+        data = tbl.scan()
 
         def matrix(col: str) -> tuple[np.ndarray | None, np.ndarray]:
             if col not in data.schema.names:

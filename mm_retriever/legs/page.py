@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 
     from mm_retriever.multivector import ExactIndex, TwoStageIndex
     from mm_retriever.store import LanceDBStore
-    from mm_retriever.store.lancedb_store import Table
+    from mm_retriever.store.reader import TableReader as Table
 
 DEFAULT_PAGE_ENCODER = {"name": "colpali", "options": {"model": DEFAULT_PAGE_MODEL}}
 STORAGE_DTYPES = ("float16", "float32", "int8")
@@ -176,10 +176,10 @@ class PageImageRetriever(LegBase):
     # ---------------------------------------------------------------- reading
     def stored_vectors(self, store: LanceDBStore) -> tuple[list[tuple[str, int]], list[np.ndarray]]:
         """Every stored page key and its multivector (dequantised float32 for int8), table order."""
-        tbl = store.table(self.table)
+        tbl = store.reader(self.table)
         if tbl is None:
             return [], []
-        data = tbl.search().limit(None).to_arrow()
+        data = tbl.scan()
         keys = list(zip(*(data.column(c).to_pylist() for c in _KEYS), strict=True))
         mats = multivectors_from_arrow(data.column("vectors"))
         if "scale" in data.schema.names:
@@ -216,7 +216,7 @@ class PageImageRetriever(LegBase):
         """Stored vectors of ``rows`` (table offsets, ascending), checked against the keys held."""
         tbl = self._table
         assert tbl is not None and self._mv is not None
-        data = tbl.take_offsets([int(r) for r in rows]).select(self._vector_columns(tbl)).to_arrow()
+        data = tbl.take([int(r) for r in rows], self._vector_columns(tbl))
         values, offsets, keys = self._flat(data)
         held = self._mv.keys
         if keys != [held[int(r)] for r in rows]:
@@ -256,8 +256,7 @@ class PageImageRetriever(LegBase):
     def _build(self, tbl: Table) -> ExactIndex | TwoStageIndex:
         """One streaming pass over the table (batches of rows; the table is never held whole)."""
         mv = self._new_index(tbl.schema.field("vectors").type.value_type.list_size)
-        query = tbl.search().select(self._vector_columns(tbl)).limit(None)
-        self._add_from(mv, query.to_batches(_BUILD_BATCH))
+        self._add_from(mv, tbl.scan_batches(self._vector_columns(tbl), _BUILD_BATCH))
         return mv
 
     def _sync(self, tbl: Table) -> bool:
@@ -284,7 +283,7 @@ class PageImageRetriever(LegBase):
             added = list(range(survivors, len(keys_now)))
             for i in range(0, len(added), _BUILD_BATCH):
                 part = added[i : i + _BUILD_BATCH]
-                data = tbl.take_offsets(part).select(self._vector_columns(tbl)).to_arrow()
+                data = tbl.take(part, self._vector_columns(tbl))
                 self._add_from(self._mv, [data])
         return len(gone) + len(keys_now) - survivors > 0.1 * max(len(keys_now), 1)
 
@@ -335,13 +334,13 @@ class PageImageRetriever(LegBase):
 
     @staticmethod
     def _table_keys(tbl: Table) -> list[tuple[str, int]]:
-        data = tbl.search().select(_KEYS).limit(None).to_arrow()
+        data = tbl.scan(_KEYS)
         return list(zip(*(data.column(c).to_pylist() for c in _KEYS), strict=True))
 
     def _synced(self, store: LanceDBStore, tbl: Table) -> bool:
         """Bring the in-RAM index to ``tbl``'s version, from a saved first stage when there is
         one (call under ``_lock``). True when that built it or changed a tenth of its rows."""
-        version = int(tbl.version)
+        version = tbl.version
         if self._mv is None:
             self._load_saved(store, tbl, version)
         if self._mv is not None and self._version == version:
@@ -355,7 +354,7 @@ class PageImageRetriever(LegBase):
 
         The read path: it never writes, also when no saved first stage is found (the index is
         then built in RAM; the next write saves it)."""
-        tbl = store.table(self.table)
+        tbl = store.reader(self.table)
         if tbl is None:
             return None
         with self._lock:
@@ -368,7 +367,7 @@ class PageImageRetriever(LegBase):
         (or when no readable one is saved).
 
         An exact index that no query has built yet is left to the first query."""
-        tbl = store.table(self.table)
+        tbl = store.reader(self.table)
         root = self._state_root(store)
         if tbl is None or (self._mv is None and root is None):
             return

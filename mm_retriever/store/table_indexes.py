@@ -20,6 +20,8 @@ from mm_retriever.store.snapshot import VersionedSnapshot
 if TYPE_CHECKING:
     from lancedb.table import Table
 
+    from mm_retriever.store.reader import TableReader
+
 log = logging.getLogger("mm_retriever")
 
 #: ANN index kinds a leg may ask for (LanceDB names)
@@ -45,10 +47,10 @@ class IndexPresence:
     def __init__(self, column: str, kind: str) -> None:
         self.column = column
         self.kind = kind
-        self._seen = VersionedSnapshot(lambda tbl, _: find_index(tbl, column, kind) is not None)
+        self._seen = VersionedSnapshot(lambda reader, _: reader.has_index(column, kind))
 
-    def __call__(self, tbl: Table | None) -> bool:
-        return bool(self._seen.get(tbl))
+    def __call__(self, reader: TableReader | None) -> bool:
+        return bool(self._seen.get(reader))
 
 
 def index_kind(cfg: Any) -> str:
