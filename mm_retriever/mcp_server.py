@@ -10,6 +10,7 @@
 
 An agent host config entry: ``{"command": "uv", "args": ["run", "--extra", "serve",
 "mm-retriever", "mcp", "--index", "/path/to/index"]}``.
+
 Arguments are checked against ``mm_retriever.limits`` (k, query length, document ids, page
 numbers), with the same messages as the Python API, the CLI and HTTP.
 """
@@ -173,12 +174,9 @@ def build_server(
 def _known_documents(index: MultimodalIndex, doc_ids: list[str]) -> list[str]:
     """``doc_ids`` when each has the form of an id and names a document of the index."""
     from mm_retriever.errors import InvalidQueryError
-    from mm_retriever.limits import MAX_FILTER_VALUES, check_doc_id
+    from mm_retriever.limits import check_doc_id, check_filters
 
-    if len(doc_ids) > MAX_FILTER_VALUES:
-        raise InvalidQueryError(
-            f"filter 'doc_id' lists {len(doc_ids)} values; the limit is {MAX_FILTER_VALUES}"
-        )
+    check_filters({"doc_id": doc_ids})
     ids = [check_doc_id(d) for d in doc_ids]
     unknown = [d for d in ids if not index.store.has_document(d)]
     if unknown:
