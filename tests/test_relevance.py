@@ -4,7 +4,6 @@ per retriever, and both on every surface (CLI, HTTP, MCP, LangChain, LlamaIndex)
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from pdfgen import make_sample_pdf
@@ -12,7 +11,6 @@ from shared_fixtures import text_index_config
 from typer.testing import CliRunner
 
 from mm_retriever.cli import app
-from mm_retriever.config import IndexConfig, IngestConfig, LegSpec
 from mm_retriever.errors import InvalidQueryError
 from mm_retriever.index import MultimodalIndex
 from mm_retriever.ranking import relevance
@@ -64,18 +62,14 @@ def test_min_score_drops_the_pages_under_it(index) -> None:
     assert retriever.retrieve(GIBBERISH, k=5, min_score=relevance.WEAK_BELOW) == []
 
 
-def test_legs_the_calibration_does_not_know_get_no_confidence(tmp_path: Path) -> None:
-    pdf = make_sample_pdf(tmp_path / "a.pdf", FACTS["a.pdf"])
-    config = IndexConfig(
-        ingest=IngestConfig(ocr="never", dpi=72),
-        legs=[LegSpec(name="bm25", options={"k1": 0.9})],  # another scale of scores
-    )
-    index = MultimodalIndex.create(tmp_path / "idx", config)
-    index.add([pdf])
-    (page, *_) = index.retriever().retrieve(ON_TOPIC, k=1)
-    assert page.confidence is None and page.weak_match is None
+def test_legs_the_calibration_does_not_know_get_no_confidence(index) -> None:
+    figure_only = {"figure": index.legs["figure"]}  # figure text: a leg the map was not fitted on
+    assert relevance.calibrated_legs(figure_only) == {}
+    pages = index.retriever().retrieve(ON_TOPIC, k=2)
+    relevance.rate(pages, figure_only)
+    assert pages and all(p.confidence is None and p.weak_match is None for p in pages)
     with pytest.raises(InvalidQueryError, match="min_score needs a calibrated confidence"):
-        index.retriever().retrieve(ON_TOPIC, k=1, min_score=0.5)
+        index.retriever(legs=["figure"]).retrieve(ON_TOPIC, k=1, min_score=0.5)
 
 
 def test_every_surface_shows_confidence_and_takes_min_score(index) -> None:

@@ -108,7 +108,7 @@ def collect(name: str, index_dir: str, other: list[str], n_gibberish: int) -> di
 def matrix(questions: list[dict], subset: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     legs = {k: k for k in subset}
     x = [
-        [relevance.features(h["scores"], legs, q["words"])[f] for f in subset]
+        [relevance.features(h["scores"], legs)[f] for f in subset]
         for q in questions
         for h in q["hits"]
     ]
@@ -135,7 +135,7 @@ def check(questions: list[dict], model: dict[str, float], subset: tuple[str, ...
     try:
 
         def conf(q: dict, h: dict) -> float:
-            return relevance.confidence(h["scores"], legs, q["words"]) or 0.0
+            return relevance.confidence(h["scores"], legs) or 0.0
 
         hits = [(conf(q, h), h["label"]) for q in questions for h in q["hits"]]
         best = {

@@ -239,7 +239,7 @@ class HybridRetriever:
         fused = self.fusion.fuse(hits, sum(len(h) for h in hits.values()))
         fused = self.rerank_documents(q, fused, doc_scores)
         fused = self._pin_referenced(q, fused, where)
-        return apply_floor(self.hydrate(fused, k), floor, legs, q.text)
+        return apply_floor(self.hydrate(fused, k), floor, legs)
 
     def _document_scores_early(
         self, query: Query, filters: Mapping[str, Any] | None
