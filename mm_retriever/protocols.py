@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -21,6 +21,7 @@ from mm_retriever.types import FusedHit, LegHit, Page
 if TYPE_CHECKING:
     import pyarrow as pa
     import torch
+    from pydantic import BaseModel
 
     from mm_retriever.store import LanceDBStore
 
@@ -139,13 +140,18 @@ class Leg:
     delete has committed is never returned.
     """
 
-    name: str
+    #: the instance name (set by the constructor or by ``index.legs.build_leg``)
+    name: str = ""
     #: registry name of the leg's class ("page", "text", "bm25", "figure", a plugin's name)
     kind: str = ""
     #: what ``LegHit.matched`` indexes: "chunk" (text chunks), "figure", or None (nothing)
     matched_kind: str | None = None
     #: an image model this leg was configured with but could not load (it then reads, not writes)
     unavailable_image_model: str | None = None
+    #: the typed constructor options (a pydantic model, ``extra="forbid"``): ``index.legs``
+    #: validates a ``LegSpec``'s options with it and ``config()`` dumps through it, so what the
+    #: manifest saves is what the constructor takes. None: options passed unchecked.
+    Options: ClassVar[type[BaseModel] | None] = None
 
     def rows(self, pages: Sequence[Page]) -> list[dict[str, Any]]:
         """Encode a batch of pages (all of one document) into rows for this leg's table."""
@@ -201,7 +207,7 @@ class PluginLeg(Leg):
 
     @property
     def name(self) -> str:  # type: ignore[override]
-        return self.leg.name
+        return getattr(self.leg, "name", "")
 
     @property
     def kind(self) -> str:  # type: ignore[override]

@@ -45,7 +45,7 @@ from mm_retriever.store.filters import (
     MATCH_NOTHING,
     PAGE_COLUMNS,
     and_where,
-    quote_string,
+    regex_any,
     split_filters,
     where_clause,
 )
@@ -234,12 +234,13 @@ class HybridRetriever:
         floor = self.min_score if min_score is None else check_min_score(min_score)
         q = self.prepare(Query.of(query))  # once: the legs and the document prior share it
         where = self.where(filters)  # once: the legs and reference pinning share it
-        doc_scores = self._document_scores_early(q, filters)  # runs while the legs run
-        hits = self._leg_hits(q, max(k, self.candidates), where)
-        fused = self.fusion.fuse(hits, sum(len(h) for h in hits.values()))
-        fused = self.rerank_documents(q, fused, doc_scores)
-        fused = self._pin_referenced(q, fused, where)
-        return apply_floor(self.hydrate(fused, k), floor, legs)
+        with self.index.store.reading():  # a damaged table: IndexCorruptError naming it
+            doc_scores = self._document_scores_early(q, filters)  # runs while the legs run
+            hits = self._leg_hits(q, max(k, self.candidates), where)
+            fused = self.fusion.fuse(hits, sum(len(h) for h in hits.values()))
+            fused = self.rerank_documents(q, fused, doc_scores)
+            fused = self._pin_referenced(q, fused, where)
+            return apply_floor(self.hydrate(fused, k), floor, legs)
 
     def _document_scores_early(
         self, query: Query, filters: Mapping[str, Any] | None
@@ -296,9 +297,9 @@ class HybridRetriever:
         if not refs:
             return hits
         doc_id = hits[0].doc_id
-        found = " OR ".join(f"regexp_like(text, {quote_string(caption_regex(r))})" for r in refs)
+        found = regex_any("text", [caption_regex(r) for r in refs])
         where = and_where(where, where_clause({"doc_id": doc_id}, PAGE_COLUMNS))
-        rows = self.index.store.query(PAGES, and_where(where, f"({found})"), ["page_index", "text"])
+        rows = self.index.store.query(PAGES, and_where(where, found), ["page_index", "text"])
         pinned = sorted(  # a table of contents or list of figures holds every caption: skipped
             int(r["page_index"])
             for r in rows.to_pylist()
