@@ -275,7 +275,7 @@ def test_logs_only_with_verbose(built, tmp_path) -> None:
 def test_bad_search_input_and_an_index_that_is_a_file_exit_2(built, tmp_path) -> None:
     index, pdf = built
     for args, message in (
-        (["-k", "-3"], "k must be a non-negative integer, got -3"),
+        (["-k", "-3"], "k must be a whole number from 1 to 100, got -3"),
         (["--leg", "nope"], "unknown leg(s) ['nope']"),
     ):
         result = runner.invoke(app, ["search", "ferry", "--index", index.uri, *args])
