@@ -38,6 +38,7 @@ from mm_retriever.query.references import caption_regex, is_listing, matches, re
 from mm_retriever.ranking.document_prior import DocumentPrior
 from mm_retriever.ranking.fusion import apply_document_prior
 from mm_retriever.ranking.hydrate import Hydrator
+from mm_retriever.ranking.hydrate import pages_where as pages_where  # the old hybrid.pages_where
 from mm_retriever.ranking.relevance import apply_floor, check_min_score
 from mm_retriever.store import DOCUMENTS, PAGES
 from mm_retriever.store.filters import (
