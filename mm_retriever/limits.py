@@ -13,7 +13,7 @@ values in one filter      ``MAX_FILTER_VALUES`` (1000) a doc-id list is a SQL ``
 query image               ``MAX_IMAGE_PIXELS`` (40 M)  a decompression bomb stops here
 query image file/bytes    ``MAX_IMAGE_BYTES`` (20 MiB)
 document id (MCP, HTTP)   ``DOC_ID_PATTERN``           ids are hex digests; anything else is a typo
-page number (MCP)         1 to the document's pages
+page number (MCP)         1 to the document's pages (``mcp_server._check_page``)
 ========================  ===========================  ======================================
 """
 
@@ -92,20 +92,6 @@ def check_doc_id(doc_id: object) -> str:
             "list the documents to see their ids"
         )
     return doc_id
-
-
-def check_page_number(page_number: object, n_pages: int) -> int:
-    """A 1-based ``page_number`` of a document with ``n_pages`` pages."""
-    if (
-        isinstance(page_number, bool)
-        or not isinstance(page_number, numbers.Integral)
-        or not 1 <= page_number <= n_pages
-    ):
-        raise InvalidQueryError(
-            f"page_number must be a whole number from 1 to {n_pages} (this document's pages), "
-            f"got {page_number!r}"
-        )
-    return int(page_number)
 
 
 def reads_images(leg: Any) -> bool:
