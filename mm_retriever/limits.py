@@ -13,7 +13,7 @@ values in one filter      ``MAX_FILTER_VALUES`` (1000) a doc-id list is a SQL ``
 query image               ``MAX_IMAGE_PIXELS`` (40 M)  a decompression bomb stops here
 query image file/bytes    ``MAX_IMAGE_BYTES`` (20 MiB)
 document id (MCP, HTTP)   ``DOC_ID_PATTERN``           ids are hex digests; anything else is a typo
-page number (MCP)         1 to the document's pages (``mcp_server._check_page``)
+page number (MCP)         1 to the document's pages   checked by ``mcp_server._check_page``
 ========================  ===========================  ======================================
 """
 
