@@ -2,9 +2,10 @@
 
 ``mm-retriever mcp --index DIR`` runs it with the official ``mcp`` Python SDK. Tools:
 
-- ``search(query, k, doc_ids, images, filters)``: the best pages, each as a text block
-  (citation, scores, the document's metadata, the page text) followed by the page image (and
-  the matched figure crops) as MCP image content; ``filters`` as in Python and HTTP, e.g.
+- ``search(query, k, doc_ids, images, min_score, filters)``: the best pages, each as a text
+  block (citation, scores, confidence, the document's metadata, the page text) followed by the
+  page image (and the matched figure crops) as MCP image content; pages under ``min_score``
+  (calibrated confidence) left out; ``filters`` as in Python and HTTP, e.g.
   ``{"metadata": {"tenant": "acme", "year": {"gte": 2021}}}``;
 - ``get_page(doc_id, page_number)``: one page's citation, text and image (read around a hit);
 - ``get_figure(doc_id, page_number, figure_number)``: one figure crop, with its caption;
@@ -18,6 +19,9 @@ fetches them.
 
 An agent host config entry: ``{"command": "uv", "args": ["run", "--extra", "serve",
 "mm-retriever", "mcp", "--index", "/path/to/index"]}``.
+
+``search`` arguments are checked against ``mm_retriever.limits`` (k, query length, document ids),
+with the same messages as the Python API, the CLI and HTTP.
 """
 
 from __future__ import annotations
@@ -51,9 +55,10 @@ INSTRUCTIONS = (
     "`search` returns the best pages: a citation ('file, p. N'), the page text and the page "
     "image. Cite pages as given. Use `list_documents` to see what is indexed and pass doc_ids "
     "to search only some documents. Results are kept under a size budget: images left out "
-    "are named at the end, and `get_page` / `get_figure` fetch them one at a time."
+    "are named at the end, and `get_page` / `get_figure` fetch them one at a time. Each page "
+    "has a confidence (0-1); pages marked 'weak match' probably do not hold the answer: say so "
+    "rather than guess."
 )
-MAX_K = 20
 BLOCK_OVERHEAD = 100  # JSON around one content block: {"type": ..., "mimeType": ...}
 ENVELOPE = 2_000  # the JSON-RPC envelope and the closing note
 
@@ -124,7 +129,8 @@ def page_text_block(page: RetrievedPage, rank: int, max_chars: int = 4000) -> st
     )
     lines = [
         f"[{rank}] {page.citation}",
-        f"doc_id: {page.doc_id}  page_index: {page.page_index}  score: {page.score:.4f}",
+        f"doc_id: {page.doc_id}  page_index: {page.page_index}  score: {page.score:.4f}"
+        + _confidence(page),
         f"legs: {legs}",
     ]
     if page.metadata:
@@ -140,8 +146,18 @@ def page_text_block(page: RetrievedPage, rank: int, max_chars: int = 4000) -> st
     return "\n".join(lines)
 
 
+def _confidence(page: RetrievedPage) -> str:
+    if page.confidence is None:
+        return ""
+    return f"  confidence: {page.confidence:.2f}" + (" (weak match)" if page.weak_match else "")
+
+
 def build_server(
-    index: MultimodalIndex, *, default_k: int = 5, budget: ResultBudget | None = None
+    index: MultimodalIndex,
+    *,
+    default_k: int = 5,
+    budget: ResultBudget | None = None,
+    min_score: float | None = None,
 ) -> Any:
     """The MCP server object (``mcp.server.mcpserver.MCPServer``) with the tools above."""
     try:
@@ -150,7 +166,10 @@ def build_server(
     except ImportError as e:
         raise MissingExtraError("mcp", extra="serve", purpose="the MCP server") from e
 
+    from mm_retriever.ranking.relevance import check_min_score
+
     budget = budget or ResultBudget()
+    floor = check_min_score(min_score)
     server = MCPServer(name="mm-retriever", instructions=INSTRUCTIONS)
 
     @server.tool()
@@ -159,12 +178,14 @@ def build_server(
         k: int = default_k,
         doc_ids: list[str] | None = None,
         images: bool = True,
+        min_score: float | None = None,
         filters: dict[str, Any] | None = None,
     ) -> list[TextContent | ImageContent]:
         """Search the indexed PDFs; returns the best pages with citation, text and image.
 
-        query: the question or keywords. k: pages to return (1-20). doc_ids: only these
+        query: the question or keywords. k: pages to return (1-100). doc_ids: only these
         documents (see list_documents). images: include page images and matched figures.
+        min_score: leave out pages whose confidence (0-1) is lower.
         filters: e.g. {"metadata": {"tenant": "acme", "year": {"gte": 2021}, "tags": {"in":
         ["q3"]}}}, {"source": "report.pdf"}, {"page_index": {"lte": 9}}; metadata operators:
         eq ne gt gte lt lte in nin contains any all text_match is_empty, "$or"/"$and" lists.
@@ -173,16 +194,17 @@ def build_server(
 
         if not query.strip():
             raise ToolError("query is empty: pass the question or keywords to search for")
-        k = max(1, min(int(k), MAX_K))
         if filters is not None and not isinstance(filters, dict):
             raise ToolError('filters must be an object, e.g. {"metadata": {"tenant": "acme"}}')
         wanted = dict(filters or {})
-        if doc_ids:
-            if "doc_id" in wanted:
-                raise ToolError("give doc_ids or filters.doc_id, not both")
-            wanted["doc_id"] = list(doc_ids)
+        if doc_ids and "doc_id" in wanted:
+            raise ToolError("give doc_ids or filters.doc_id, not both")
         try:
-            pages = index.retriever().retrieve(query, k=k, filters=wanted or None)
+            if doc_ids:
+                wanted["doc_id"] = _known_documents(index, doc_ids)
+            pages = index.retriever(min_score=floor).retrieve(
+                query, k=k, filters=wanted or None, min_score=min_score
+            )
         except (MMRetrieverError, ValueError) as e:  # bad filters etc.: tell the agent why
             raise ToolError(str(e)) from e
         if not pages:
@@ -302,6 +324,17 @@ def _document(index: MultimodalIndex, doc_id: str, error: type[Exception]) -> di
     return doc
 
 
+def _known_documents(index: MultimodalIndex, doc_ids: list[str]) -> list[str]:
+    """``doc_ids`` when each has the form of an id and names a document of the index."""
+    from mm_retriever.errors import InvalidQueryError
+    from mm_retriever.limits import check_doc_id, check_filters
+
+    check_filters({"doc_id": doc_ids})
+    for doc_id in doc_ids:
+        _document(index, check_doc_id(doc_id), InvalidQueryError)
+    return list(doc_ids)
+
+
 def _check_page(doc: dict[str, Any], page_number: int, error: type[Exception]) -> None:
     n = int(doc["n_pages"])
     if not 1 <= page_number <= n:
@@ -321,6 +354,7 @@ def run_stdio(
     device: str | None = None,
     default_k: int = 5,
     budget: ResultBudget | None = None,
+    min_score: float | None = None,
 ) -> None:
     """Open the index and serve MCP over stdin/stdout until the client disconnects."""
     from mm_retriever.errors import MMRetrieverError
@@ -331,4 +365,4 @@ def run_stdio(
             f"no index at {index_uri}; build one: mm-retriever index PATH --index {index_uri}"
         )
     index = MultimodalIndex.open(index_uri, device=device)
-    build_server(index, default_k=default_k, budget=budget).run("stdio")
+    build_server(index, default_k=default_k, budget=budget, min_score=min_score).run("stdio")

@@ -37,6 +37,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from mm_retriever.limits import DOC_ID_PATTERN
+
 Scalar = str | int | float | bool | None
 Predicate = Callable[[Mapping[str, Any]], bool]
 
@@ -59,7 +61,7 @@ OPERATORS = (
 LOGICAL = ("$and", "$or", "$not")
 _LIST_OPS = frozenset({"in", "nin", "any", "all"})
 _MISSING = object()
-DOC_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+DOC_ID_RE = re.compile(DOC_ID_PATTERN)
 
 
 # ------------------------------------------------------------------ values in

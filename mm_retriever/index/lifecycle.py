@@ -430,9 +430,9 @@ class MultimodalIndex:
         """
         from mm_retriever.index.writer import plan_files
         from mm_retriever.ingest import iter_files
-        from mm_retriever.ingest.pool import check_workers
+        from mm_retriever.ingest.pool import check_workers, usable_workers
 
-        n_workers = check_workers(workers if workers is not None else self.workers)
+        n_workers = usable_workers(check_workers(workers if workers is not None else self.workers))
 
         if engine not in ("local", "ray"):
             raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")

@@ -73,6 +73,8 @@ def page_to_document(
         "page_index": page.page_index,
         "citation": page.citation,
         "score": float(page.score),
+        "confidence": page.confidence,  # calibrated, 0-1 (None: legs not calibrated)
+        "weak_match": page.weak_match,
         "leg_ranks": dict(page.leg_ranks),
         "leg_scores": {k: float(v) for k, v in page.leg_scores.items()},
         "matched_text": page.matched_text,
@@ -100,8 +102,9 @@ class MMRetriever(BaseRetriever):
         docs = retriever.invoke("...", k=2, filters={"source": "report.pdf"})
         docs = retriever.invoke("...", filter={"tenant": "acme", "year": {"$gte": 2021}})
 
-    ``k``, ``filter`` and ``filters`` can be overridden per call through ``invoke`` keyword
-    arguments; ``filter`` (LangChain style) and ``filters`` (mm-retriever's) combine with AND.
+    ``k``, ``filter``, ``filters`` and ``min_score`` (drop pages whose calibrated ``confidence``
+    is lower) can be overridden per call through ``invoke`` keyword arguments; ``filter``
+    (LangChain style) and ``filters`` (mm-retriever's) combine with AND.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -121,6 +124,9 @@ class MMRetriever(BaseRetriever):
         default=None,
         description='LangChain style, over Document.metadata: {"tenant": "acme", '
         '"year": {"$gte": 2021}, "$or": [...]}',
+    )
+    min_score: float | None = Field(
+        default=None, ge=0, le=1, description="relevance floor on metadata['confidence']"
     )
     page_content: PageContent = "text"
     include_image_base64: bool = False
@@ -182,9 +188,13 @@ class MMRetriever(BaseRetriever):
         k: int | None = None,
         filters: dict[str, Any] | None = None,
         filter: dict[str, Any] | None = None,
+        min_score: float | None = None,
     ) -> list[Document]:
         pages = self.retriever.retrieve(
-            query, k=k or self.k, filters=self._filters(filters, filter)
+            query,
+            k=k or self.k,
+            filters=self._filters(filters, filter),
+            min_score=min_score if min_score is not None else self.min_score,
         )
         return self._to_documents(pages)
 
@@ -196,9 +206,13 @@ class MMRetriever(BaseRetriever):
         k: int | None = None,
         filters: dict[str, Any] | None = None,
         filter: dict[str, Any] | None = None,
+        min_score: float | None = None,
     ) -> list[Document]:
         pages = await self.retriever.aretrieve(
-            query, k=k or self.k, filters=self._filters(filters, filter)
+            query,
+            k=k or self.k,
+            filters=self._filters(filters, filter),
+            min_score=min_score if min_score is not None else self.min_score,
         )
         return self._to_documents(pages)
 
