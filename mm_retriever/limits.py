@@ -33,7 +33,7 @@ MAX_FILTER_VALUES = 1000
 MAX_IMAGE_PIXELS = 40_000_000
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 # content hashes, and the ids users may choose (``add(doc_id=...)``, mm_retriever.metadata)
-DOC_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+DOC_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"
 _DOC_ID = re.compile(DOC_ID_PATTERN)
 
 
@@ -90,7 +90,8 @@ def check_doc_id(doc_id: object) -> str:
     """``doc_id`` when it has the form of a document id (letters, digits, '-', '_'; <= 64)."""
     if not isinstance(doc_id, str) or not _DOC_ID.match(doc_id):
         raise InvalidQueryError(
-            f"{doc_id!r} is not a document id (letters, digits, '-' and '_', at most 64); "
+            f"{doc_id!r} is not a document id (letters, digits, '.', '-' and '_', at most 128, "
+            "not starting with '.' or '-'); "
             "list the documents to see their ids"
         )
     return doc_id

@@ -113,11 +113,12 @@ def loads(text: str | None) -> dict[str, Any]:
 
 
 def check_doc_id(doc_id: Any) -> str:
-    """A document id given by the user: 1-128 letters, digits, ``.``, ``_``, ``-``."""
+    """A document id given by the user: 1-128 letters, digits, ``.``, ``_``, ``-`` (not first:
+    ``.``, ``-``); ``limits.DOC_ID_PATTERN``, as the service and MCP check ids."""
     if not isinstance(doc_id, str) or not DOC_ID_RE.match(doc_id):
         raise ValueError(
             f"document id {doc_id!r} is not allowed: use 1-128 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
+            "not starting with '.' or '-'"
         )
     return doc_id
 
