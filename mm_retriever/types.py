@@ -160,6 +160,10 @@ class RetrievedPage:
     image_path: str | None = None  # a local PNG/JPEG of the rendered page, when one exists
     image_bytes: bytes | None = field(default=None, repr=False)  # encoded page image
     image_mime: str = "image/jpeg"
+    # how sure the match is, in [0, 1] (``mm_retriever.ranking.relevance``; None where the
+    # index's legs are not the calibrated ones); ``weak_match``: under the default floor
+    confidence: float | None = None
+    weak_match: bool | None = None
 
     @property
     def page_number(self) -> int:
@@ -209,6 +213,8 @@ class RetrievedPage:
             "page_index": self.page_index,
             "page_number": self.page_number,
             "score": self.score,
+            "confidence": self.confidence,
+            "weak_match": self.weak_match,
             "leg_ranks": self.leg_ranks,
             "leg_scores": self.leg_scores,
             "text": self.text,

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from mm_retriever import registry
-from mm_retriever.protocols import Fusion, Query, check_k
+from mm_retriever.limits import check_search
+from mm_retriever.protocols import Fusion, Query
 from mm_retriever.query.query_expansion import expand_query as expand_financial_terms
 from mm_retriever.query.query_text import retrieval_text
 from mm_retriever.query.references import caption_regex, is_listing, matches, references
@@ -38,6 +39,7 @@ from mm_retriever.ranking.document_prior import DocumentPrior
 from mm_retriever.ranking.fusion import apply_document_prior
 from mm_retriever.ranking.hydrate import Hydrator
 from mm_retriever.ranking.hydrate import pages_where as pages_where  # the old hybrid.pages_where
+from mm_retriever.ranking.relevance import apply_floor, check_min_score
 from mm_retriever.store import DOCUMENTS, PAGES
 from mm_retriever.store.filters import (
     DOCUMENT_COLUMNS,
@@ -99,6 +101,8 @@ class HybridRetriever:
     ``document_prior``: a :class:`~.document_prior.DocumentPrior`, its weight, or
     None/0 for none; when the pages come from several documents it re-ranks them by how well
     each whole document matches the question (``mm_retriever.ranking.document_prior``).
+    ``min_score``: the relevance floor of every ``retrieve`` (per call: ``min_score=``): hits
+    whose calibrated ``confidence`` is lower are dropped (``mm_retriever.ranking.relevance``).
     """
 
     def __init__(
@@ -116,8 +120,10 @@ class HybridRetriever:
         expand_query: bool = True,
         pin_references: bool = True,
         document_prior: DocumentPrior | float | None = DEFAULT_DOCUMENT_PRIOR,
+        min_score: float | None = None,
     ) -> None:
         self.index = index
+        self.min_score = check_min_score(min_score)
         available = list(index.legs)
         if not legs:  # None or empty: every leg
             legs = available
@@ -220,11 +226,14 @@ class HybridRetriever:
         k: int = 5,
         *,
         filters: Mapping[str, Any] | None = None,
+        min_score: float | None = None,
     ) -> list[RetrievedPage]:
-        """The ``k`` best pages for ``query`` (text, a PIL image, or a Query with both)."""
+        """The ``k`` best pages for ``query`` (text, a PIL image, or a Query with both), each
+        with its ``confidence``; those under ``min_score`` (default: the retriever's) dropped."""
+        legs = {name: self.index.legs[name] for name in self.leg_names}
+        k = check_search(Query.of(query), k, filters, legs)  # mm_retriever.limits
+        floor = self.min_score if min_score is None else check_min_score(min_score)
         q = self.prepare(Query.of(query))  # once: the legs and the document prior share it
-        if check_k(k) == 0:
-            return []
         where = self.where(filters)  # once: the legs and reference pinning share it
         with self.index.store.reading():  # a damaged table: IndexCorruptError naming it
             doc_scores = self._document_scores_early(q, filters)  # runs while the legs run
@@ -232,7 +241,7 @@ class HybridRetriever:
             fused = self.fusion.fuse(hits, sum(len(h) for h in hits.values()))
             fused = self.rerank_documents(q, fused, doc_scores)
             fused = self._pin_referenced(q, fused, where)
-            return self.hydrate(fused, k)
+            return apply_floor(self.hydrate(fused, k), floor, legs)
 
     def _document_scores_early(
         self, query: Query, filters: Mapping[str, Any] | None
@@ -320,8 +329,11 @@ class HybridRetriever:
         k: int = 5,
         *,
         filters: Mapping[str, Any] | None = None,
+        min_score: float | None = None,
     ) -> list[RetrievedPage]:
-        return await asyncio.to_thread(self.retrieve, query, k, filters=filters)
+        return await asyncio.to_thread(
+            self.retrieve, query, k, filters=filters, min_score=min_score
+        )
 
     # ------------------------------------------------------------- hydrate
     def hydrate(self, fused: Sequence[FusedHit], k: int) -> list[RetrievedPage]:
