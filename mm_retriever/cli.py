@@ -569,7 +569,8 @@ def migrate(
         f"schema {report.schema_before} -> {report.schema_after}: "
         f"{len(report.converted)} document(s) now kept as their source file, "
         f"duplicate text emptied on {report.text_cleared} page(s), "
-        f"document text written for {report.document_texts} document(s)"
+        f"document text written for {report.document_texts} document(s), "
+        f"filing fields and page sections read for {report.filing_fields} document(s)"
     )
     for doc_id, why in report.kept.items():
         console.print(f"  kept stored images of {doc_id}: {why}", soft_wrap=True)

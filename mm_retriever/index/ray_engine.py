@@ -43,6 +43,7 @@ from mm_retriever import faults
 from mm_retriever.config import IndexConfig, IngestConfig, LegSpec
 from mm_retriever.document_prior import write_document_texts
 from mm_retriever.errors import IngestError, MissingExtraError, MMRetrieverError
+from mm_retriever.filing_prior import write_filing_fields
 from mm_retriever.filters import quote_string
 from mm_retriever.index.writer import (
     IngestReport,
@@ -438,6 +439,8 @@ class _Committer:
             write_document_texts(
                 self.store, [(d.doc_id, d.header.title, d.header.source) for d in done]
             )
+            faults.point("ray:filing_fields")
+            write_filing_fields(self.store, [d.doc_id for d in done])
             faults.point("ray:documents")
             rows = [document_row(d.header, d.written) for d in done]
             self.store.add(DOCUMENTS, rows, DOCUMENTS_SCHEMA)

@@ -25,6 +25,7 @@ from mm_retriever import faults
 from mm_retriever.config import IndexConfig, IngestConfig
 from mm_retriever.document_prior import ensure_document_text_index, write_document_texts
 from mm_retriever.errors import IngestError
+from mm_retriever.filing_prior import write_filing_fields
 from mm_retriever.protocols import Leg
 from mm_retriever.store import DOCUMENTS, FIGURES, PAGES, SOURCES, LanceDBStore, leg_table
 from mm_retriever.store.schema import (
@@ -267,6 +268,8 @@ class IndexWriter:
                 faults.point("write:document_text")
                 header = doc.document
                 write_document_texts(self.store, [(doc_id, header.title, header.source)])
+                faults.point("write:filing_fields")
+                write_filing_fields(self.store, [doc_id])
                 faults.point("write:documents")
                 self.store.add(DOCUMENTS, [document_row(doc.document, doc.pages)], DOCUMENTS_SCHEMA)
                 run.timings["write"] += time.perf_counter() - t0

@@ -21,9 +21,7 @@ COVER_PAGES = 3
 #: pages searched for the most frequent company line (fallback)
 NAME_PAGES = 120
 
-_MONTHS = (
-    "january|february|march|april|may|june|july|august|september|october|november|december"
-)
+_MONTHS = "january|february|march|april|may|june|july|august|september|october|november|december"
 _DATE = rf"({_MONTHS})\s+(\d{{1,2}})\s*,?\s*((?:19|20)\d\d)"
 _PERIOD = re.compile(
     rf"(fiscal\s+year|year|quarterly\s+period|quarter|period)\s+ended[\s\S]{{0,80}}?{_DATE}",
@@ -54,7 +52,7 @@ _SYMBOLS = re.compile(
     re.IGNORECASE,
 )
 _TICKER = re.compile(r"^\s*([A-Z]{2,5})\s*$", re.MULTILINE)  # a symbol on a line of its own
-_NOT_TICKER = frozenset("NYSE NONE NA LLC INC".split())
+_NOT_TICKER = frozenset(["NYSE", "NONE", "NA", "LLC", "INC"])
 
 
 @dataclass
@@ -77,7 +75,9 @@ class FilingFields:
         """Short human label: ``"ACTIVISION BLIZZARD, INC. 10-K FY2019"``."""
         period = ""
         if self.fiscal_year:
-            period = f"{self.fiscal_year}Q{self.quarter}" if self.quarter else f"FY{self.fiscal_year}"
+            period = (
+                f"{self.fiscal_year}Q{self.quarter}" if self.quarter else f"FY{self.fiscal_year}"
+            )
         return " ".join(p for p in (self.company, self.form, period) if p)
 
 

@@ -1,0 +1,251 @@
+"""Filing-aware ranking: prefer the filing the question names, then the statement pages it needs.
+
+At ingest every document gets its filing fields (``filings`` table: company, form, fiscal year,
+quarter; :mod:`mm_retriever.ingest.filing`) and every page its section (``page_sections``:
+income statement, balance sheet, cash flows, notes, MD&A, ...; :mod:`mm_retriever.ingest.
+page_sections`), both read from the page text the index stores. At query time
+:class:`FilingPrior` reads what the question asks (:mod:`mm_retriever.filing_query`) and
+re-ranks the fused pages::
+
+    score = z(page score) + weight * company * (1 + period) + section_weight * [section wanted]
+
+``company`` (0-1) is how well the question names the filing's company, ``period`` (0-1) how
+well its fiscal year / quarter fits the latest year the question names (a later filing, which
+repeats the year as a comparative column, counts half): a soft prior, the same for every page
+of one document, so within one document only the section term moves pages. The pages of the
+wanted statements of the best-ranked ``top_documents`` documents join the candidates when no
+leg found them. Questions that name no statement, year or company of the index are unchanged;
+so are indexes without these tables (``mm-retriever migrate`` adds them).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mm_retriever.filing_query import FilingQuestion, company_score, period_score, read_question
+from mm_retriever.filters import PAGE_COLUMNS, where_clause
+from mm_retriever.ingest.filing import FilingFields, read_filing
+from mm_retriever.ingest.page_sections import page_sections
+from mm_retriever.store import DOCUMENTS, PAGES
+from mm_retriever.store.schema import (
+    FILINGS,
+    FILINGS_SCHEMA,
+    PAGE_SECTIONS,
+    PAGE_SECTIONS_SCHEMA,
+)
+from mm_retriever.types import FusedHit
+
+if TYPE_CHECKING:
+    from mm_retriever.store import LanceDBStore
+
+
+@dataclass
+class FilingIndex:
+    """The filing fields and page sections of an index, in memory."""
+
+    filings: dict[str, FilingFields]
+    sections: dict[str, dict[int, tuple[str, str]]]  # doc_id -> page -> (section, title)
+    version: tuple[int, int] = (-1, -1)
+
+    def pages_of(self, doc_id: str, wanted: Iterable[str]) -> list[int]:
+        """The pages of ``doc_id`` in one of the ``wanted`` sections, in page order."""
+        wanted = set(wanted)
+        return sorted(p for p, (s, _) in self.sections.get(doc_id, {}).items() if s in wanted)
+
+    def section(self, doc_id: str, page_index: int) -> tuple[str, str]:
+        return self.sections.get(doc_id, {}).get(page_index, ("", ""))
+
+
+class FilingPrior:
+    """Re-ranks fused pages by the filing and the statements a question names (module doc).
+
+    ``weight``: the filing term's weight (0: off); ``section_weight``: the wanted-section
+    term's (0: off); ``top_documents``: documents whose wanted statement pages join the
+    candidates (0: none).
+    """
+
+    def __init__(
+        self, weight: float = 1.0, section_weight: float = 1.0, *, top_documents: int = 2
+    ) -> None:
+        if weight < 0 or section_weight < 0:
+            raise ValueError("filing prior weights must be >= 0")
+        self.weight = float(weight)
+        self.section_weight = float(section_weight)
+        self.top_documents = max(0, int(top_documents))
+        self._cache: FilingIndex | None = None
+        self._lock = threading.Lock()
+
+    def index(self, store: LanceDBStore) -> FilingIndex:
+        """The store's filing fields and sections (re-read when either table changes)."""
+        f_tbl, s_tbl = store.table(FILINGS), store.table(PAGE_SECTIONS)
+        version = (
+            int(f_tbl.version) if f_tbl is not None else -1,
+            int(s_tbl.version) if s_tbl is not None else -1,
+        )
+        with self._lock:
+            if self._cache is None or self._cache.version != version:
+                self._cache = load_filing_index(store)
+                self._cache.version = version
+            return self._cache
+
+    def rerank(self, store: LanceDBStore, text: str, fused: Sequence[FusedHit]) -> list[FusedHit]:
+        """``fused`` re-ranked for the question ``text`` (unchanged when nothing applies)."""
+        hits = list(fused)
+        if not hits or not text or (self.weight == 0 and self.section_weight == 0):
+            return hits
+        fi = self.index(store)
+        if not fi.filings and not fi.sections:
+            return hits
+        return rerank(hits, fi, text, read_question(text), self)
+
+    def config(self) -> dict[str, float | int]:
+        return {
+            "weight": self.weight,
+            "section_weight": self.section_weight,
+            "top_documents": self.top_documents,
+        }
+
+    def __repr__(self) -> str:
+        return f"FilingPrior(weight={self.weight}, section_weight={self.section_weight})"
+
+
+def filing_scores(
+    text: str, question: FilingQuestion, filings: dict[str, FilingFields], doc_ids: Iterable[str]
+) -> dict[str, float]:
+    """``company * (1 + period)`` of each document in ``doc_ids`` with filing fields."""
+    out = {}
+    for d in doc_ids:
+        f = filings.get(d)
+        if f is None:
+            continue
+        c = company_score(text, f.company, tuple(f.tickers))
+        if c > 0:
+            out[d] = c * (1.0 + period_score(question, f.fiscal_year, f.quarter, f.form))
+    return out
+
+
+def rerank(
+    hits: list[FusedHit],
+    fi: FilingIndex,
+    text: str,
+    question: FilingQuestion,
+    prior: FilingPrior,
+) -> list[FusedHit]:
+    """The re-ranking of :meth:`FilingPrior.rerank` on a loaded :class:`FilingIndex`."""
+    docs = list(dict.fromkeys(h.doc_id for h in hits))
+    f_scores = filing_scores(text, question, fi.filings, docs) if prior.weight else {}
+    wanted = set(question.statements) if prior.section_weight else set()
+    if not f_scores and not wanted:
+        return hits
+    z = _zscores([h.score for h in hits])
+    floor = min(z)
+    by_key = {h.key: (h, zi) for h, zi in zip(hits, z, strict=True)}
+
+    def doc_bonus(d: str) -> float:
+        return prior.weight * f_scores.get(d, 0.0)
+
+    if wanted and prior.top_documents:  # the wanted statements of the best documents join
+        best = sorted(
+            docs,
+            key=lambda d: -max(zi + doc_bonus(d) for h, zi in by_key.values() if h.doc_id == d),
+        )
+        for d in best[: prior.top_documents]:
+            for p in fi.pages_of(d, wanted):
+                if (d, p) not in by_key:
+                    by_key[(d, p)] = (FusedHit(d, p, 0.0), floor)
+    out = []
+    for h, zi in by_key.values():
+        section = fi.section(h.doc_id, h.page_index)[0]
+        bonus = doc_bonus(h.doc_id)
+        if h.doc_id in f_scores:
+            h.leg_scores["filing"] = f_scores[h.doc_id]
+        if section in wanted:
+            bonus += prior.section_weight
+            h.leg_scores["section"] = 1.0
+        h.score = zi + bonus
+        out.append(h)
+    out.sort(key=lambda h: (-h.score, h.doc_id, h.page_index))
+    return out
+
+
+def _zscores(values: Sequence[float]) -> list[float]:
+    n = len(values)
+    mean = sum(values) / n
+    std = (sum((v - mean) ** 2 for v in values) / n) ** 0.5
+    return [(v - mean) / std if std > 0 else 0.0 for v in values]
+
+
+# ------------------------------------------------------------------ store
+def load_filing_index(store: LanceDBStore) -> FilingIndex:
+    """Every filing row and page section of ``store`` (empty without the tables)."""
+    filings: dict[str, FilingFields] = {}
+    sections: dict[str, dict[int, tuple[str, str]]] = {}
+    if store.table(FILINGS) is not None:
+        for r in store.query(FILINGS).to_pylist():
+            doc_id = r.pop("doc_id")
+            r["tickers"] = list(r.get("tickers") or [])
+            filings[doc_id] = FilingFields(**r)
+    if store.table(PAGE_SECTIONS) is not None:
+        for r in store.query(PAGE_SECTIONS).to_pylist():
+            sections.setdefault(r["doc_id"], {})[int(r["page_index"])] = (
+                r["section"],
+                r["title"] or "",
+            )
+    return FilingIndex(filings, sections)
+
+
+def filing_rows(doc_id: str, page_texts: Sequence[str]) -> tuple[list[dict], list[dict]]:
+    """The ``filings`` row (none for a document that is not a filing) and the
+    ``page_sections`` rows (pages with a section) of one document from its page texts."""
+    fields = read_filing(page_texts)
+    filings = [fields.as_row(doc_id)] if fields is not None else []
+    sections = [
+        {"doc_id": doc_id, "page_index": i, "section": s.section, "title": s.title}
+        for i, s in enumerate(page_sections(page_texts))
+        if s.section
+    ]
+    return filings, sections
+
+
+def write_filing_fields(store: LanceDBStore, doc_ids: Sequence[str]) -> int:
+    """Write the ``filings`` and ``page_sections`` rows of ``doc_ids`` from their rows in
+    ``pages`` (a writer's job, before the documents' commit). Returns the documents read."""
+    if not doc_ids:
+        return 0
+    rows = store.query(
+        PAGES,
+        where_clause({"doc_id": list(doc_ids)}, PAGE_COLUMNS),
+        ["doc_id", "page_index", "text"],
+    ).to_pylist()
+    texts: dict[str, list[tuple[int, str]]] = {d: [] for d in doc_ids}
+    for r in rows:
+        texts[r["doc_id"]].append((int(r["page_index"]), r["text"] or ""))
+    filings: list[dict] = []
+    sections: list[dict] = []
+    for d in doc_ids:
+        f, s = filing_rows(d, [t for _, t in sorted(texts[d])])
+        filings += f
+        sections += s
+    if filings:
+        store.add(FILINGS, filings, FILINGS_SCHEMA)
+    if sections:
+        store.add(PAGE_SECTIONS, sections, PAGE_SECTIONS_SCHEMA)
+    return len(doc_ids)
+
+
+def backfill_filing_fields(store: LanceDBStore, batch: int = 32) -> int:
+    """Read the filing fields and page sections of committed documents that have neither
+    (``migrate``; under the writer lock). Returns the documents read."""
+    have: set[str] = set()
+    for name in (FILINGS, PAGE_SECTIONS):
+        if store.table(name) is not None:
+            have |= set(store.query(name, None, ["doc_id"]).column("doc_id").to_pylist())
+    done = store.query(DOCUMENTS, None, ["doc_id"]).column("doc_id").to_pylist()
+    missing = [d for d in done if d not in have]  # (a document with neither is read again)
+    return sum(
+        write_filing_fields(store, missing[start : start + batch])
+        for start in range(0, len(missing), batch)
+    )
