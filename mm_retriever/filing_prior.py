@@ -15,31 +15,28 @@ repeats the year as a comparative column, counts half): a soft prior, the same f
 of one document, so within one document only the section term moves pages. The pages of the
 wanted statements of the best-ranked ``top_documents`` documents join the candidates when no
 leg found them. Questions that name no statement, year or company of the index are unchanged;
-so are indexes without these tables (``mm-retriever migrate`` adds them).
+so are indexes without these tables (``mm-retriever migrate`` adds them; the writers fill them
+with :mod:`mm_retriever.index.filing_fields`).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from mm_retriever.filing_query import FilingQuestion, company_score, period_score, read_question
-from mm_retriever.filters import PAGE_COLUMNS, where_clause
-from mm_retriever.ingest.filing import FilingFields, read_filing
-from mm_retriever.ingest.page_sections import page_sections
-from mm_retriever.store import DOCUMENTS, PAGES
-from mm_retriever.store.schema import (
-    FILINGS,
-    FILINGS_SCHEMA,
-    PAGE_SECTIONS,
-    PAGE_SECTIONS_SCHEMA,
-)
-from mm_retriever.types import FusedHit
+
+# the store's table names (``mm_retriever.store.schema``; imported there lazily, so that this
+# module, which the retriever imports, stays out of the store's import graph)
+FILINGS = "filings"
+PAGE_SECTIONS = "page_sections"
 
 if TYPE_CHECKING:
+    from mm_retriever.ingest.filing import FilingFields
     from mm_retriever.store import LanceDBStore
+    from mm_retriever.types import FusedHit
 
 
 @dataclass
@@ -155,7 +152,9 @@ def rerank(
         for d in best[: prior.top_documents]:
             for p in fi.pages_of(d, wanted):
                 if (d, p) not in by_key:
-                    by_key[(d, p)] = (FusedHit(d, p, 0.0), floor)
+                    new = replace(hits[0], doc_id=d, page_index=p, score=0.0)
+                    new.leg_ranks, new.leg_scores, new.leg_hits = {}, {}, {}
+                    by_key[(d, p)] = (new, floor)
     out = []
     for h, zi in by_key.values():
         section = fi.section(h.doc_id, h.page_index)[0]
@@ -181,6 +180,8 @@ def _zscores(values: Sequence[float]) -> list[float]:
 # ------------------------------------------------------------------ store
 def load_filing_index(store: LanceDBStore) -> FilingIndex:
     """Every filing row and page section of ``store`` (empty without the tables)."""
+    from mm_retriever.ingest.filing import FilingFields
+
     filings: dict[str, FilingFields] = {}
     sections: dict[str, dict[int, tuple[str, str]]] = {}
     if store.table(FILINGS) is not None:
@@ -195,57 +196,3 @@ def load_filing_index(store: LanceDBStore) -> FilingIndex:
                 r["title"] or "",
             )
     return FilingIndex(filings, sections)
-
-
-def filing_rows(doc_id: str, page_texts: Sequence[str]) -> tuple[list[dict], list[dict]]:
-    """The ``filings`` row (none for a document that is not a filing) and the
-    ``page_sections`` rows (pages with a section) of one document from its page texts."""
-    fields = read_filing(page_texts)
-    filings = [fields.as_row(doc_id)] if fields is not None else []
-    sections = [
-        {"doc_id": doc_id, "page_index": i, "section": s.section, "title": s.title}
-        for i, s in enumerate(page_sections(page_texts))
-        if s.section
-    ]
-    return filings, sections
-
-
-def write_filing_fields(store: LanceDBStore, doc_ids: Sequence[str]) -> int:
-    """Write the ``filings`` and ``page_sections`` rows of ``doc_ids`` from their rows in
-    ``pages`` (a writer's job, before the documents' commit). Returns the documents read."""
-    if not doc_ids:
-        return 0
-    rows = store.query(
-        PAGES,
-        where_clause({"doc_id": list(doc_ids)}, PAGE_COLUMNS),
-        ["doc_id", "page_index", "text"],
-    ).to_pylist()
-    texts: dict[str, list[tuple[int, str]]] = {d: [] for d in doc_ids}
-    for r in rows:
-        texts[r["doc_id"]].append((int(r["page_index"]), r["text"] or ""))
-    filings: list[dict] = []
-    sections: list[dict] = []
-    for d in doc_ids:
-        f, s = filing_rows(d, [t for _, t in sorted(texts[d])])
-        filings += f
-        sections += s
-    if filings:
-        store.add(FILINGS, filings, FILINGS_SCHEMA)
-    if sections:
-        store.add(PAGE_SECTIONS, sections, PAGE_SECTIONS_SCHEMA)
-    return len(doc_ids)
-
-
-def backfill_filing_fields(store: LanceDBStore, batch: int = 32) -> int:
-    """Read the filing fields and page sections of committed documents that have neither
-    (``migrate``; under the writer lock). Returns the documents read."""
-    have: set[str] = set()
-    for name in (FILINGS, PAGE_SECTIONS):
-        if store.table(name) is not None:
-            have |= set(store.query(name, None, ["doc_id"]).column("doc_id").to_pylist())
-    done = store.query(DOCUMENTS, None, ["doc_id"]).column("doc_id").to_pylist()
-    missing = [d for d in done if d not in have]  # (a document with neither is read again)
-    return sum(
-        write_filing_fields(store, missing[start : start + batch])
-        for start in range(0, len(missing), batch)
-    )

@@ -32,6 +32,7 @@ from PIL import Image
 
 from mm_retriever import registry
 from mm_retriever.document_prior import DocumentPrior
+from mm_retriever.filing_prior import FilingPrior
 from mm_retriever.filters import (
     DOCUMENT_COLUMNS,
     MATCH_NOTHING,
@@ -63,6 +64,11 @@ _EXT = {"image/jpeg": "jpg", "image/png": "png"}
 # less and not significantly (benchmarks/results/mmlongbench-dev/quality/question-handling-*).
 # Within one document it changes nothing. Pass ``document_prior=0`` to turn it off.
 DEFAULT_DOCUMENT_PRIOR = 0.5
+
+# The filing prior (``mm_retriever.filing_prior``): the filing the question names (company,
+# fiscal year) and the statement pages it needs; weights (filing, section) chosen on both dev
+# sets (benchmarks/results/financebench-dev/). ``filing_prior=None`` turns it off.
+DEFAULT_FILING_PRIOR = FilingPrior()
 
 
 class PreparedQuery(Query):
@@ -111,6 +117,9 @@ class HybridRetriever:
     ``document_prior``: a :class:`~mm_retriever.document_prior.DocumentPrior`, its weight, or
     None/0 for none; when the pages come from several documents it re-ranks them by how well
     each whole document matches the question (``mm_retriever.document_prior``).
+    ``filing_prior``: a :class:`~mm_retriever.filing_prior.FilingPrior` or None; prefers the
+    filing the question names (company, fiscal year, form) and the pages of the statements it
+    names or needs (balance sheet, income statement, cash flows), as read at ingest.
     """
 
     def __init__(
@@ -128,6 +137,7 @@ class HybridRetriever:
         expand_query: bool = True,
         pin_references: bool = True,
         document_prior: DocumentPrior | float | None = DEFAULT_DOCUMENT_PRIOR,
+        filing_prior: FilingPrior | None = DEFAULT_FILING_PRIOR,
     ) -> None:
         self.index = index
         available = list(index.legs)
@@ -151,6 +161,7 @@ class HybridRetriever:
         if isinstance(document_prior, int | float):  # a weight: the default (BM25) prior
             document_prior = DocumentPrior(document_prior) if document_prior > 0 else None
         self.document_prior = document_prior
+        self.filing_prior = FilingPrior(**filing_prior.config()) if filing_prior else None
 
     def _make_fusion(
         self, fusion: Fusion | str | None, weights: Mapping[str, float] | None
@@ -227,6 +238,7 @@ class HybridRetriever:
         hits = self.leg_hits(q, max(k, self.candidates), filters)
         fused = self.fusion.fuse(hits, sum(len(h) for h in hits.values()))
         fused = self.rerank_documents(q, fused, doc_scores)
+        fused = self.rerank_filings(q, fused)
         fused = self.pin_referenced(q, fused, filters)
         return self.hydrate(fused, k)
 
@@ -260,6 +272,12 @@ class HybridRetriever:
         else:
             scores = prior.document_scores(self.index.store, query.text, fused)
         return apply_document_prior(fused, scores, prior.weight)
+
+    def rerank_filings(self, query: Query, fused: Sequence[FusedHit]) -> list[FusedHit]:
+        """``fused`` re-ranked by the filing prior (unchanged without one or without text)."""
+        if self.filing_prior is None or not query.text:
+            return list(fused)
+        return self.filing_prior.rerank(self.index.store, query.text, fused)
 
     def pin_referenced(
         self,
@@ -340,6 +358,7 @@ class HybridRetriever:
             for r in store.query(PAGES, where, columns).to_pylist()
         }
         figures = self._figures(top)
+        filed = self.filing_prior.index(store) if self.filing_prior is not None else None
         out = []
         for h in top:
             row = pages.get(h.key, {})
@@ -360,6 +379,10 @@ class HybridRetriever:
                 image_bytes=row.get("image"),
                 image_mime=row.get("image_mime") or "image/jpeg",
             )
+            if filed is not None:
+                fields = filed.filings.get(h.doc_id)
+                page.filing = fields.label() if fields is not None else ""
+                page.section = filed.section(h.doc_id, h.page_index)[0]
             if self.include_images and row and not page.image_bytes:
                 self._load_image(page)
             page.image_path = self._image_path(page)

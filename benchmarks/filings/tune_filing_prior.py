@@ -30,10 +30,11 @@ from mm_retriever.config import DEFAULT_LEG_WEIGHTS
 from mm_retriever.eval.datasets import load_dataset
 from mm_retriever.eval.metrics import evaluate_rankings
 from mm_retriever.eval.significance import paired_test
-from mm_retriever.filing_prior import FilingIndex, FilingPrior, filing_rows, rerank
+from mm_retriever.filing_prior import FilingIndex, FilingPrior, rerank
 from mm_retriever.filing_query import read_question
 from mm_retriever.fusion import WeightedFusion
 from mm_retriever.hybrid import DEFAULT_DOCUMENT_PRIOR
+from mm_retriever.index.filing_fields import filing_rows
 from mm_retriever.ingest.filing import FilingFields
 from mm_retriever.query_expansion import expand_query
 from mm_retriever.query_text import retrieval_text

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING
 
 from mm_retriever.document_prior import backfill_document_texts
 from mm_retriever.errors import IngestError
-from mm_retriever.filing_prior import backfill_filing_fields
 from mm_retriever.filters import quote_string
+from mm_retriever.index.filing_fields import backfill_filing_fields
 from mm_retriever.store import FIGURES, PAGES, SCHEMA_VERSION, SOURCES
 from mm_retriever.store.schema import (
     DOCUMENT_TEXT,

@@ -43,8 +43,8 @@ from mm_retriever import faults
 from mm_retriever.config import IndexConfig, IngestConfig, LegSpec
 from mm_retriever.document_prior import write_document_texts
 from mm_retriever.errors import IngestError, MissingExtraError, MMRetrieverError
-from mm_retriever.filing_prior import write_filing_fields
 from mm_retriever.filters import quote_string
+from mm_retriever.index.filing_fields import write_filing_fields
 from mm_retriever.index.writer import (
     IngestReport,
     keeps_sources,

@@ -25,7 +25,7 @@ from mm_retriever import faults
 from mm_retriever.config import IndexConfig, IngestConfig
 from mm_retriever.document_prior import ensure_document_text_index, write_document_texts
 from mm_retriever.errors import IngestError
-from mm_retriever.filing_prior import write_filing_fields
+from mm_retriever.index.filing_fields import write_filing_fields
 from mm_retriever.protocols import Leg
 from mm_retriever.store import DOCUMENTS, FIGURES, PAGES, SOURCES, LanceDBStore, leg_table
 from mm_retriever.store.schema import (
