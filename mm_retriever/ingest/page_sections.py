@@ -35,6 +35,8 @@ SECTIONS = (
 )
 #: lines from the top of a page where a heading may stand
 HEAD_LINES = 10
+#: words besides a statement's title on its heading line ("NIKE, Inc. Consolidated ...")
+HEADING_EXTRA_WORDS = 6
 #: pages either side of a statement page searched for the other statements
 BLOCK = 6
 
@@ -96,12 +98,16 @@ def _lines(text: str) -> list[str]:
 
 
 def statement_of(line: str) -> str:
-    """The primary statement a heading line names ("" if none)."""
-    if len(line) > 100 or _NOT_HEADING.search(line):
+    """The primary statement a heading line names ("" if none): the title, with at most
+    ``HEADING_EXTRA_WORDS`` other words (a company name, "(continued)"), not a sentence."""
+    line = line.strip()
+    if len(line) > 100 or line.endswith(".") or _NOT_HEADING.search(line):
         return ""
     for name, pattern in _STATEMENT_PATTERNS:
-        if pattern.search(line):
-            return name
+        m = pattern.search(line)
+        if m:
+            extra = len((line[: m.start()] + " " + line[m.end() :]).split())
+            return name if extra <= HEADING_EXTRA_WORDS else ""
     return ""
 
 
