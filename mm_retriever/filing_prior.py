@@ -88,12 +88,20 @@ class FilingPrior:
                 self._cache.version = version
             return self._cache
 
-    def rerank(self, store: LanceDBStore, text: str, fused: Sequence[FusedHit]) -> list[FusedHit]:
-        """``fused`` re-ranked for the question ``text`` (unchanged when nothing applies)."""
+    def rerank(
+        self,
+        store: LanceDBStore,
+        text: str,
+        fused: Sequence[FusedHit],
+        fields: FilingIndex | None = None,
+    ) -> list[FusedHit]:
+        """``fused`` re-ranked for the question ``text`` (unchanged when nothing applies);
+        ``fields``: ``index(store)`` when already read (the retriever reads it while the legs
+        run)."""
         hits = list(fused)
         if not hits or not text or (self.weight == 0 and self.section_weight == 0):
             return hits
-        fi = self.index(store)
+        fi = fields if fields is not None else self.index(store)
         if not fi.filings and not fi.sections:
             return hits
         return rerank(hits, fi, text, read_question(text), self)

@@ -165,18 +165,24 @@ def company_score(question: str, company: str, tickers: tuple[str, ...] | list[s
     word (or all of them written together: "Walmart", "CocaCola"), its trading symbol or its
     initials as a word of capitals ("AMD"); else the share of its words found; 0 for none."""
     words, joined, initials = company_keys(company or "")
-    raw_caps = set(re.findall(r"\b[A-Z][A-Z0-9&]{1,5}\b", question or ""))
+    raw_caps, found, squashed = _question_keys(question or "")
     if any(t in raw_caps for t in tickers) or (initials and initials.upper() in raw_caps):
         return 1.0
     if not words:
         return 0.0
-    found = set(_words(question or ""))
     if words[0] in found or (len(words) > 1 and joined in found):
         return 1.0
-    squashed = "".join(_words(question or ""))
     if len(joined) >= 6 and joined in squashed:
         return 1.0
     return sum(w in found for w in words) / len(words)
+
+
+@lru_cache(maxsize=256)
+def _question_keys(question: str) -> tuple[frozenset[str], frozenset[str], str]:
+    """(words in capitals, lower-case words, all words run together) of a question."""
+    words = _words(question)
+    caps = frozenset(re.findall(r"\b[A-Z][A-Z0-9&]{1,5}\b", question))
+    return caps, frozenset(words), "".join(words)
 
 
 def period_score(question: FilingQuestion, fiscal_year: int, quarter: int, form: str) -> float:

@@ -32,7 +32,7 @@ from PIL import Image
 
 from mm_retriever import registry
 from mm_retriever.document_prior import DocumentPrior
-from mm_retriever.filing_prior import FilingPrior
+from mm_retriever.filing_prior import FilingIndex, FilingPrior
 from mm_retriever.filters import (
     DOCUMENT_COLUMNS,
     MATCH_NOTHING,
@@ -235,10 +235,13 @@ class HybridRetriever:
         if check_k(k) == 0:
             return []
         doc_scores = self._document_scores_early(q, filters)  # runs while the legs run
+        filed = None  # the filing fields, (re)read while the legs run
+        if self.filing_prior is not None and q.text:
+            filed = _leg_pool().submit(self.filing_prior.index, self.index.store)
         hits = self.leg_hits(q, max(k, self.candidates), filters)
         fused = self.fusion.fuse(hits, sum(len(h) for h in hits.values()))
         fused = self.rerank_documents(q, fused, doc_scores)
-        fused = self.rerank_filings(q, fused)
+        fused = self.rerank_filings(q, fused, filed.result() if filed is not None else None)
         fused = self.pin_referenced(q, fused, filters)
         return self.hydrate(fused, k)
 
@@ -273,11 +276,14 @@ class HybridRetriever:
             scores = prior.document_scores(self.index.store, query.text, fused)
         return apply_document_prior(fused, scores, prior.weight)
 
-    def rerank_filings(self, query: Query, fused: Sequence[FusedHit]) -> list[FusedHit]:
-        """``fused`` re-ranked by the filing prior (unchanged without one or without text)."""
+    def rerank_filings(
+        self, query: Query, fused: Sequence[FusedHit], fields: FilingIndex | None = None
+    ) -> list[FusedHit]:
+        """``fused`` re-ranked by the filing prior (unchanged without one or without text);
+        ``fields``: the prior's filing fields when already read."""
         if self.filing_prior is None or not query.text:
             return list(fused)
-        return self.filing_prior.rerank(self.index.store, query.text, fused)
+        return self.filing_prior.rerank(self.index.store, query.text, fused, fields)
 
     def pin_referenced(
         self,
