@@ -162,19 +162,21 @@ def company_keys(company: str) -> tuple[tuple[str, ...], str, str]:
 
 def company_score(question: str, company: str, tickers: tuple[str, ...] | list[str] = ()) -> float:
     """How well ``question`` names the company: 1 when it holds the name's first distinctive
-    word (or all of them written together: "Walmart", "CocaCola"), its trading symbol or its
-    initials as a word of capitals ("AMD"); else the share of its words found; 0 for none."""
+    word and at least half of them ("Adobe" for Adobe Systems), all of them written together
+    ("Walmart", "CocaCola"), its trading symbol or its initials as a word of capitals ("AMD");
+    else the share of its words found when at least half are; 0 otherwise."""
     words, joined, initials = company_keys(company or "")
     raw_caps, found, squashed = _question_keys(question or "")
     if any(t in raw_caps for t in tickers) or (initials and initials.upper() in raw_caps):
         return 1.0
     if not words:
         return 0.0
-    if words[0] in found or (len(words) > 1 and joined in found):
+    if len(words) > 1 and (joined in found or (len(joined) >= 6 and joined in squashed)):
         return 1.0
-    if len(joined) >= 6 and joined in squashed:
-        return 1.0
-    return sum(w in found for w in words) / len(words)
+    matched = sum(w in found for w in words)
+    if 2 * matched < len(words):  # "American" alone does not name American Water Works
+        return 0.0
+    return 1.0 if words[0] in found else matched / len(words)
 
 
 @lru_cache(maxsize=256)

@@ -106,6 +106,8 @@ def test_company_score() -> None:
     assert company_score("JPM's net revenue?", "JPMorgan Chase & Co.", ["JPM"]) == 1.0  # symbol
     assert company_score("Walmart's DPO?", "WAL-MART STORES, INC.") == 1.0  # written together
     assert company_score("What is Nike's revenue?", "ADOBE INC.") == 0.0
+    assert company_score("Adobe's FY2015 margin?", "ADOBE SYSTEMS INCORPORATED") == 1.0
+    assert company_score("How many American adults?", "AMERICAN WATER WORKS COMPANY") == 0.0
     assert company_score("the amd chip", "ADVANCED MICRO DEVICES, INC.") == 0.0  # not capitals
 
 
