@@ -69,18 +69,20 @@ def index_texts(path: Path) -> dict[str, list[str]]:
     return {d: [p[i] for i in sorted(p)] for d, p in out.items()}
 
 
-def rankings(dataset, names, cached, fi, setting) -> dict[str, dict[str, list]]:
-    """{scope: {qid: [(file name, page), ...]}}: default fusion, document prior, filing prior."""
+def rankings(dataset, names, cached, fi, setting, legs=None) -> dict[str, dict[str, list]]:
+    """{scope: {qid: [(file name, page), ...]}}: default fusion of ``legs`` (default all),
+    document prior, filing prior ``setting`` (weight, section weight, top documents)."""
     weight, section_weight, top_docs = setting
     prior = FilingPrior(weight, section_weight, top_documents=top_docs)
-    legs = sorted({leg for per in cached["legs"]["corpus"].values() for leg in per})
+    if legs is None:
+        legs = sorted({leg for per in cached["legs"]["corpus"].values() for leg in per})
     fusion = WeightedFusion({leg: DEFAULT_LEG_WEIGHTS.get(leg, 1.0) for leg in legs}, "zscore")
     out: dict[str, dict[str, list]] = {}
     for scope in SCOPES:
         out[scope] = {}
         for q in dataset.queries:
             per_leg = cached["legs"][scope][q.query_id]
-            fused = fusion.fuse(per_leg, 1000)
+            fused = fusion.fuse({leg: per_leg[leg] for leg in legs if leg in per_leg}, 1000)
             fused = _prior(fused, cached, q.query_id, (DEFAULT_DOCUMENT_PRIOR, 3))
             if weight or section_weight:
                 text = expand_query(retrieval_text(q.text))
@@ -91,9 +93,47 @@ def rankings(dataset, names, cached, fi, setting) -> dict[str, dict[str, list]]:
 
 GRID = [(0.0, 0.0, 0)] + [
     (w, s, t)
-    for w, s, t in itertools.product((0.0, 0.5, 1.0, 2.0), (0.0, 0.5, 1.0, 2.0), (0, 2))
+    for w, s, t in itertools.product((0.0, 0.5, 1.0, 2.0, 3.0), (0.0, 0.5, 1.0, 2.0, 3.0), (0, 2))
     if (w, s) != (0.0, 0.0) and not (s == 0.0 and t)
 ]
+
+
+def single_legs(dataset, names, cached, fi, check, qrels, sources) -> list[str]:
+    """The hybrid with setting ``check`` against each leg alone with the same question
+    handling and priors (what ``eval -p bm25`` runs), paired, per scope and per type."""
+    legs = sorted({leg for per in cached["legs"]["corpus"].values() for leg in per})
+    setting = (check[0], check[1], int(check[2]))
+    hybrid = rankings(dataset, names, cached, fi, setting)
+    out = []
+    for leg in legs:
+        for prior in ((0.0, 0.0, 0), setting):
+            alone = rankings(dataset, names, cached, fi, prior, legs=[leg])
+            for scope in SCOPES:
+                a = evaluate_rankings(hybrid[scope], qrels, sources)
+                b = evaluate_rankings(alone[scope], qrels, sources)
+                qids = sorted(a["per_query"])
+                c = paired_test(
+                    [a["per_query"][q]["ndcg@5"] for q in qids],
+                    [b["per_query"][q]["ndcg@5"] for q in qids],
+                    pipeline="hybrid",
+                )
+                out.append(
+                    f"hybrid {setting} vs {leg} alone (filing prior {prior}) | {scope}: "
+                    f"{c.mean:.3f} vs {c.reference_mean:.3f}, diff {c.diff:+.3f} "
+                    f"[{c.ci_low:+.3f}, {c.ci_high:+.3f}], p {c.p_randomization:.3g}"
+                )
+                for src in sorted(a["by_source"]):
+                    qs = [q for q in qids if src in sources[q]]
+                    t = paired_test(
+                        [a["per_query"][q]["ndcg@5"] for q in qs],
+                        [b["per_query"][q]["ndcg@5"] for q in qs],
+                        pipeline="hybrid",
+                    )
+                    out.append(
+                        f"    {src} (n={t.n}): {t.mean:.3f} vs {t.reference_mean:.3f}, "
+                        f"p {t.p_randomization:.3g}"
+                    )
+    return out
 
 
 def main() -> None:
@@ -159,6 +199,7 @@ def main() -> None:
         cells += [f"{x:.3f}" for x in halves]
         rows.append("\t".join(cells))
         print(rows[-1], flush=True)
+    lines += single_legs(dataset, names, cached, fi, check, qrels, sources)
     print("\n".join(lines), flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
