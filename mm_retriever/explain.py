@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mm_retriever.filters import PAGE_COLUMNS, where_clause
 from mm_retriever.protocols import Query
 from mm_retriever.store import FIGURES, PAGES
+from mm_retriever.store.filters import PAGE_COLUMNS, where_clause
 from mm_retriever.types import BBox, LegHit
 
 if TYPE_CHECKING:
@@ -160,7 +160,7 @@ def explain_page(
     instructions first, and ``expand_query``: append financial metrics' line items, as searches
     do (``HybridRetriever(clean_query=..., expand_query=...)``).
     """
-    from mm_retriever.hybrid import HybridRetriever
+    from mm_retriever.ranking.hybrid import HybridRetriever
 
     row = _page_row(index, doc_id, page_index)
     names = list(legs) if legs else list(index.legs)

@@ -163,7 +163,7 @@ class RetrievedPage:
     image_bytes: bytes | None = field(default=None, repr=False)  # encoded page image
     image_mime: str = "image/jpeg"
     # what the document is ("NIKE, Inc. 10-K FY2019") and what the page is ("balance_sheet"),
-    # as read at ingest (``mm_retriever.filing_prior``); "" when unknown
+    # as read at ingest (``mm_retriever.ranking.filing_prior``); "" when unknown
     filing: str = ""
     section: str = ""
 
@@ -200,15 +200,11 @@ class RetrievedPage:
 
     def explain(self, index: Any, query: Any, **kwargs: Any) -> Any:
         """Where on this page each leg matched ``query`` (an ``explain.Explanation``)."""
-        from mm_retriever.explain import explain_page
-
-        return explain_page(index, query, self.doc_id, self.page_index, **kwargs)
+        return index.explain_page(query, self.doc_id, self.page_index, **kwargs)
 
     def overlay_png(self, index: Any, query: Any, **kwargs: Any) -> bytes:
         """This page with the query's matches drawn over it (heat map and boxes), as PNG."""
-        from mm_retriever.explain import overlay_png
-
-        return overlay_png(index, query, self.doc_id, self.page_index, **kwargs)
+        return index.overlay_png(query, self.doc_id, self.page_index, **kwargs)
 
     def to_dict(self, include_image: bool = False) -> dict[str, Any]:
         """A JSON-ready dict (no image bytes unless asked)."""

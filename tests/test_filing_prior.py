@@ -7,11 +7,11 @@ import pytest
 from pdfgen import FILING_PAGES, make_filing_pdf, make_sample_pdf
 from shared_fixtures import bm25_index
 
-from mm_retriever.filing_prior import FILINGS, PAGE_SECTIONS, FilingPrior
-from mm_retriever.filing_query import company_score, period_score, read_question
 from mm_retriever.index.filing_fields import backfill_filing_fields
 from mm_retriever.ingest.filing import read_filing
 from mm_retriever.ingest.page_sections import page_sections, statement_of
+from mm_retriever.query.filing_question import company_score, period_score, read_question
+from mm_retriever.ranking.filing_prior import FILINGS, PAGE_SECTIONS, FilingPrior
 
 QUESTION = (
     "According to the balance sheet, how much total current assets did Nike have at the end "

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from mm_retriever.filters import (
+from mm_retriever.store import LanceDBStore
+from mm_retriever.store.filters import (
     DOCUMENT_COLUMNS,
     PAGE_COLUMNS,
     and_where,
@@ -13,7 +14,6 @@ from mm_retriever.filters import (
     split_filters,
     where_clause,
 )
-from mm_retriever.store import LanceDBStore
 
 NASTY = ["plain", "O'Brien", "x' OR '1'='1", "a\\", "back\\' OR 1=1 --", "ünï ✓", "%_*"]
 

@@ -42,11 +42,11 @@ def test_builtins_are_declared_as_entry_points():
 def test_fresh_registry_loads_builtins_from_entry_points():
     legs = Registry("leg", "mm_retriever.legs")
     assert BUILTIN_LEGS | {"example-leg"} <= set(legs.names())
-    from mm_retriever.retrievers.bm25 import BM25Retriever
+    from mm_retriever.legs.bm25 import BM25Retriever
 
     assert legs.get("bm25") is BM25Retriever
     fusions = Registry("fusion", "mm_retriever.fusions")
-    from mm_retriever.fusion import RRFFusion
+    from mm_retriever.ranking.fusion import RRFFusion
 
     assert fusions.create("rrf", k=10).k == 10 and isinstance(fusions.create("rrf"), RRFFusion)
 

@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 from mm_retriever.eval.datasets import load_dataset
-from mm_retriever.filing_prior import FILINGS, PAGE_SECTIONS, FilingPrior
 from mm_retriever.index.filing_fields import filing_rows
-from mm_retriever.query_expansion import expand_query
-from mm_retriever.query_text import retrieval_text
+from mm_retriever.query.query_expansion import expand_query
+from mm_retriever.query.query_text import retrieval_text
+from mm_retriever.ranking.filing_prior import FILINGS, PAGE_SECTIONS, FilingPrior
 from mm_retriever.store import LanceDBStore
 from mm_retriever.store.schema import FILINGS_SCHEMA, PAGE_SECTIONS_SCHEMA
 from mm_retriever.types import FusedHit

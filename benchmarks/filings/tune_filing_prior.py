@@ -1,4 +1,4 @@
-"""The filing prior (``mm_retriever.filing_prior``) on cached leg rankings, with paired tests.
+"""The filing prior (``ranking.filing_prior``) on cached leg rankings, with paired tests.
 
 Reads a leg-ranking cache written by ``benchmarks/tune_fusion.py --cache`` (every leg's top pages
 per query and scope, and the document prior's scores), computes the filing fields and page
@@ -30,14 +30,14 @@ from mm_retriever.config import DEFAULT_LEG_WEIGHTS
 from mm_retriever.eval.datasets import load_dataset
 from mm_retriever.eval.metrics import evaluate_rankings
 from mm_retriever.eval.significance import paired_test
-from mm_retriever.filing_prior import FilingIndex, FilingPrior, rerank
-from mm_retriever.filing_query import read_question
-from mm_retriever.fusion import WeightedFusion
-from mm_retriever.hybrid import DEFAULT_DOCUMENT_PRIOR
 from mm_retriever.index.filing_fields import filing_rows
 from mm_retriever.ingest.filing import FilingFields
-from mm_retriever.query_expansion import expand_query
-from mm_retriever.query_text import retrieval_text
+from mm_retriever.query.filing_question import read_question
+from mm_retriever.query.query_expansion import expand_query
+from mm_retriever.query.query_text import retrieval_text
+from mm_retriever.ranking.filing_prior import FilingIndex, FilingPrior, rerank
+from mm_retriever.ranking.fusion import WeightedFusion
+from mm_retriever.ranking.hybrid import DEFAULT_DOCUMENT_PRIOR
 
 
 def fields_from_texts(texts: dict[str, list[str]]) -> tuple[FilingIndex, float]:

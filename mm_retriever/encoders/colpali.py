@@ -201,8 +201,8 @@ class ColPaliEncoder:
         return out
 
     def score(self, queries: Sequence[torch.Tensor], docs: Sequence[torch.Tensor]) -> torch.Tensor:
-        """MaxSim scores [n_queries, n_docs] (see ``mm_retriever.scoring.maxsim``)."""
-        from mm_retriever.scoring import maxsim
+        """MaxSim scores [n_queries, n_docs] (see ``mm_retriever.multivector.scoring.maxsim``)."""
+        from mm_retriever.multivector.scoring import maxsim
 
         return maxsim(list(queries), list(docs))
 

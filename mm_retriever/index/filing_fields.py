@@ -1,17 +1,18 @@
 """Write what a filing and its pages are (``filings``, ``page_sections``) from the stored page
 text: at ingest (the writers, before a document's commit) and for older indexes (``migrate``).
 The fields are read by :mod:`mm_retriever.ingest.filing` and
-:mod:`mm_retriever.ingest.page_sections`; :mod:`mm_retriever.filing_prior` ranks with them."""
+:mod:`mm_retriever.ingest.page_sections`; :mod:`mm_retriever.ranking.filing_prior` ranks with
+them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from mm_retriever.filters import PAGE_COLUMNS, where_clause
 from mm_retriever.ingest.filing import read_filing
 from mm_retriever.ingest.page_sections import page_sections
 from mm_retriever.store import DOCUMENTS, PAGES
+from mm_retriever.store.filters import PAGE_COLUMNS, where_clause
 from mm_retriever.store.schema import (
     FILINGS,
     FILINGS_SCHEMA,

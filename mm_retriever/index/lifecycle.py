@@ -29,20 +29,21 @@ from typing import TYPE_CHECKING, Any
 
 from mm_retriever import registry
 from mm_retriever.config import IndexConfig, LegSpec
-from mm_retriever.document_prior import ensure_document_text_index
 from mm_retriever.errors import IndexCorruptError, MMRetrieverError
-from mm_retriever.image_cache import ImageCache
 from mm_retriever.index.legs import build_legs
 from mm_retriever.index.writer import IndexWriter, IngestReport, leg_schema
-from mm_retriever.page_images import PageImages
 from mm_retriever.protocols import Leg
+from mm_retriever.ranking.document_prior import ensure_document_text_index
+from mm_retriever.ranking.image_cache import ImageCache
+from mm_retriever.ranking.page_images import PageImages
 from mm_retriever.store import DOCUMENTS, SCHEMA_VERSION, LanceDBStore, leg_table
 from mm_retriever.store.schema import BASE_SCHEMAS, MANIFEST, now_iso
 
 if TYPE_CHECKING:
-    from mm_retriever.hybrid import HybridRetriever
+    from mm_retriever.explain import Explanation
     from mm_retriever.index.migrate import MigrationReport
     from mm_retriever.index.ray_engine import RayOptions
+    from mm_retriever.ranking.hybrid import HybridRetriever
 
 log = logging.getLogger("mm_retriever")
 
@@ -508,9 +509,21 @@ class MultimodalIndex:
 
     def retriever(self, **kwargs: Any) -> HybridRetriever:
         """A HybridRetriever over this index (kwargs: fusion, legs, weights, candidates, ...)."""
-        from mm_retriever.hybrid import HybridRetriever
+        from mm_retriever.ranking.hybrid import HybridRetriever
 
         return HybridRetriever(self, **kwargs)
+
+    def explain_page(self, query: Any, doc_id: str, page_index: int, **kwargs: Any) -> Explanation:
+        """Where each leg matched ``query`` on one page (:func:`.explain.explain_page`)."""
+        from mm_retriever.explain import explain_page
+
+        return explain_page(self, query, doc_id, page_index, **kwargs)
+
+    def overlay_png(self, query: Any, doc_id: str, page_index: int, **kwargs: Any) -> bytes:
+        """This page with the matches of ``query`` drawn over it, as PNG (:mod:`.explain`)."""
+        from mm_retriever.explain import overlay_png
+
+        return overlay_png(self, query, doc_id, page_index, **kwargs)
 
     def bytes_per_table(self) -> dict[str, int]:
         """Bytes on disk per table (local indexes)."""

@@ -23,21 +23,18 @@ from typing import TYPE_CHECKING, Any
 
 from mm_retriever import faults
 from mm_retriever.config import IndexConfig, IngestConfig
-from mm_retriever.document_prior import ensure_document_text_index, write_document_texts
 from mm_retriever.errors import IngestError
 from mm_retriever.index.filing_fields import write_filing_fields
+from mm_retriever.index.rows import document_row, figure_rows, page_rows, source_rows
 from mm_retriever.protocols import Leg
+from mm_retriever.ranking.document_prior import ensure_document_text_index, write_document_texts
 from mm_retriever.store import DOCUMENTS, FIGURES, PAGES, SOURCES, LanceDBStore, leg_table
 from mm_retriever.store.schema import (
     DOCUMENTS_SCHEMA,
     FIGURES_SCHEMA,
     PAGES_SCHEMA,
     SOURCES_SCHEMA,
-    document_row,
-    figure_rows,
     now_iso,
-    page_rows,
-    source_rows,
 )
 from mm_retriever.store.table_indexes import ensure_lookup_index
 from mm_retriever.types import Document, Page

@@ -212,8 +212,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
         doc_id: DocId, page_index: PageIndex, figure_index: Annotated[int, PathParam(ge=0)]
     ) -> Response:
         """A figure crop (PNG)."""
-        from mm_retriever.filters import where_clause
         from mm_retriever.store import FIGURES
+        from mm_retriever.store.filters import where_clause
 
         where = where_clause(
             {"doc_id": doc_id, "page_index": page_index, "figure_index": figure_index},
@@ -327,8 +327,8 @@ def page_json(page: Any, query: str, legs: list[str] | None = None) -> dict[str,
 
 
 def _page(index: Any, doc_id: str, page_index: int, columns: list[str]) -> dict[str, Any]:
-    from mm_retriever.filters import PAGE_COLUMNS, where_clause
     from mm_retriever.store import PAGES
+    from mm_retriever.store.filters import PAGE_COLUMNS, where_clause
 
     if not index.store.has_document(doc_id):
         raise HTTPException(404, f"no document with id '{doc_id}'")

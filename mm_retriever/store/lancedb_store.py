@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from mm_retriever.errors import IndexCorruptError, IndexReadOnlyError, WriterBusyError
-from mm_retriever.filters import quote_string
 from mm_retriever.store.arrow import rows_to_table
+from mm_retriever.store.filters import quote_string
 from mm_retriever.store.schema import (
     BASE_SCHEMAS,
     DOCUMENTS,
@@ -207,7 +207,7 @@ class LanceDBStore:
         columns: Sequence[str] | None = None,
         limit: int | None = None,
     ) -> pa.Table:
-        """Rows of ``name`` matching ``where`` (a where-clause built by mm_retriever.filters)."""
+        """Rows of ``name`` matching ``where`` (a where-clause from store.filters)."""
         tbl = self.table(name)
         if tbl is None:
             schema = BASE_SCHEMAS.get(name)

@@ -197,7 +197,7 @@ class MMRetriever(BaseRetriever):
         retriever: a ready ``mm_retriever.HybridRetriever``; or give ``index``.
         index: a ``MultimodalIndex`` or the path of one.
         similarity_top_k: number of pages returned (each page gives up to 2 + figures nodes).
-        filters: ``{"doc_id" | "source" | "page_index": ...}`` (see mm_retriever.filters).
+        filters: ``{"doc_id" | "source" | "page_index": ...}`` (see mm_retriever.store.filters).
         text_mode: ``"text"`` (whole page) or ``"matched_text"`` (the matched chunk).
         page_images / figures: add ``ImageNode``s for page renders / figure crops.
         embed_images: put images as base64 into ``ImageNode.image``.

@@ -15,7 +15,7 @@ query, in one of two ways:
   pages (rebuilt when the pages table changes; up to ``IN_MEMORY_MAX_PAGES`` pages, beyond
   which the prior is skipped with a warning until ``mm-retriever migrate`` adds the table).
 
-:func:`apply_document_prior` (in :mod:`mm_retriever.fusion`) then adds
+:func:`apply_document_prior` (in :mod:`mm_retriever.ranking.fusion`) then adds
 ``weight * z(document score)`` to each fused page's z-scored score. Within one document the prior
 is the same for every page and changes nothing.
 """
@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from mm_retriever.filters import PAGE_COLUMNS, where_clause
-from mm_retriever.retrievers.bm25 import BM25Retriever, fold_ascii
+from mm_retriever.legs.bm25 import BM25Retriever, fold_ascii
 from mm_retriever.store import DOCUMENTS, PAGES
+from mm_retriever.store.filters import PAGE_COLUMNS, where_clause
 from mm_retriever.store.schema import DOCUMENT_TEXT, DOCUMENT_TEXT_SCHEMA
 from mm_retriever.store.table_indexes import IndexPresence, ensure_fts_index
 

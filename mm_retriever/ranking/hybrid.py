@@ -1,11 +1,11 @@
 """HybridRetriever: prepare the question, run the legs, fuse their page rankings, re-rank by
 document, pin named figures/tables/sections, hydrate the top pages.
 
-Preparing (once per query): answer-format instructions dropped (``mm_retriever.query_text``),
-financial metrics' line items appended (``mm_retriever.query_expansion``). Corpus-wide, the
-document prior (``mm_retriever.document_prior``, computed while the legs run) re-ranks pages by
+Preparing (once per query): answer-format instructions dropped (``mm_retriever.query.query_text``),
+financial metrics' line items appended (``mm_retriever.query.query_expansion``). Corpus-wide, the
+document prior (``ranking.document_prior``, computed while the legs run) re-ranks pages by
 how well their whole document matches; then pages whose caption or heading the question names
-come first (``mm_retriever.references``).
+come first (``mm_retriever.query.references``).
 
 Hydration reads the ``documents``, ``pages`` and ``figures`` tables once each per query. Page
 images come back encoded (``RetrievedPage.image_bytes``, decoded lazily by ``.image()``): the
@@ -31,9 +31,15 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from mm_retriever import registry
-from mm_retriever.document_prior import DocumentPrior
-from mm_retriever.filing_prior import FilingIndex, FilingPrior
-from mm_retriever.filters import (
+from mm_retriever.protocols import Fusion, Query, check_k
+from mm_retriever.query.query_expansion import expand_query as expand_financial_terms
+from mm_retriever.query.query_text import retrieval_text
+from mm_retriever.query.references import caption_regex, is_listing, matches, references
+from mm_retriever.ranking.document_prior import DocumentPrior
+from mm_retriever.ranking.filing_prior import FilingIndex, FilingPrior
+from mm_retriever.ranking.fusion import apply_document_prior
+from mm_retriever.store import DOCUMENTS, FIGURES, PAGES
+from mm_retriever.store.filters import (
     DOCUMENT_COLUMNS,
     MATCH_NOTHING,
     PAGE_COLUMNS,
@@ -42,12 +48,6 @@ from mm_retriever.filters import (
     split_filters,
     where_clause,
 )
-from mm_retriever.fusion import apply_document_prior
-from mm_retriever.protocols import Fusion, Query, check_k
-from mm_retriever.query_expansion import expand_query as expand_financial_terms
-from mm_retriever.query_text import retrieval_text
-from mm_retriever.references import caption_regex, is_listing, matches, references
-from mm_retriever.store import DOCUMENTS, FIGURES, PAGES
 from mm_retriever.types import FusedHit, LegHit, RetrievedFigure, RetrievedPage
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ log = logging.getLogger("mm_retriever")
 
 _EXT = {"image/jpeg": "jpg", "image/png": "png"}
 
-# Weight of the document prior (``mm_retriever.document_prior``, whole-document BM25) by default.
+# Weight of the document prior (``ranking.document_prior``, whole-document BM25) by default.
 # On the whole dev set, with financial-term expansion and reference pinning on, weight 0.5 lifts
 # corpus-wide nDCG@5 from 0.626 to 0.634 (paired randomisation p = 0.019; both dev halves gain:
 # A 0.620 -> 0.634, B 0.632 -> 0.634); 0.25-1.0 all gain (a plateau); the page-vote prior gains
@@ -65,7 +65,7 @@ _EXT = {"image/jpeg": "jpg", "image/png": "png"}
 # Within one document it changes nothing. Pass ``document_prior=0`` to turn it off.
 DEFAULT_DOCUMENT_PRIOR = 0.5
 
-# The filing prior (``mm_retriever.filing_prior``): the filing the question names (company,
+# The filing prior (``mm_retriever.ranking.filing_prior``): the filing the question names (company,
 # fiscal year) and the statement pages it needs; weights (filing, section) chosen on both dev
 # sets (benchmarks/results/financebench-dev/). ``filing_prior=None`` turns it off.
 DEFAULT_FILING_PRIOR = FilingPrior()
@@ -108,18 +108,18 @@ class HybridRetriever:
     legs' configured ``weight``. ``candidates``: hits asked from each leg before fusion.
     ``max_figures``: matched figure crops attached per page. ``clean_query``: drop sentences
     that only tell the answering LLM how to format its answer ("Round your answer to two
-    decimals.") before the legs see the text (``mm_retriever.query_text``). ``expand_query``:
+    decimals.") before the legs see the text (``mm_retriever.query.query_text``). ``expand_query``:
     append the line items of the financial metrics the question names ("current ratio" ->
     "total current assets total current liabilities balance sheets";
-    ``mm_retriever.query_expansion``). ``pin_references``: when the question names a figure,
+    ``mm_retriever.query.query_expansion``). ``pin_references``: when the question names a figure,
     table or section ("In Figure 5, ..."), the pages of the best-ranked document where that
-    caption or numbered heading stands come first (``mm_retriever.references``).
-    ``document_prior``: a :class:`~mm_retriever.document_prior.DocumentPrior`, its weight, or
+    caption or numbered heading stands come first (``mm_retriever.query.references``).
+    ``document_prior``: a :class:`~.document_prior.DocumentPrior`, its weight, or
     None/0 for none; when the pages come from several documents it re-ranks them by how well
-    each whole document matches the question (``mm_retriever.document_prior``).
-    ``filing_prior``: a :class:`~mm_retriever.filing_prior.FilingPrior` or None; prefers the
-    filing the question names (company, fiscal year, form) and the pages of the statements it
-    names or needs (balance sheet, income statement, cash flows), as read at ingest.
+    each whole document matches the question (``mm_retriever.ranking.document_prior``).
+    ``filing_prior``: a :class:`~mm_retriever.ranking.filing_prior.FilingPrior` or None; prefers
+    the filing the question names (company, fiscal year, form) and the pages of the statements
+    it names or needs (balance sheet, income statement, cash flows), as read at ingest.
     """
 
     def __init__(
@@ -292,7 +292,7 @@ class HybridRetriever:
         filters: Mapping[str, Any] | None = None,
     ) -> list[FusedHit]:
         """``fused`` with the pages that hold the captions or headings the question names
-        (``mm_retriever.references``) first: pages of the best-ranked document only, in their
+        (``mm_retriever.query.references``) first: pages of the best-ranked document only, in their
         fused order (pages no leg found after them, in page order); listings (a table of
         contents, a list of figures) are not pinned. Each pinned page gets
         ``leg_scores["reference"] = 1``; without references or such pages nothing changes."""

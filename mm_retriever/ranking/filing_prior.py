@@ -4,7 +4,7 @@ At ingest every document gets its filing fields (``filings`` table: company, for
 quarter; :mod:`mm_retriever.ingest.filing`) and every page its section (``page_sections``:
 income statement, balance sheet, cash flows, notes, MD&A, ...; :mod:`mm_retriever.ingest.
 page_sections`), both read from the page text the index stores. At query time
-:class:`FilingPrior` reads what the question asks (:mod:`mm_retriever.filing_query`) and
+:class:`FilingPrior` reads what the question asks (:mod:`mm_retriever.query.filing_question`) and
 re-ranks the fused pages::
 
     score = z(page score) + weight * company * (1 + period) + section_weight * [section wanted]
@@ -23,20 +23,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mm_retriever.filing_query import FilingQuestion, company_score, period_score, read_question
-
-# the store's table names (``mm_retriever.store.schema``; imported there lazily, so that this
-# module, which the retriever imports, stays out of the store's import graph)
-FILINGS = "filings"
-PAGE_SECTIONS = "page_sections"
+from mm_retriever.query.filing_question import (
+    FilingQuestion,
+    company_score,
+    period_score,
+    read_question,
+)
+from mm_retriever.store.schema import FILINGS, PAGE_SECTIONS
+from mm_retriever.types import FusedHit
 
 if TYPE_CHECKING:
     from mm_retriever.ingest.filing import FilingFields
     from mm_retriever.store import LanceDBStore
-    from mm_retriever.types import FusedHit
 
 
 @dataclass
@@ -160,9 +161,7 @@ def rerank(
         for d in best[: prior.top_documents]:
             for p in fi.pages_of(d, wanted):
                 if (d, p) not in by_key:
-                    new = replace(hits[0], doc_id=d, page_index=p, score=0.0)
-                    new.leg_ranks, new.leg_scores, new.leg_hits = {}, {}, {}
-                    by_key[(d, p)] = (new, floor)
+                    by_key[(d, p)] = (FusedHit(d, p, 0.0), floor)
     out = []
     for h, zi in by_key.values():
         section = fi.section(h.doc_id, h.page_index)[0]

@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pyarrow as pa
 
+from mm_retriever.legs.base import LegBase, rank_pages
+from mm_retriever.legs.text import page_chunks
 from mm_retriever.protocols import Query
-from mm_retriever.retrievers.base import LegBase, rank_pages
-from mm_retriever.retrievers.text import page_chunks
 from mm_retriever.store.table_indexes import IndexPresence, ensure_fts_index
 from mm_retriever.types import LegHit, Page
 

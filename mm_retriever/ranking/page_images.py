@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from mm_retriever.filters import quote_string
 from mm_retriever.store import PAGES, SOURCES
+from mm_retriever.store.filters import quote_string
 
 if TYPE_CHECKING:
     import pymupdf

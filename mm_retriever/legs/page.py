@@ -40,8 +40,7 @@ import numpy as np
 import pyarrow as pa
 
 from mm_retriever.config import DEFAULT_PAGE_MODEL
-from mm_retriever.protocols import Query
-from mm_retriever.retrievers.base import (
+from mm_retriever.legs.base import (
     LegBase,
     build_encoder,
     encode_query_cached,
@@ -49,6 +48,7 @@ from mm_retriever.retrievers.base import (
     rank_pages,
     resolved_spec,
 )
+from mm_retriever.protocols import Query
 from mm_retriever.store.arrow import multivector_type, multivectors_from_arrow
 from mm_retriever.types import LegHit, Page
 

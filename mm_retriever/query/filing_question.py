@@ -3,7 +3,7 @@
 "Using the balance sheet, what is Nike's FY2019 working capital?" names a statement (the balance
 sheet), a fiscal year (2019) and a company (Nike). :func:`read_question` reads the statements
 named outright ("statement of financial position", "P&L", "cash flow statement") and those the
-question's metrics need (the glossary of :mod:`mm_retriever.query_expansion`: "current ratio"
+question's metrics need (the glossary of :mod:`mm_retriever.query.query_expansion`: "current ratio"
 -> balance sheet, "EBITDA" -> income statement and cash flows), the years ("FY2019", "fiscal
 2019", "2021 Q1") and the form. :func:`company_score` says how well a question names a filing's
 company (its name words, its trading symbol, or its initials: "AMD"). Pure text work.
@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from mm_retriever.query_expansion import (
+from mm_retriever.query.query_expansion import (
     BALANCE_SHEET,
     CASH_FLOWS,
     FINANCIAL_TERMS,

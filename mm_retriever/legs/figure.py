@@ -22,8 +22,7 @@ import pyarrow as pa
 
 from mm_retriever.config import DEFAULT_CLIP_MODEL
 from mm_retriever.errors import ModelUnavailableError
-from mm_retriever.protocols import Query
-from mm_retriever.retrievers.base import (
+from mm_retriever.legs.base import (
     LegBase,
     build_encoder,
     encode_query_cached,
@@ -31,7 +30,8 @@ from mm_retriever.retrievers.base import (
     rank_pages,
     resolved_spec,
 )
-from mm_retriever.retrievers.text import DEFAULT_TEXT_ENCODER
+from mm_retriever.legs.text import DEFAULT_TEXT_ENCODER
+from mm_retriever.protocols import Query
 from mm_retriever.store.arrow import vector_type, vectors_from_arrow
 from mm_retriever.types import LegHit, Page
 

@@ -9,8 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from mm_retriever.config import DEFAULT_TEXT_MODEL
-from mm_retriever.protocols import Query
-from mm_retriever.retrievers.base import (
+from mm_retriever.legs.base import (
     LegBase,
     build_encoder,
     encode_query_cached,
@@ -18,6 +17,7 @@ from mm_retriever.retrievers.base import (
     rank_pages,
     resolved_spec,
 )
+from mm_retriever.protocols import Query
 from mm_retriever.store.arrow import vector_type
 from mm_retriever.store.table_indexes import (
     VECTOR_INDEX_TYPES,
