@@ -93,7 +93,9 @@ def rankings(dataset, names, cached, fi, setting, legs=None) -> dict[str, dict[s
 
 GRID = [(0.0, 0.0, 0)] + [
     (w, s, t)
-    for w, s, t in itertools.product((0.0, 0.5, 1.0, 2.0, 3.0), (0.0, 0.5, 1.0, 2.0, 3.0), (0, 2))
+    for w, s, t in itertools.product(
+        (0.0, 0.5, 1.0, 2.0, 3.0), (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0), (0, 2)
+    )
     if (w, s) != (0.0, 0.0) and not (s == 0.0 and t)
 ]
 

@@ -13,8 +13,9 @@ re-ranks the fused pages::
 well its fiscal year / quarter fits the latest year the question names (a later filing, which
 repeats the year as a comparative column, counts half): a soft prior, the same for every page
 of one document, so within one document only the section term moves pages. The pages of the
-wanted statements of the best-ranked ``top_documents`` documents join the candidates when no
-leg found them. Questions that name no statement, year or company of the index are unchanged;
+wanted statements of the ``top_documents`` candidate documents that the question names best (by
+the filing term, then by their best page) join the candidates when no leg found them.
+Questions that name no statement, year or company of the index are unchanged;
 so are indexes without these tables (``mm-retriever migrate`` adds them; the writers fill them
 with :mod:`mm_retriever.index.filing_fields`).
 """
@@ -153,11 +154,11 @@ def rerank(
     def doc_bonus(d: str) -> float:
         return prior.weight * f_scores.get(d, 0.0)
 
-    if wanted and prior.top_documents:  # the wanted statements of the best documents join
-        best = sorted(
-            docs,
-            key=lambda d: -max(zi + doc_bonus(d) for h, zi in by_key.values() if h.doc_id == d),
-        )
+    if wanted and prior.top_documents:  # the wanted statements of the best documents join:
+        best_z: dict[str, float] = {}  # the filings the question names best, then by pages
+        for h, zi in by_key.values():
+            best_z[h.doc_id] = max(zi, best_z.get(h.doc_id, zi))
+        best = sorted(docs, key=lambda d: (-f_scores.get(d, 0.0), -best_z[d], d))
         for d in best[: prior.top_documents]:
             for p in fi.pages_of(d, wanted):
                 if (d, p) not in by_key:
