@@ -30,6 +30,7 @@ from mm_retriever.config import DEFAULT_LEG_WEIGHTS
 from mm_retriever.eval.datasets import load_dataset
 from mm_retriever.eval.metrics import evaluate_rankings
 from mm_retriever.eval.significance import paired_test
+from mm_retriever.eval.slices import query_slices
 from mm_retriever.index.filing_fields import filing_rows
 from mm_retriever.ingest.filing import FilingFields
 from mm_retriever.query.filing_question import read_question
@@ -146,6 +147,7 @@ def main() -> None:
     ap.add_argument("--texts", type=Path, help="or: JSON doc_id -> page texts")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--check", default="1.0,1.0,2", help="setting with paired tests per type")
+    ap.add_argument("--only-check", action="store_true", help="skip the grid")
     args = ap.parse_args()
     import json
 
@@ -166,13 +168,16 @@ def main() -> None:
     qrels = {q.query_id: dataset.qrels[q.query_id] for q in dataset.queries}
     sources = {q.query_id: q.sources for q in dataset.queries}
     half = {q.query_id: dev_half(q.doc or "") for q in dataset.queries}
+    slices = query_slices(dataset.queries)
     base = rankings(dataset, names, cached, fi, GRID[0])
     base_res = {s: evaluate_rankings(base[s], qrels, sources) for s in SCOPES}
     head = "setting\twithin nDCG@5\tdiff\tp\tcorpus nDCG@5\tdiff\tp"
     rows = [head + "\tA within\tB within\tA corpus\tB corpus"]
     check = tuple(float(x) for x in args.check.split(","))
+    check_setting = (check[0], check[1], int(check[2]))
     lines = []
-    for setting in GRID:
+    grid = [GRID[0], check_setting] if args.only_check else GRID
+    for setting in grid:
         ranked = rankings(dataset, names, cached, fi, setting)
         cells = [f"w={setting[0]} sec={setting[1]} top={setting[2]}"]
         halves = []
@@ -193,6 +198,13 @@ def main() -> None:
                     f"{c.reference_mean:.3f}, diff {c.diff:+.3f} [95% CI {c.ci_low:+.3f}, "
                     f"{c.ci_high:+.3f}], p(rand) {c.p_randomization:.3g}: {c.verdict()}"
                 )
+                fil = [q for q in qids if slices.get(q) and "filings" in slices[q]]
+                if fil and len(fil) < len(qids):
+                    lines.append(
+                        f"    filings slice (n={len(fil)}): "
+                        f"{sum(a[q]['ndcg@5'] for q in fil) / len(fil):.3f} vs "
+                        f"{sum(b[q]['ndcg@5'] for q in fil) / len(fil):.3f}"
+                    )
                 for src, v in sorted(res["by_source"].items()):
                     ref = base_res[scope]["by_source"][src]
                     lines.append(

@@ -67,7 +67,7 @@ class FilingPrior:
     """
 
     def __init__(
-        self, weight: float = 1.0, section_weight: float = 1.0, *, top_documents: int = 2
+        self, weight: float = 3.0, section_weight: float = 5.0, *, top_documents: int = 2
     ) -> None:
         if weight < 0 or section_weight < 0:
             raise ValueError("filing prior weights must be >= 0")
