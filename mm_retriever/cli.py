@@ -231,10 +231,11 @@ def _results_table(question: str, pages: list[RetrievedPage], legs: list[str]) -
             if leg in page.leg_ranks and leg in page.leg_scores
         ]
         snippet = " ".join((page.matched_text or page.text).split())
+        what = " · ".join(x for x in (page.filing, page.section.replace("_", " ")) if x)
         table.add_row(
             str(n),
             str(page.page_number),
-            Path(page.source).name,
+            Path(page.source).name + (f"\n{what}" if what else ""),
             f"{page.score:.3f}",
             "\n".join(per_leg),
             snippet,

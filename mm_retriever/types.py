@@ -219,6 +219,8 @@ class RetrievedPage:
             "leg_scores": self.leg_scores,
             "text": self.text,
             "matched_text": self.matched_text,
+            "filing": self.filing,
+            "section": self.section,
             "image_path": self.image_path,
             "figures": [
                 {

@@ -159,6 +159,8 @@ def test_prior_finds_the_filing_then_the_statement(filings) -> None:
     assert (ranked[0].doc_id, ranked[0].page_index) == balance_19
     assert (plain[0].doc_id, plain[0].page_index) != balance_19
     assert ranked[0].filing == "NIKE, INC. 10-K FY2019" and ranked[0].section == "balance_sheet"
+    shown = ranked[0].to_dict()  # what `search --json` and the server return
+    assert (shown["filing"], shown["section"]) == ("NIKE, INC. 10-K FY2019", "balance_sheet")
     assert ranked[0].leg_scores["section"] == 1.0 and ranked[0].leg_scores["filing"] == 2.0
     # FY2018 capex stands in the FY2019 filing too: the FY2018 one leads, the FY2019 one next
     docs = [p.doc_id for p in idx.retriever().retrieve("Nike FY2018 cash flow statement", k=3)]
