@@ -7,6 +7,7 @@ import pytest
 from pdfgen import FILING_PAGES, make_filing_pdf, make_sample_pdf
 from shared_fixtures import bm25_index
 
+from mm_retriever.index import MultimodalIndex
 from mm_retriever.index.filing_fields import backfill_filing_fields
 from mm_retriever.ingest.filing import read_filing
 from mm_retriever.ingest.page_sections import page_sections, statement_of
@@ -193,3 +194,23 @@ def test_backfill_of_an_older_index(filings, tmp_path) -> None:
     assert backfill_filing_fields(store) == len(ids)
     assert store.count(PAGE_SECTIONS) == before and store.count(FILINGS) == len(ids)
     assert backfill_filing_fields(store) == 0  # nothing left to read
+
+
+def test_migrate_reads_the_fields_of_an_older_index(tmp_path) -> None:
+    idx = bm25_index(tmp_path / "idx")
+    idx.add([make_filing_pdf(tmp_path / "n19.pdf", "NIKE, INC.", 2019, ticker="NKE")])
+    for name in (FILINGS, PAGE_SECTIONS):  # as an index written before the tables existed
+        idx.store.db.drop_table(name)
+    tables = [t for t in idx.manifest()["tables"] if t not in (FILINGS, PAGE_SECTIONS)]
+    idx.store.write_manifest({"tables": tables})
+    old = MultimodalIndex.open(tmp_path / "idx")
+    assert old.retriever().retrieve(QUESTION, k=1)[0].filing == ""  # nothing read yet
+    report = old.migrate()
+    assert report.filing_fields == 1
+    assert {FILINGS, PAGE_SECTIONS} <= set(old.manifest()["tables"])
+    again = MultimodalIndex.open(tmp_path / "idx").retriever().retrieve(QUESTION, k=1)[0]
+    assert (again.filing, again.section, again.page_index) == (
+        "NIKE, INC. 10-K FY2019",
+        "balance_sheet",
+        6,
+    )
