@@ -164,8 +164,8 @@ def test_answer_cited_sources_parsed():
 @pytest.mark.parametrize(
     ("blocked", "build", "command"),
     [
-        ("langchain_core", to_langchain_messages, "uv pip install langchain-core"),
-        ("llama_index", to_llamaindex_messages, "uv pip install llama-index-core"),
+        ("langchain_core", to_langchain_messages, r'uv pip install "mm-retriever\[langchain\]"'),
+        ("llama_index", to_llamaindex_messages, r'uv pip install "mm-retriever\[llamaindex\]"'),
     ],
 )
 def test_missing_framework_names_the_install_command(monkeypatch, blocked, build, command):

@@ -10,7 +10,7 @@ from typing import Any
 from mm_retriever import registry
 from mm_retriever.config import LegSpec
 from mm_retriever.errors import MissingExtraError, ModelUnavailableError
-from mm_retriever.protocols import Leg
+from mm_retriever.protocols import Leg, PluginLeg
 
 log = logging.getLogger("mm_retriever")
 
@@ -32,6 +32,8 @@ def build_leg(spec: LegSpec, device: str | None) -> Leg:
     if device is not None and _accepts(factory, "device"):
         kwargs["device"] = device
     leg = factory(**kwargs)
+    if not isinstance(leg, Leg):  # a plugin written before protocols.Leg: Leg's defaults added
+        leg = PluginLeg(leg, kind=spec.name)
     if getattr(leg, "name", None) != spec.leg_name:
         leg.name = spec.leg_name
     return leg

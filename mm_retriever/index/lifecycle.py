@@ -292,7 +292,7 @@ class MultimodalIndex:
         legs, skipped = build_legs(config.legs, config.device)
         blockers = dict(skipped)
         for name, leg in legs.items():
-            image_model = getattr(leg, "unavailable_image_model", None)
+            image_model = leg.unavailable_image_model
             if image_model:  # the figure leg fell back to text-only: reading works, writing not
                 blockers[name] = f"image model '{image_model}' is not available"
         return cls(store, config, legs, skipped, write_blockers=blockers)
@@ -469,8 +469,7 @@ class MultimodalIndex:
         with self._writing():
             tables = self.store.optimize(keep_versions_for=keep_versions_for)
             for leg in self.legs.values():  # search indexes of the legs (ANN, full text)
-                if callable(refresh := getattr(leg, "refresh", None)):
-                    refresh(self.store)
+                leg.refresh(self.store)
             ensure_document_text_index(self.store)
         return OptimizeReport(
             tables=tables,

@@ -313,9 +313,7 @@ class IndexWriter:
         faults.point("after:optimize")
         self.store.optimize(min_fragments=compact_fragments, keep_versions_for=keep_versions_for)
         for leg in self.legs.values():
-            refresh = getattr(leg, "refresh", None)  # optional (see protocols.Leg)
-            if callable(refresh):
-                refresh(self.store)
+            leg.refresh(self.store)
         ensure_document_text_index(self.store)  # the document prior's full-text index
         for name in self.store.doc_tables():  # doc_id lookups: hydration, within-doc filters
             tbl = self.store.table(name)
@@ -327,8 +325,7 @@ class IndexWriter:
 
 def _uses_models(legs: Mapping[str, Leg]) -> bool:
     """Whether any leg embeds with a model (torch); a BM25-only index never imports torch."""
-    attrs = ("encoder", "text_encoder", "image_encoder")
-    return any(getattr(leg, a, None) is not None for leg in legs.values() for a in attrs)
+    return any(leg.uses_models() for leg in legs.values())
 
 
 @contextlib.contextmanager
@@ -381,9 +378,8 @@ def table_schemas(legs: Mapping[str, Leg]) -> dict[str, Any]:
 
 
 def leg_schema(leg: Leg) -> Any:
-    """The Arrow schema of a leg's table (optional ``schema()``; None: inferred from rows)."""
-    schema = getattr(leg, "schema", None)
-    return schema() if callable(schema) else None
+    """The Arrow schema of a leg's table (``Leg.schema()``; None: inferred from rows)."""
+    return leg.schema()
 
 
 class _Progress:

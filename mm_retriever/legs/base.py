@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from mm_retriever import registry
+from mm_retriever.protocols import Leg
 from mm_retriever.store.schema import leg_table
 from mm_retriever.types import LegHit
 
@@ -152,11 +153,8 @@ def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
     return order[:k]
 
 
-class LegBase:
+class LegBase(Leg):
     """Name, device and table name shared by the built-in legs."""
-
-    #: registry name of the leg class; set by subclasses
-    kind: str = ""
 
     def __init__(self, name: str, device: str | None = None) -> None:
         self.name = name

@@ -39,6 +39,7 @@ from mm_retriever.types import FusedHit
 if TYPE_CHECKING:
     from mm_retriever.ingest.filing import FilingFields
     from mm_retriever.store import LanceDBStore
+    from mm_retriever.types import RetrievedPage
 
 
 @dataclass
@@ -79,7 +80,7 @@ class FilingPrior:
 
     def index(self, store: LanceDBStore) -> FilingIndex:
         """The store's filing fields and sections (re-read when either table changes)."""
-        f_tbl, s_tbl = store.table(FILINGS), store.table(PAGE_SECTIONS)
+        f_tbl, s_tbl = store.reader(FILINGS), store.reader(PAGE_SECTIONS)
         version = (
             int(f_tbl.version) if f_tbl is not None else -1,
             int(s_tbl.version) if s_tbl is not None else -1,
@@ -107,6 +108,14 @@ class FilingPrior:
         if not fi.filings and not fi.sections:
             return hits
         return rerank(hits, fi, text, read_question(text), self)
+
+    def describe(self, store: LanceDBStore, pages: Sequence[RetrievedPage]) -> None:
+        """Set each page's ``filing`` label and ``section`` from the fields read at ingest."""
+        fi = self.index(store)
+        for page in pages:
+            fields = fi.filings.get(page.doc_id)
+            page.filing = fields.label() if fields is not None else ""
+            page.section = fi.section(page.doc_id, page.page_index)[0]
 
     def config(self) -> dict[str, float | int]:
         return {
@@ -192,13 +201,14 @@ def load_filing_index(store: LanceDBStore) -> FilingIndex:
 
     filings: dict[str, FilingFields] = {}
     sections: dict[str, dict[int, tuple[str, str]]] = {}
-    if store.table(FILINGS) is not None:
-        for r in store.query(FILINGS).to_pylist():
+    f_tbl, s_tbl = store.reader(FILINGS), store.reader(PAGE_SECTIONS)
+    if f_tbl is not None:
+        for r in f_tbl.to_arrow().to_pylist():
             doc_id = r.pop("doc_id")
             r["tickers"] = list(r.get("tickers") or [])
             filings[doc_id] = FilingFields(**r)
-    if store.table(PAGE_SECTIONS) is not None:
-        for r in store.query(PAGE_SECTIONS).to_pylist():
+    if s_tbl is not None:
+        for r in s_tbl.to_arrow().to_pylist():
             sections.setdefault(r["doc_id"], {})[int(r["page_index"])] = (
                 r["section"],
                 r["title"] or "",

@@ -20,10 +20,9 @@ are returned, so a document being written by another process never shows.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import copy
 import logging
 import threading
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -38,7 +37,8 @@ from mm_retriever.query.references import caption_regex, is_listing, matches, re
 from mm_retriever.ranking.document_prior import DocumentPrior
 from mm_retriever.ranking.filing_prior import FilingIndex, FilingPrior
 from mm_retriever.ranking.fusion import apply_document_prior
-from mm_retriever.store import DOCUMENTS, FIGURES, PAGES
+from mm_retriever.ranking.hydrate import Hydrator
+from mm_retriever.store import DOCUMENTS, PAGES
 from mm_retriever.store.filters import (
     DOCUMENT_COLUMNS,
     MATCH_NOTHING,
@@ -48,14 +48,13 @@ from mm_retriever.store.filters import (
     split_filters,
     where_clause,
 )
-from mm_retriever.types import FusedHit, LegHit, RetrievedFigure, RetrievedPage
+from mm_retriever.types import FusedHit, LegHit, RetrievedPage
 
 if TYPE_CHECKING:
     from mm_retriever.index import MultimodalIndex
 
 log = logging.getLogger("mm_retriever")
 
-_EXT = {"image/jpeg": "jpg", "image/png": "png"}
 
 # Weight of the document prior (``ranking.document_prior``, whole-document BM25) by default.
 # On the whole dev set, with financial-term expansion and reference pinning on, weight 0.5 lifts
@@ -65,10 +64,12 @@ _EXT = {"image/jpeg": "jpg", "image/png": "png"}
 # Within one document it changes nothing. Pass ``document_prior=0`` to turn it off.
 DEFAULT_DOCUMENT_PRIOR = 0.5
 
-# The filing prior (``mm_retriever.ranking.filing_prior``): the filing the question names (company,
-# fiscal year) and the statement pages it needs; weights (filing, section) chosen on both dev
-# sets (benchmarks/results/financebench-dev/). ``filing_prior=None`` turns it off.
-DEFAULT_FILING_PRIOR = FilingPrior()
+# The filing prior (``mm_retriever.ranking.filing_prior``): the filing the question names
+# (company, fiscal year) and the statement pages it needs. Weights 3 (filing) and 5 (section):
+# financebench-dev (text-layer proxy) 0.272 -> 0.895 within-doc, 0.096 -> 0.868 corpus-wide;
+# mmlongbench-dev +0.007 / +0.008 (n.s.; filings slice +0.046 / +0.049), no grid setting
+# significantly worse (benchmarks/README.md, "Filings"). ``filing_prior=None`` turns it off.
+DEFAULT_FILING_PRIOR = FilingPrior(3.0, 5.0, top_documents=2)
 
 
 class PreparedQuery(Query):
@@ -86,18 +87,6 @@ def _leg_pool() -> ThreadPoolExecutor:
         if _leg_pool_instance is None:
             _leg_pool_instance = ThreadPoolExecutor(8, thread_name_prefix="mm-retriever-leg")
         return _leg_pool_instance
-
-
-def pages_where(keys: Sequence[tuple[str, int]]) -> str:
-    """A where-clause matching at least the given (doc_id, page_index) pairs:
-    ``doc_id IN (...) AND page_index IN (...)``, which the doc_id B-tree answers (an OR of one
-    clause a pair is scanned: 46 vs 11 ms on 333k pages). A few other pairs of those documents
-    can match too; callers keep the rows whose key they asked for."""
-    if not keys:
-        return MATCH_NOTHING
-    docs = sorted({d for d, _ in keys})
-    pages = sorted({int(p) for _, p in keys})
-    return where_clause({"doc_id": docs, "page_index": pages}, PAGE_COLUMNS)
 
 
 class HybridRetriever:
@@ -163,6 +152,18 @@ class HybridRetriever:
         self.document_prior = document_prior
         self.filing_prior = FilingPrior(**filing_prior.config()) if filing_prior else None
 
+    def over_legs(self, legs: Sequence[str]) -> HybridRetriever:
+        """This retriever with every setting kept (fusion, query handling, reference pinning,
+        document prior, ...) over ``legs`` only, e.g. the legs that can search by image."""
+        unknown = [n for n in legs if n not in self.index.legs]
+        if unknown or not legs:
+            raise ValueError(
+                f"unknown leg(s) {unknown}; this index has {', '.join(self.index.legs)}"
+            )
+        other = copy.copy(self)
+        other.leg_names = list(legs)
+        return other
+
     def _make_fusion(
         self, fusion: Fusion | str | None, weights: Mapping[str, float] | None
     ) -> Fusion:
@@ -210,8 +211,10 @@ class HybridRetriever:
         filters: Mapping[str, Any] | None = None,
     ) -> dict[str, list[LegHit]]:
         """Each leg's page ranking (best first, at most ``k``) for ``query``."""
-        q = self.prepare(Query.of(query))
-        where = self.where(filters)
+        return self._leg_hits(self.prepare(Query.of(query)), k, self.where(filters))
+
+    def _leg_hits(self, q: Query, k: int, where: str | None) -> dict[str, list[LegHit]]:
+        """``leg_hits`` for a prepared query and its compiled filters."""
         if where == MATCH_NOTHING:
             return {name: [] for name in self.leg_names}
         store = self.index.store
@@ -231,18 +234,19 @@ class HybridRetriever:
         filters: Mapping[str, Any] | None = None,
     ) -> list[RetrievedPage]:
         """The ``k`` best pages for ``query`` (text, a PIL image, or a Query with both)."""
-        q = self.prepare(Query.of(query))  # once: leg_hits and the document prior share it
+        q = self.prepare(Query.of(query))  # once: the legs and the document prior share it
         if check_k(k) == 0:
             return []
+        where = self.where(filters)  # once: the legs and reference pinning share it
         doc_scores = self._document_scores_early(q, filters)  # runs while the legs run
         filed = None  # the filing fields, (re)read while the legs run
         if self.filing_prior is not None and q.text:
             filed = _leg_pool().submit(self.filing_prior.index, self.index.store)
-        hits = self.leg_hits(q, max(k, self.candidates), filters)
+        hits = self._leg_hits(q, max(k, self.candidates), where)
         fused = self.fusion.fuse(hits, sum(len(h) for h in hits.values()))
         fused = self.rerank_documents(q, fused, doc_scores)
         fused = self.rerank_filings(q, fused, filed.result() if filed is not None else None)
-        fused = self.pin_referenced(q, fused, filters)
+        fused = self._pin_referenced(q, fused, where)
         return self.hydrate(fused, k)
 
     def _document_scores_early(
@@ -257,6 +261,15 @@ class HybridRetriever:
         if isinstance(doc_filter, str) or (isinstance(doc_filter, list) and len(doc_filter) == 1):
             return None
         return _leg_pool().submit(prior.scores, self.index.store, query.text)
+
+    def rerank_filings(
+        self, query: Query, fused: Sequence[FusedHit], fields: FilingIndex | None = None
+    ) -> list[FusedHit]:
+        """``fused`` re-ranked by the filing prior (unchanged without one or without text);
+        ``fields``: the prior's filing fields when already read."""
+        if self.filing_prior is None or not query.text:
+            return list(fused)
+        return self.filing_prior.rerank(self.index.store, query.text, fused, fields)
 
     def rerank_documents(
         self,
@@ -276,15 +289,6 @@ class HybridRetriever:
             scores = prior.document_scores(self.index.store, query.text, fused)
         return apply_document_prior(fused, scores, prior.weight)
 
-    def rerank_filings(
-        self, query: Query, fused: Sequence[FusedHit], fields: FilingIndex | None = None
-    ) -> list[FusedHit]:
-        """``fused`` re-ranked by the filing prior (unchanged without one or without text);
-        ``fields``: the prior's filing fields when already read."""
-        if self.filing_prior is None or not query.text:
-            return list(fused)
-        return self.filing_prior.rerank(self.index.store, query.text, fused, fields)
-
     def pin_referenced(
         self,
         query: Query,
@@ -296,6 +300,12 @@ class HybridRetriever:
         fused order (pages no leg found after them, in page order); listings (a table of
         contents, a list of figures) are not pinned. Each pinned page gets
         ``leg_scores["reference"] = 1``; without references or such pages nothing changes."""
+        return self._pin_referenced(query, fused, self.where(filters))
+
+    def _pin_referenced(
+        self, query: Query, fused: Sequence[FusedHit], where: str | None
+    ) -> list[FusedHit]:
+        """``pin_referenced`` with the filters already compiled (``where``)."""
         hits = list(fused)
         if not self.pin_references or not hits or not query.text:
             return hits
@@ -304,7 +314,7 @@ class HybridRetriever:
             return hits
         doc_id = hits[0].doc_id
         found = " OR ".join(f"regexp_like(text, {quote_string(caption_regex(r))})" for r in refs)
-        where = and_where(self.where(filters), where_clause({"doc_id": doc_id}, PAGE_COLUMNS))
+        where = and_where(where, where_clause({"doc_id": doc_id}, PAGE_COLUMNS))
         rows = self.index.store.query(PAGES, and_where(where, f"({found})"), ["page_index", "text"])
         pinned = sorted(  # a table of contents or list of figures holds every caption: skipped
             int(r["page_index"])
@@ -339,145 +349,14 @@ class HybridRetriever:
 
     # ------------------------------------------------------------- hydrate
     def hydrate(self, fused: Sequence[FusedHit], k: int) -> list[RetrievedPage]:
-        """RetrievedPages for the first ``k`` committed pages of ``fused``."""
-        store = self.index.store
-        doc_ids = sorted({h.doc_id for h in fused})
-        if not doc_ids:
-            return []
-        docs = {
-            r["doc_id"]: r
-            for r in store.query(
-                DOCUMENTS,
-                where_clause({"doc_id": doc_ids}, PAGE_COLUMNS),
-                ["doc_id", "source", "title"],
-            ).to_pylist()
-        }
-        top = [h for h in fused if h.doc_id in docs][:k]
-        if not top:
-            return []
-        where = pages_where([h.key for h in top])
-        columns = ["doc_id", "page_index", "width", "height", "text", "image_mime"]
-        if self.include_images:
-            columns.append("image")
-        pages = {
-            (r["doc_id"], r["page_index"]): r
-            for r in store.query(PAGES, where, columns).to_pylist()
-        }
-        figures = self._figures(top)
-        filed = self.filing_prior.index(store) if self.filing_prior is not None else None
-        out = []
-        for h in top:
-            row = pages.get(h.key, {})
-            doc = docs[h.doc_id]
-            page = RetrievedPage(
-                doc_id=h.doc_id,
-                page_index=h.page_index,
-                source=doc["source"],
-                title=doc["title"] or "",
-                score=h.score,
-                text=row.get("text") or "",
-                leg_ranks=dict(h.leg_ranks),
-                leg_scores=dict(h.leg_scores),
-                matched_text=self._matched_text(h),
-                figures=figures.get(h.key, []),
-                width=float(row.get("width") or 0.0),
-                height=float(row.get("height") or 0.0),
-                image_bytes=row.get("image"),
-                image_mime=row.get("image_mime") or "image/jpeg",
-            )
-            if filed is not None:
-                fields = filed.filings.get(h.doc_id)
-                page.filing = fields.label() if fields is not None else ""
-                page.section = filed.section(h.doc_id, h.page_index)[0]
-            if self.include_images and row and not page.image_bytes:
-                self._load_image(page)
-            page.image_path = self._image_path(page)
-            out.append(page)
-        return out
-
-    def _matched_text(self, hit: FusedHit) -> str:
-        """The best-ranked text match (chunk legs first, then figure text)."""
-        ranked = sorted(hit.leg_hits.items(), key=lambda kv: (hit.leg_ranks[kv[0]], kv[0]))
-        for kinds in (("chunk",), ("figure",)):
-            for name, leg_hit in ranked:
-                leg = self.index.legs.get(name)
-                if getattr(leg, "matched_kind", None) in kinds and leg_hit.matched_text:
-                    return leg_hit.matched_text
-        return ""
-
-    def _figures(self, top: Sequence[FusedHit]) -> dict[tuple[str, int], list[RetrievedFigure]]:
-        """Matched figure crops of the top pages, from one query of the figures table."""
-        wanted: dict[tuple[str, int], dict[int, float]] = {}
-        for h in top:
-            for name, leg_hit in h.leg_hits.items():
-                leg = self.index.legs.get(name)
-                if getattr(leg, "matched_kind", None) != "figure" or not leg_hit.matched:
-                    continue
-                scores = leg_hit.matched_scores or [leg_hit.score] * len(leg_hit.matched)
-                best = wanted.setdefault(h.key, {})
-                for idx, score in list(zip(leg_hit.matched, scores, strict=False))[
-                    : self.max_figures
-                ]:
-                    best[idx] = max(score, best.get(idx, float("-inf")))
-        if not wanted:
-            return {}
-        columns = ["doc_id", "page_index", "figure_index", "bbox", "caption", "inside_text"]
-        if self.include_images:
-            columns.append("image")
-        rows = self.index.store.query(FIGURES, pages_where(list(wanted)), columns).to_pylist()
-        rows = [r for r in rows if (r["doc_id"], r["page_index"]) in wanted]
-        if self.include_images:
-            self.index.page_images.fill_figures(
-                [r for r in rows if r["figure_index"] in wanted[(r["doc_id"], r["page_index"])]]
-            )
-        out: dict[tuple[str, int], list[RetrievedFigure]] = defaultdict(list)
-        for r in rows:
-            key = (r["doc_id"], r["page_index"])
-            score = wanted[key].get(r["figure_index"])
-            if score is None:
-                continue
-            out[key].append(
-                RetrievedFigure(
-                    figure_index=r["figure_index"],
-                    bbox=tuple(r["bbox"]),
-                    caption=r["caption"] or "",
-                    inside_text=r["inside_text"] or "",
-                    score=float(score),
-                    image_bytes=r.get("image"),
-                )
-            )
-        for figs in out.values():
-            figs.sort(key=lambda f: (-f.score, f.figure_index))
-        return out
-
-    def _cache_name(self, page: RetrievedPage) -> str:
-        return f"{page.doc_id}/{page.page_index}.{_EXT.get(page.image_mime, 'jpg')}"
-
-    def _load_image(self, page: RetrievedPage) -> None:
-        """Fill the image of a page stored as its source: the cached file, else a render."""
-        cache = self.index.image_cache
-        path = cache.get(self._cache_name(page)) if cache is not None else None
-        if path is not None:
-            with contextlib.suppress(OSError):
-                page.image_bytes = path.read_bytes()
-                return
-        try:
-            found = self.index.page_images.render_encoded(page.doc_id, page.page_index)
-        except Exception as exc:  # a damaged source: the page still comes back, without image
-            log.warning("no image for %s p.%d: %s", page.doc_id, page.page_number, exc)
-            return
-        if found is not None:
-            page.image_bytes, page.image_mime = found
-
-    def _image_path(self, page: RetrievedPage) -> str | None:
-        cache = self.index.image_cache  # outside the index: readers never write there
-        if cache is None:
-            return None
-        name = self._cache_name(page)
-        path = cache.get(name)
-        if path is not None:
-            return str(path)
-        if not (self.write_images and page.image_bytes):
-            return None
-        path = cache.put(name, page.image_bytes)
-        return None if path is None else str(path)
+        """RetrievedPages for the first ``k`` committed pages of ``fused`` (a ``Hydrator``), with
+        what the filing prior read at ingest (``filing``, ``section``)."""
+        pages = Hydrator(
+            self.index,
+            max_figures=self.max_figures,
+            include_images=self.include_images,
+            write_images=self.write_images,
+        ).hydrate(fused, k)
+        if self.filing_prior is not None:
+            self.filing_prior.describe(self.index.store, pages)
+        return pages

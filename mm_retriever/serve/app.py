@@ -213,14 +213,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
     ) -> Response:
         """A figure crop (PNG)."""
         from mm_retriever.store import FIGURES
-        from mm_retriever.store.filters import where_clause
 
-        where = where_clause(
-            {"doc_id": doc_id, "page_index": page_index, "figure_index": figure_index},
-            {"doc_id": str, "page_index": int, "figure_index": int},
-        )
-        rows = index.store.query(FIGURES, where, ["doc_id", "page_index", "bbox", "image"])
-        rows = rows.to_pylist()
+        key = {"doc_id": doc_id, "page_index": page_index, "figure_index": figure_index}
+        rows = index.store.rows_matching(FIGURES, key, ["doc_id", "page_index", "bbox", "image"])
         index.page_images.fill_figures(rows)  # crops of documents kept as their source file
         if not rows or not rows[0]["image"] or not index.store.has_document(doc_id):
             raise HTTPException(404, f"no figure {figure_index} on page {page_index} of '{doc_id}'")
@@ -328,12 +323,10 @@ def page_json(page: Any, query: str, legs: list[str] | None = None) -> dict[str,
 
 def _page(index: Any, doc_id: str, page_index: int, columns: list[str]) -> dict[str, Any]:
     from mm_retriever.store import PAGES
-    from mm_retriever.store.filters import PAGE_COLUMNS, where_clause
 
     if not index.store.has_document(doc_id):
         raise HTTPException(404, f"no document with id '{doc_id}'")
-    where = where_clause({"doc_id": doc_id, "page_index": page_index}, PAGE_COLUMNS)
-    rows = index.store.query(PAGES, where, columns).to_pylist()
+    rows = index.store.rows_matching(PAGES, {"doc_id": doc_id, "page_index": page_index}, columns)
     if not rows:
         raise HTTPException(404, f"document '{doc_id}' has no page {page_index}")
     return rows[0]

@@ -38,7 +38,8 @@ import pyarrow as pa
 
 from mm_retriever.errors import IndexCorruptError, IndexReadOnlyError, WriterBusyError
 from mm_retriever.store.arrow import rows_to_table
-from mm_retriever.store.filters import quote_string
+from mm_retriever.store.filters import quote_string, where_clause
+from mm_retriever.store.reader import TableReader
 from mm_retriever.store.schema import (
     BASE_SCHEMAS,
     DOCUMENTS,
@@ -48,6 +49,7 @@ from mm_retriever.store.schema import (
     PENDING_SCHEMA,
     now_iso,
 )
+from mm_retriever.store.table_indexes import ensure_fts_index, ensure_vector_index
 
 if TYPE_CHECKING:
     from lancedb.table import Table
@@ -159,6 +161,21 @@ class LanceDBStore:
             self._tables[name] = tbl
         return tbl
 
+    def reader(self, name: str) -> TableReader | None:
+        """A read-only view of table ``name`` at its current version (None: no such table)."""
+        tbl = self.table(name)
+        return None if tbl is None else TableReader(tbl)
+
+    def ensure_fts_index(self, name: str, column: str, options: Mapping[str, Any]) -> bool:
+        """A writer's: the full-text index of ``column`` (``table_indexes.ensure_fts_index``)."""
+        tbl = self.table(name)
+        return tbl is not None and ensure_fts_index(tbl, column, options)
+
+    def ensure_vector_index(self, name: str, column: str, **options: Any) -> bool:
+        """A writer's: the ANN index of ``column`` (``table_indexes.ensure_vector_index``)."""
+        tbl = self.table(name)
+        return tbl is not None and bool(ensure_vector_index(tbl, column, **options))
+
     def ensure_table(self, name: str, schema: pa.Schema) -> Table:
         tbl = self.table(name)
         if tbl is None:
@@ -220,6 +237,17 @@ class LanceDBStore:
         if columns:
             q = q.select(list(columns))
         return q.limit(limit).to_arrow()
+
+    def rows_matching(
+        self, name: str, key: Mapping[str, str | int], columns: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows of ``name`` whose columns equal ``key`` (e.g. ``{"doc_id": d, "page_index": 3}``),
+        the where-clause made here from the values (strings or integers)."""
+        kinds = {
+            c: int if isinstance(v, int) and not isinstance(v, bool) else str
+            for c, v in key.items()
+        }
+        return self.query(name, where_clause(key, kinds), columns).to_pylist()
 
     def count(self, name: str, where: str | None = None) -> int:
         tbl = self.table(name)

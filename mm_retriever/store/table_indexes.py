@@ -15,8 +15,12 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from mm_retriever.store.snapshot import VersionedSnapshot
+
 if TYPE_CHECKING:
     from lancedb.table import Table
+
+    from mm_retriever.store.reader import TableReader
 
 log = logging.getLogger("mm_retriever")
 
@@ -43,15 +47,10 @@ class IndexPresence:
     def __init__(self, column: str, kind: str) -> None:
         self.column = column
         self.kind = kind
-        self._seen: tuple[int, bool] | None = None  # (table version, has the index)
+        self._seen = VersionedSnapshot(lambda reader, _: reader.has_index(column, kind))
 
-    def __call__(self, tbl: Table | None) -> bool:
-        if tbl is None:
-            return False
-        version = int(tbl.version)
-        if self._seen is None or self._seen[0] != version:
-            self._seen = (version, find_index(tbl, self.column, self.kind) is not None)
-        return self._seen[1]
+    def __call__(self, reader: TableReader | None) -> bool:
+        return bool(self._seen.get(reader))
 
 
 def index_kind(cfg: Any) -> str:

@@ -270,25 +270,14 @@ class MMRetriever(BaseRetriever):
             names = [
                 name
                 for name in hybrid.leg_names
-                if getattr(legs[name], "kind", name) in self.image_legs
-                and getattr(legs[name], "image_encoder", True) is not None
+                if (legs[name].kind or name) in self.image_legs and legs[name].searches_images()
             ]
             if not names:
                 raise ValueError(
                     "this index has no image leg (page, or figure with an image model) to "
                     f"search by image; its legs: {', '.join(hybrid.leg_names)}"
                 )
-            self._image_retriever = type(hybrid)(
-                hybrid.index,
-                fusion=hybrid.fusion,
-                legs=names,
-                candidates=hybrid.candidates,
-                max_figures=hybrid.max_figures,
-                include_images=hybrid.include_images,
-                write_images=hybrid.write_images,
-                clean_query=hybrid.clean_query,
-                expand_query=hybrid.expand_query,
-            )
+            self._image_retriever = hybrid.over_legs(names)
         return self._image_retriever
 
     def _nodes(self, pages: list[RetrievedPage]) -> list[NodeWithScore]:
