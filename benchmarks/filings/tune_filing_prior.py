@@ -127,6 +127,8 @@ def single_legs(dataset, names, cached, fi, check, qrels, sources) -> list[str]:
                 )
                 for src in sorted(a["by_source"]):
                     qs = [q for q in qids if src in sources[q]]
+                    if len(qs) < 2:
+                        continue
                     t = paired_test(
                         [a["per_query"][q]["ndcg@5"] for q in qs],
                         [b["per_query"][q]["ndcg@5"] for q in qs],
