@@ -63,6 +63,27 @@ def test_read_filing_from_the_cover(tmp_path) -> None:
     assert read_filing(_texts(make_sample_pdf(tmp_path / "s.pdf", ["Zorblax sightings."]))) is None
 
 
+def test_read_filing_of_an_earnings_release() -> None:
+    cover = (
+        "UNITED STATES\nSECURITIES AND EXCHANGE COMMISSION\nFORM 8-K\nCURRENT REPORT\n"
+        "Date of Report (Date of earliest event reported): April 25, 2023\nACME TOOLS, INC.\n"
+        "(Exact name of registrant as specified in its charter)\nTrading Symbol(s)\nACME\n"
+        "Securities registered pursuant to Section 12(g) of the Act: None"
+    )
+    release = "ACME TOOLS REPORTS FIRST QUARTER 2023 RESULTS\nNet sales for the three months "
+    release += "ended March 31, 2023 rose 4%."
+    fields = read_filing([cover, release])
+    assert fields is not None
+    assert (fields.company, fields.form, fields.fiscal_year, fields.quarter) == (
+        "ACME TOOLS, INC.",
+        "8-K",
+        2023,
+        1,
+    )
+    worded = read_filing([cover, "Results for the fourth quarter of fiscal 2022 were strong."])
+    assert worded is not None and (worded.fiscal_year, worded.quarter) == (2022, 4)
+
+
 def test_page_sections_of_a_filing(tmp_path) -> None:
     sections = page_sections(_texts(make_filing_pdf(tmp_path / "k.pdf", "NIKE, INC.", 2019)))
     assert [s.section for s in sections] == [name for name, _ in FILING_PAGES]

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 
 #: pages searched for the cover (some PDFs start with a blank or a title page)
 COVER_PAGES = 3
+#: pages of an earnings release searched for the quarter it reports
+RELEASE_PAGES = 2
 #: pages searched for the most frequent company line (fallback)
 NAME_PAGES = 120
 
@@ -27,6 +29,13 @@ _PERIOD = re.compile(
     rf"(fiscal\s+year|year|quarterly\s+period|quarter|period)\s+ended[\s\S]{{0,80}}?{_DATE}",
     re.IGNORECASE,
 )
+# an earnings release (an 8-K's exhibit) names its quarter in words or by the months it covers
+_RELEASE_PERIOD = re.compile(
+    rf"\b(?:(first|second|third|fourth)[\s-]+quarter|(three|six|nine|twelve)\s+months)"
+    rf"(?:\s+(?:of\s+)?(?:fiscal\s+)?(?:year\s+)?((?:19|20)\d\d)\b|\s+ended\s+{_DATE})",
+    re.IGNORECASE,
+)
+_ORDINAL = {"first": 1, "second": 2, "third": 3, "fourth": 4}
 _FORM = re.compile(r"\bform\s+(10-K|10-Q|8-K|20-F|40-F|10-KT|10-QT)\b", re.IGNORECASE)
 _RELEASE = re.compile(
     r"\b(?:reports?|announces?)\b[^\n]{0,80}\b(?:quarter|fiscal|full[- ]year|annual)\b"
@@ -99,7 +108,27 @@ def read_filing(page_texts: Sequence[str]) -> FilingFields | None:
         out.period_end = f"{year:04d}-{month:02d}-{day:02d}"
         if form in ("10-Q", "10-QT") or "quarter" in kind:
             out.quarter = (month - 1) // 3 + 1
+    elif form in ("8-K", "earnings release"):
+        _release_period(out, "\n".join(t or "" for t in page_texts[:RELEASE_PAGES]))
     return out
+
+
+def _release_period(out: FilingFields, text: str) -> None:
+    """The quarter an earnings release reports: "fourth quarter of fiscal 2023" (the fiscal
+    year as written) or "three months ended March 31, 2023" (the calendar quarter)."""
+    m = _RELEASE_PERIOD.search(text)
+    if not m:
+        return
+    ordinal, months, year, month_name, day, end_year = m.groups()
+    if year:
+        out.fiscal_year = int(year)
+        out.quarter = _ORDINAL[ordinal.lower()] if ordinal else 0
+        return
+    month = _MONTHS.split("|").index(month_name.lower()) + 1
+    out.fiscal_year = int(end_year)
+    out.period_end = f"{int(end_year):04d}-{month:02d}-{int(day):02d}"
+    if ordinal or (months and months.lower() == "three"):
+        out.quarter = (month - 1) // 3 + 1
 
 
 def _form(cover: str) -> str:
