@@ -192,6 +192,9 @@ def test_prior_finds_the_filing_then_the_statement(filings) -> None:
     q = "What is Nike's FY2019 inventory turnover ratio?"
     top2 = {p.page_index for p in idx.retriever().retrieve(q, k=2, filters=only)}
     assert top2 == {5, 6}  # the income statement and the balance sheet
+    # a page filter holds: no statement page outside it joins
+    narrow = {**only, "page_index": {"lte": 4}}
+    assert all(p.page_index <= 4 for p in idx.retriever().retrieve(q, k=5, filters=narrow))
 
 
 def test_prior_leaves_other_questions_alone(filings) -> None:

@@ -97,17 +97,20 @@ class FilingPrior:
         text: str,
         fused: Sequence[FusedHit],
         fields: FilingIndex | None = None,
+        *,
+        add_pages: bool = True,
     ) -> list[FusedHit]:
         """``fused`` re-ranked for the question ``text`` (unchanged when nothing applies);
         ``fields``: ``index(store)`` when already read (the retriever reads it while the legs
-        run)."""
+        run); ``add_pages``: whether wanted statement pages no leg found may join (False when a
+        page filter narrows the search)."""
         hits = list(fused)
         if not hits or not text or (self.weight == 0 and self.section_weight == 0):
             return hits
         fi = fields if fields is not None else self.index(store)
         if not fi.filings and not fi.sections:
             return hits
-        return rerank(hits, fi, text, read_question(text), self)
+        return rerank(hits, fi, text, read_question(text), self, add_pages=add_pages)
 
     def describe(self, store: LanceDBStore, pages: Sequence[RetrievedPage]) -> None:
         """Set each page's ``filing`` label and ``section`` from the fields read at ingest."""
@@ -149,6 +152,8 @@ def rerank(
     text: str,
     question: FilingQuestion,
     prior: FilingPrior,
+    *,
+    add_pages: bool = True,
 ) -> list[FusedHit]:
     """The re-ranking of :meth:`FilingPrior.rerank` on a loaded :class:`FilingIndex`."""
     docs = list(dict.fromkeys(h.doc_id for h in hits))
@@ -163,7 +168,7 @@ def rerank(
     def doc_bonus(d: str) -> float:
         return prior.weight * f_scores.get(d, 0.0)
 
-    if wanted and prior.top_documents:  # the wanted statements of the best documents join:
+    if wanted and prior.top_documents and add_pages:  # the best documents' statements join:
         best_z: dict[str, float] = {}  # the filings the question names best, then by pages
         for h, zi in by_key.values():
             best_z[h.doc_id] = max(zi, best_z.get(h.doc_id, zi))

@@ -245,7 +245,9 @@ class HybridRetriever:
         hits = self._leg_hits(q, max(k, self.candidates), where)
         fused = self.fusion.fuse(hits, sum(len(h) for h in hits.values()))
         fused = self.rerank_documents(q, fused, doc_scores)
-        fused = self.rerank_filings(q, fused, filed.result() if filed is not None else None)
+        fused = self.rerank_filings(
+            q, fused, filed.result() if filed is not None else None, filters=filters
+        )
         fused = self._pin_referenced(q, fused, where)
         return self.hydrate(fused, k)
 
@@ -263,13 +265,21 @@ class HybridRetriever:
         return _leg_pool().submit(prior.scores, self.index.store, query.text)
 
     def rerank_filings(
-        self, query: Query, fused: Sequence[FusedHit], fields: FilingIndex | None = None
+        self,
+        query: Query,
+        fused: Sequence[FusedHit],
+        fields: FilingIndex | None = None,
+        filters: Mapping[str, Any] | None = None,
     ) -> list[FusedHit]:
         """``fused`` re-ranked by the filing prior (unchanged without one or without text);
-        ``fields``: the prior's filing fields when already read."""
+        ``fields``: the prior's filing fields when already read; with a ``page_index`` filter
+        no page joins that the legs did not return."""
         if self.filing_prior is None or not query.text:
             return list(fused)
-        return self.filing_prior.rerank(self.index.store, query.text, fused, fields)
+        add_pages = not (isinstance(filters, Mapping) and "page_index" in filters)
+        return self.filing_prior.rerank(
+            self.index.store, query.text, fused, fields, add_pages=add_pages
+        )
 
     def rerank_documents(
         self,
