@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -20,6 +20,7 @@ from mm_retriever.types import FusedHit, LegHit, Page
 if TYPE_CHECKING:
     import pyarrow as pa
     import torch
+    from pydantic import BaseModel
 
     from mm_retriever.store import LanceDBStore
 
@@ -154,6 +155,10 @@ class Leg:
     matched_kind: str | None = None
     #: an image model this leg was configured with but could not load (it then reads, not writes)
     unavailable_image_model: str | None = None
+    #: the typed constructor options (a pydantic model, ``extra="forbid"``): ``index.legs``
+    #: validates a ``LegSpec``'s options with it and ``config()`` dumps through it, so what the
+    #: manifest saves is what the constructor takes. None: options passed unchecked.
+    Options: ClassVar[type[BaseModel] | None] = None
 
     def rows(self, pages: Sequence[Page]) -> list[dict[str, Any]]:
         """Encode a batch of pages (all of one document) into rows for this leg's table."""

@@ -191,3 +191,27 @@ def test_leg_without_the_base_class_gets_its_defaults(tmp_path: Path, monkeypatc
     assert not index.add([pdf]).failed
     (page,) = index.retriever().retrieve("Oskarvale rent", k=1)
     assert page.page_index == 1 and page.leg_ranks == {"plain-leg": 1}
+
+
+def test_leg_options_are_typed_and_round_trip_through_the_manifest(tmp_path: Path):
+    """A leg's options are validated by its pydantic model; the manifest saves them as dumped."""
+    from mm_retriever.index import MultimodalIndex
+    from mm_retriever.legs.bm25 import BM25Options
+
+    index = MultimodalIndex.create(
+        tmp_path / "idx", _config(LegSpec(name="bm25", options={"k1": 1, "unit": "chunk"}))
+    )
+    saved = index.manifest()["config"]["legs"][0]["options"]
+    assert saved == BM25Options(k1=1, unit="chunk").model_dump(mode="json")
+    assert saved == index.legs["bm25"].config() and saved["unit"] == "chunk"
+    assert isinstance(saved["k1"], float) and saved["k1"] == 1.0
+    reopened = MultimodalIndex.open(tmp_path / "idx")
+    assert reopened.legs["bm25"].config() == saved and reopened.legs["bm25"].unit == "chunk"
+
+    with pytest.raises(ValueError, match=r"leg 'bm25' options: k_one: Extra inputs are not"):
+        MultimodalIndex.create(
+            tmp_path / "bad", _config(LegSpec(name="bm25", options={"k_one": 2}))
+        )
+    with pytest.raises(ValueError, match=r"leg 'words' options: unit: Input should be 'page' or"):
+        spec = LegSpec(name="bm25", alias="words", options={"unit": "sentence"})
+        MultimodalIndex.create(tmp_path / "bad2", _config(spec))

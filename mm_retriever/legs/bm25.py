@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from mm_retriever.legs.base import LegBase, rank_pages
+from mm_retriever.legs.base import LegBase, LegOptions, rank_pages
 from mm_retriever.legs.text import page_chunks
 from mm_retriever.protocols import Query
 from mm_retriever.store.snapshot import VersionedSnapshot
@@ -75,6 +75,20 @@ ENGINES = ("lancedb", "bm25s")
 SINGLE_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"
 
 
+class BM25Options(LegOptions):
+    """Options of the BM25 leg (see ``BM25Retriever``)."""
+
+    unit: Literal["page", "chunk"] = "page"
+    language: str = "English"
+    stem: bool = True
+    remove_stop_words: bool = True
+    candidates_per_page: int = 4
+    k1: float = 1.5
+    b: float = 0.75
+    method: str = "lucene"
+    engine: Literal["lancedb", "bm25s"] = "lancedb"
+
+
 class BM25Retriever(LegBase):
     """Keyword retrieval (BM25) over whole pages (``unit="page"``) or chunks (``"chunk"``).
 
@@ -85,6 +99,7 @@ class BM25Retriever(LegBase):
     """
 
     kind = "bm25"
+    Options = BM25Options
     matched_kind = "chunk"  # what LegHit.matched indexes
 
     def __init__(
@@ -318,17 +333,17 @@ class BM25Retriever(LegBase):
             limit *= 2
 
     def config(self) -> dict[str, Any]:
-        return {
-            "engine": self.engine,
-            "unit": self.unit,
-            "language": self.language,
-            "stem": self.stem,
-            "remove_stop_words": self.remove_stop_words,
-            "candidates_per_page": self.candidates_per_page,
-            "k1": self.k1,
-            "b": self.b,
-            "method": self.method,
-        }
+        return self.options_dump(
+            engine=self.engine,
+            unit=self.unit,
+            language=self.language,
+            stem=self.stem,
+            remove_stop_words=self.remove_stop_words,
+            candidates_per_page=self.candidates_per_page,
+            k1=self.k1,
+            b=self.b,
+            method=self.method,
+        )
 
 
 def _stemmer(language: str) -> Any:

@@ -23,6 +23,7 @@ from mm_retriever.config import DEFAULT_CLIP_MODEL
 from mm_retriever.errors import ModelUnavailableError
 from mm_retriever.legs.base import (
     LegBase,
+    LegOptions,
     build_encoder,
     encode_query_cached,
     normalize_spec,
@@ -58,6 +59,16 @@ class _Figures:
     row_of: dict[tuple[str, int, int], int]
 
 
+class FigureOptions(LegOptions):
+    """Options of the figure leg (see ``FigureRetriever``)."""
+
+    image_encoder: Any = DEFAULT_IMAGE_ENCODER
+    text_encoder: Any = DEFAULT_TEXT_ENCODER
+    image_weight: float = 0.5
+    text_weight: float = 0.5
+    image_fallback: bool = True
+
+
 class FigureRetriever(LegBase):
     """Retrieval over figures, charts and tables cropped from pages.
 
@@ -67,6 +78,7 @@ class FigureRetriever(LegBase):
     """
 
     kind = "figure"
+    Options = FigureOptions
     matched_kind = "figure"  # what LegHit.matched indexes
 
     def __init__(
@@ -261,17 +273,19 @@ class FigureRetriever(LegBase):
         )
 
     def config(self) -> dict[str, Any]:
-        return {
-            "image_encoder": (
+        out = self.options_dump(
+            image_encoder=(
                 resolved_spec(self.image_spec["name"], self.image_encoder)
                 if self.image_spec and self.image_encoder is not None
                 else None
             ),
-            "text_encoder": (
+            text_encoder=(
                 resolved_spec(self.text_spec["name"], self.text_encoder)
                 if self.text_spec and self.text_encoder is not None
                 else None
             ),
-            "image_weight": self.image_weight,
-            "text_weight": self.text_weight,
-        }
+            image_weight=self.image_weight,
+            text_weight=self.text_weight,
+        )
+        del out["image_fallback"]  # how a missing model is handled, not what the index holds
+        return out

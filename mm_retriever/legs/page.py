@@ -43,6 +43,7 @@ import pyarrow as pa
 from mm_retriever.config import DEFAULT_PAGE_MODEL
 from mm_retriever.legs.base import (
     LegBase,
+    LegOptions,
     build_encoder,
     encode_query_cached,
     normalize_spec,
@@ -73,6 +74,22 @@ class StaleRowsError(RuntimeError):
     """The table changed between choosing candidates and reading them (retry after a sync)."""
 
 
+class PageOptions(LegOptions):
+    """Options of the page-image leg (see ``PageImageRetriever``)."""
+
+    encoder: Any = None
+    storage_dtype: Literal["float16", "float32", "int8"] = "float16"
+    index: Literal["exact", "two_stage"] = "two_stage"
+    first_stage: Literal["mean", "binary", "ann", "cascade", "ivf", "ivf_binary"] = "ivf_binary"
+    segments: int = 8
+    candidates: int = 300
+    probe: int = 64
+    prefilter: int = 2000
+    pool_factor: int = 1
+    centroids: int = 65536
+    nprobe: int = 4
+
+
 class PageImageRetriever(LegBase):
     """Visual page retrieval: ColPali / ColQwen / ColSmol multivectors scored by MaxSim.
 
@@ -81,6 +98,7 @@ class PageImageRetriever(LegBase):
     """
 
     kind = "page"
+    Options = PageOptions
     matched_kind = None
 
     def __init__(
@@ -427,16 +445,16 @@ class PageImageRetriever(LegBase):
         )
 
     def config(self) -> dict[str, Any]:
-        return {
-            "encoder": resolved_spec(self.encoder_spec["name"], self.encoder),
-            "storage_dtype": self.storage_dtype,
-            "index": self.index_type,
-            "first_stage": self.first_stage,
-            "segments": self.segments,
-            "candidates": self.candidates,
-            "probe": self.probe,
-            "prefilter": self.prefilter,
-            "pool_factor": self.pool_factor,
-            "centroids": self.centroids,
-            "nprobe": self.nprobe,
-        }
+        return self.options_dump(
+            encoder=resolved_spec(self.encoder_spec["name"], self.encoder),
+            storage_dtype=self.storage_dtype,
+            index=self.index_type,
+            first_stage=self.first_stage,
+            segments=self.segments,
+            candidates=self.candidates,
+            probe=self.probe,
+            prefilter=self.prefilter,
+            pool_factor=self.pool_factor,
+            centroids=self.centroids,
+            nprobe=self.nprobe,
+        )

@@ -11,6 +11,7 @@ import pyarrow as pa
 from mm_retriever.config import DEFAULT_TEXT_MODEL
 from mm_retriever.legs.base import (
     LegBase,
+    LegOptions,
     build_encoder,
     encode_query_cached,
     normalize_spec,
@@ -43,6 +44,17 @@ def page_chunks(page: Page) -> list[tuple[int, str]]:
     return chunks
 
 
+class TextOptions(LegOptions):
+    """Options of the dense text leg (see ``TextRetriever``)."""
+
+    encoder: Any = None
+    chunks_per_page: int = 4
+    ann_min_rows: int = DEFAULT_ANN_MIN_ROWS
+    ann_index: str = "IVF_SQ"
+    nprobes: int = 32
+    refine_factor: int = 5
+
+
 class TextRetriever(LegBase):
     """Dense retrieval over text chunks; a page scores the max cosine of its chunks.
 
@@ -57,6 +69,7 @@ class TextRetriever(LegBase):
     """
 
     kind = "text"
+    Options = TextOptions
     matched_kind = "chunk"  # what LegHit.matched indexes
     #: with an ANN index, a filter leaving at most this many chunks is answered exactly (a flat
     #: scan with a prefilter reads every vector; an ANN search with one is approximate)
@@ -189,11 +202,11 @@ class TextRetriever(LegBase):
         )
 
     def config(self) -> dict[str, Any]:
-        return {
-            "encoder": resolved_spec(self.encoder_spec["name"], self.encoder),
-            "chunks_per_page": self.chunks_per_page,
-            "ann_min_rows": self.ann_min_rows,
-            "ann_index": self.ann_index,
-            "nprobes": self.nprobes,
-            "refine_factor": self.refine_factor,
-        }
+        return self.options_dump(
+            encoder=resolved_spec(self.encoder_spec["name"], self.encoder),
+            chunks_per_page=self.chunks_per_page,
+            ann_min_rows=self.ann_min_rows,
+            ann_index=self.ann_index,
+            nprobes=self.nprobes,
+            refine_factor=self.refine_factor,
+        )
