@@ -8,7 +8,7 @@ set -euo pipefail
 DATASET=$1
 INDEX=$2
 OUT=$3
-CHECK=${4:-1,2,2}
+CHECK=${4:-3,5,2}
 mkdir -p "$OUT"
 CACHE=${CACHE:-$OUT/legs.pkl}
 if [ ! -f "$CACHE" ]; then

@@ -148,7 +148,7 @@ def main() -> None:
     ap.add_argument("--index", type=Path, help="index whose page text gives the fields")
     ap.add_argument("--texts", type=Path, help="or: JSON doc_id -> page texts")
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--check", default="1.0,1.0,2", help="setting with paired tests per type")
+    ap.add_argument("--check", default="3,5,2", help="setting with paired tests per type")
     ap.add_argument("--only-check", action="store_true", help="skip the grid")
     args = ap.parse_args()
     import json
