@@ -567,15 +567,26 @@ def mcp(
     index: IndexOpt,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps")] = None,
     k: Annotated[int, typer.Option("-k", help="default pages per search")] = 5,
+    max_bytes: Annotated[
+        int,
+        typer.Option(help="largest tool result in bytes, base64 images included (1 MiB hosts)"),
+    ] = 800_000,
+    max_image_side: Annotated[
+        int, typer.Option(help="longest side of an image in a result, in pixels")
+    ] = 1568,
 ) -> None:
     """Run an MCP server (stdio) with a search tool over an index, for agent hosts."""
     from mm_retriever.errors import MMRetrieverError
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, force=True)
     try:
-        from mm_retriever.mcp_server import run_stdio
+        from mm_retriever.mcp_server import ResultBudget, run_stdio
 
-        run_stdio(index, device=device, default_k=k)
+        try:
+            budget = ResultBudget(max_bytes=max_bytes, max_image_side=max_image_side)
+        except ValueError as e:
+            raise _fail(str(e), 2) from None
+        run_stdio(index, device=device, default_k=k, budget=budget)
     except MMRetrieverError as e:
         raise _fail(str(e)) from None
 

@@ -148,7 +148,8 @@ class Leg:
     delete has committed is never returned.
     """
 
-    name: str
+    #: the instance name (set by the constructor or by ``index.legs.build_leg``)
+    name: str = ""
     #: registry name of the leg's class ("page", "text", "bm25", "figure", a plugin's name)
     kind: str = ""
     #: what ``LegHit.matched`` indexes: "chunk" (text chunks), "figure", or None (nothing)
@@ -214,7 +215,7 @@ class PluginLeg(Leg):
 
     @property
     def name(self) -> str:  # type: ignore[override]
-        return self.leg.name
+        return getattr(self.leg, "name", "")
 
     @property
     def kind(self) -> str:  # type: ignore[override]

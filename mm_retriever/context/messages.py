@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from mm_retriever.context.budget import ContextBudget, ContextImage, Source, build_sources
+from mm_retriever.context.budget import (
+    ContextBudget,
+    ContextImage,
+    Source,
+    build_sources,
+    omitted_note,
+)
 from mm_retriever.errors import require_extra
 from mm_retriever.types import RetrievedPage
 
@@ -62,6 +68,8 @@ def context_parts(question: str, sources: Sequence[Source]) -> list[Part]:
         for img in src.images:
             parts.append(f"Image — {img.label}")
             parts.append(img)
+    if note := omitted_note(sources):
+        parts.append(note)
     parts.append(
         f"Question: {question.strip()}\nAnswer from the sources above and cite them like [1]."
     )

@@ -54,8 +54,9 @@ def page_words(
     row = row or _page_row(index, doc_id, page_index)
     words: list[Word] = []
     sources = []
-    source = _document_source(index, doc_id)
-    layer = _layer_words(source, doc_id, page_index) if source else None
+    layer = _stored_words(index, doc_id, page_index)  # the index's copy of the file
+    if layer is None and (source := _document_source(index, doc_id)):
+        layer = _layer_words(source, doc_id, page_index)  # the file on disk, if unchanged
     if layer:
         words += layer
         sources.append("layer")
@@ -88,6 +89,14 @@ def _same_file(path: Path, doc_id: str) -> bool:
     except OSError:
         return False
     return path.is_file() and _file_id(str(path), st.st_mtime_ns, st.st_size) == doc_id
+
+
+def _stored_words(index: MultimodalIndex, doc_id: str, page_index: int) -> list[Word] | None:
+    """Word boxes from the PDF the index keeps in its ``sources`` table (None: not kept)."""
+    raw = index.page_images.words(doc_id, page_index)
+    if raw is None:
+        return None
+    return [Word(w[4], (w[0], w[1], w[2], w[3]), ("L", w[5])) for w in raw]
 
 
 def _layer_words(source: str, doc_id: str, page_index: int) -> list[Word] | None:

@@ -51,7 +51,7 @@ def build_leg(spec: LegSpec, device: str | None) -> Leg:
     leg = factory(**kwargs)
     if not isinstance(leg, Leg):  # a plugin written before protocols.Leg: Leg's defaults added
         leg = PluginLeg(leg, kind=spec.name)
-    if getattr(leg, "name", None) != spec.leg_name:
+    if leg.name != spec.leg_name:
         leg.name = spec.leg_name
     return leg
 

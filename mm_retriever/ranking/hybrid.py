@@ -44,7 +44,7 @@ from mm_retriever.store.filters import (
     MATCH_NOTHING,
     PAGE_COLUMNS,
     and_where,
-    quote_string,
+    regex_any,
     split_filters,
     where_clause,
 )
@@ -323,9 +323,9 @@ class HybridRetriever:
         if not refs:
             return hits
         doc_id = hits[0].doc_id
-        found = " OR ".join(f"regexp_like(text, {quote_string(caption_regex(r))})" for r in refs)
+        found = regex_any("text", [caption_regex(r) for r in refs])
         where = and_where(where, where_clause({"doc_id": doc_id}, PAGE_COLUMNS))
-        rows = self.index.store.query(PAGES, and_where(where, f"({found})"), ["page_index", "text"])
+        rows = self.index.store.query(PAGES, and_where(where, found), ["page_index", "text"])
         pinned = sorted(  # a table of contents or list of figures holds every caption: skipped
             int(r["page_index"])
             for r in rows.to_pylist()

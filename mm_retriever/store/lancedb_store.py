@@ -239,7 +239,11 @@ class LanceDBStore:
         return q.limit(limit).to_arrow()
 
     def rows_matching(
-        self, name: str, key: Mapping[str, str | int], columns: Sequence[str] | None = None
+        self,
+        name: str,
+        key: Mapping[str, str | int],
+        columns: Sequence[str] | None = None,
+        limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """Rows of ``name`` whose columns equal ``key`` (e.g. ``{"doc_id": d, "page_index": 3}``),
         the where-clause made here from the values (strings or integers)."""
@@ -247,7 +251,7 @@ class LanceDBStore:
             c: int if isinstance(v, int) and not isinstance(v, bool) else str
             for c, v in key.items()
         }
-        return self.query(name, where_clause(key, kinds), columns).to_pylist()
+        return self.query(name, where_clause(key, kinds), columns, limit).to_pylist()
 
     def count(self, name: str, where: str | None = None) -> int:
         tbl = self.table(name)
