@@ -12,7 +12,7 @@ from mm_retriever.index.filing_fields import backfill_filing_fields
 from mm_retriever.ingest.filing import read_filing
 from mm_retriever.ingest.page_sections import page_sections, statement_of
 from mm_retriever.query.filing_question import company_score, period_score, read_question
-from mm_retriever.ranking.filing_prior import FILINGS, PAGE_SECTIONS, FilingPrior
+from mm_retriever.ranking.filing_prior import FILINGS, PAGE_SECTIONS, FilingPrior, rerank
 
 QUESTION = (
     "According to the balance sheet, how much total current assets did Nike have at the end "
@@ -207,6 +207,8 @@ def test_prior_leaves_other_questions_alone(filings) -> None:
     assert with_prior == without
     with pytest.raises(ValueError, match=">= 0"):
         FilingPrior(-1.0)
+    fi = FilingPrior().index(idx.store)  # no candidates (a leg found nothing): nothing to do
+    assert rerank([], fi, QUESTION, read_question(QUESTION), FilingPrior()) == []
 
 
 def test_backfill_of_an_older_index(filings, tmp_path) -> None:

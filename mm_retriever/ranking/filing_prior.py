@@ -156,6 +156,8 @@ def rerank(
     add_pages: bool = True,
 ) -> list[FusedHit]:
     """The re-ranking of :meth:`FilingPrior.rerank` on a loaded :class:`FilingIndex`."""
+    if not hits:
+        return hits
     docs = list(dict.fromkeys(h.doc_id for h in hits))
     f_scores = filing_scores(text, question, fi.filings, docs) if prior.weight else {}
     wanted = set(question.statements) if prior.section_weight else set()
