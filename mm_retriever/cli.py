@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.table import Table
 
 from mm_retriever.cli_config import TEXT_ENCODERS, build_config, setting_conflicts
+from mm_retriever.cli_support import CLIGroup, err_console, setup_logging
 
 if TYPE_CHECKING:
     from mm_retriever.config import IndexConfig
@@ -28,9 +28,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=CLIGroup,
 )
 console = Console()
-err_console = Console(stderr=True)
 
 SAMPLE_QUESTIONS = [
     "Which region installed the most solar capacity between 2020 and 2024?",
@@ -41,16 +41,21 @@ SAMPLE_QUESTIONS = [
 IndexOpt = Annotated[Path, typer.Option("--index", "-i", help="index folder or URI")]
 
 
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="log what happens; tracebacks on errors")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="only errors: no warnings, no spinners")
+    ] = False,
+) -> None:
+    """Multimodal retrieval over PDFs: page images, text (dense + BM25, OCR), figures."""
+    setup_logging(verbose, quiet)
+
+
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_time=False, show_path=False)],
-        force=True,
-    )
-    logging.getLogger("mm_retriever").setLevel(logging.INFO)
-    for noisy in ("httpx", "urllib3", "huggingface_hub", "filelock", "RapidOCR"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    setup_logging(verbose)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -66,6 +71,11 @@ def _open(index: Path, device: str | None = None) -> MultimodalIndex:
     from mm_retriever.index import MultimodalIndex
 
     if not MultimodalIndex.exists(index):
+        marker = MultimodalIndex.interrupted_creation(index)
+        if marker is not None:
+            from mm_retriever.index.lifecycle import interrupted_message
+
+            raise _fail(interrupted_message(str(index), marker))
         raise _fail(f"no index at {index}; build one: mm-retriever index PATH --index {index}")
     try:
         return MultimodalIndex.open(index, device=device)
@@ -77,6 +87,8 @@ def _open_or_create(index: Path, config: IndexConfig, options: dict[str, Any]) -
     from mm_retriever.errors import MMRetrieverError
     from mm_retriever.index import IndexExistsError, MultimodalIndex
 
+    if index.exists() and not index.is_dir():
+        raise _fail(f"--index {index} is a file; give a folder (new or holding an index)", 2)
     if not MultimodalIndex.exists(index):
         try:
             return MultimodalIndex.create(index, config)
@@ -298,8 +310,8 @@ def search(
             fusion=fusion, legs=leg, clean_query=not raw_query, expand_query=not raw_query
         )
         pages = retriever.retrieve(question, k=k, filters=filters)
-    except (MMRetrieverError, ValueError) as e:
-        raise _fail(str(e)) from None
+    except (MMRetrieverError, ValueError) as e:  # a bad query, k or leg: exit code 2
+        raise _fail(str(e), 2 if isinstance(e, ValueError) else 1) from None
     if as_json:
         sys.stdout.write(json.dumps([p.to_dict() for p in pages], indent=2) + "\n")
         return
@@ -315,6 +327,7 @@ def info(index: IndexOpt) -> None:
     for doc in idx.documents():
         table.add_row(doc["doc_id"], str(doc["n_pages"]), doc["source"])
     console.print(table)
+    idx.store.verify_data()  # every data file opens (a damaged table: one error line, exit 1)
 
 
 @app.command()
@@ -372,7 +385,12 @@ def repair(
 ) -> None:
     """Finish or undo interrupted writes (and, if asked, remove stray rows), after consent."""
     from mm_retriever.errors import MMRetrieverError
+    from mm_retriever.index import MultimodalIndex
 
+    marker = MultimodalIndex.interrupted_creation(index)
+    if marker is not None:
+        _reset_interrupted(index, marker, yes)
+        return
     idx = _open(index)
     problems = idx.check()
     holder = idx.store.lease_holder() if idx.path is None else None
@@ -401,6 +419,27 @@ def repair(
         err_console.print(f"still: {problem}", soft_wrap=True, markup=False)
     if left:
         raise typer.Exit(1)
+
+
+def _reset_interrupted(index: Path, marker: dict[str, Any], yes: bool) -> None:
+    """``repair`` of a half-created index: remove its tables, after consent."""
+    from mm_retriever.index import MultimodalIndex
+
+    console.print(
+        f"problem: the creation of the index at {index} (by {marker['owner']} at "
+        f"{marker['started_at']}) was interrupted; it holds no documents",
+        soft_wrap=True,
+        markup=False,
+    )
+    if not yes and not typer.confirm("remove what it left?", default=False):
+        raise typer.Exit(1)
+    dropped = MultimodalIndex.reset_interrupted(index)
+    console.print(
+        f"removed {len(dropped)} table(s) of the interrupted creation; build the index with "
+        f"`mm-retriever index PATH --index {index}`",
+        soft_wrap=True,
+        markup=False,
+    )
 
 
 @app.command()
@@ -543,6 +582,7 @@ def serve(
     from mm_retriever.errors import MMRetrieverError
 
     _setup_logging(verbose)
+    logging.getLogger("mm_retriever.serve").setLevel(logging.INFO)  # requests and jobs
     try:
         from mm_retriever.serve import ServeSettings, run
 

@@ -3,7 +3,6 @@ the options that differ from the settings an existing index was built with."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,10 +28,10 @@ def build_config(
     text_encoder: str | None = None,
 ) -> IndexConfig:
     """An IndexConfig from an optional JSON/TOML/YAML-free JSON file plus command-line overrides."""
-    from mm_retriever.config import IndexConfig
+    from mm_retriever.config import IndexConfig, load_config_file
 
-    data: dict[str, Any] = json.loads(config_file.read_text()) if config_file else {}
-    config = IndexConfig.model_validate(data)
+    # a file that is missing, not JSON or not a valid config: ConfigError (one line naming it)
+    config = load_config_file(config_file) if config_file else IndexConfig()
     ingest = config.ingest
     if ocr:
         ingest.ocr = ocr  # type: ignore[assignment]

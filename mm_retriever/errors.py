@@ -134,3 +134,11 @@ class WriterBusyError(MMRetrieverError):
 
 class InvalidQueryError(MMRetrieverError, ValueError):
     """A query, ``k`` or filter value that cannot be searched; the message says why."""
+
+
+class ConfigError(MMRetrieverError, ValueError):
+    """A configuration file that cannot be read or does not hold a valid configuration."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        super().__init__(f"config file {path}: {detail}")

@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from mm_retriever.errors import IngestError
-from mm_retriever.ingest import encode_image
-from mm_retriever.ingest.files import PDF_SUFFIXES
 from mm_retriever.store.schema import now_iso
 from mm_retriever.types import Document, Page
 
@@ -40,6 +38,8 @@ def source_rows(
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    from mm_retriever.ingest.files import PDF_SUFFIXES  # ingest (PyMuPDF) only when writing
+
     mime = "application/pdf" if suffix in PDF_SUFFIXES else f"image/{suffix.lstrip('.')}"
     data = path.read_bytes()
     if hashlib.sha256(data).hexdigest()[:16] != doc_id:  # doc ids are content hashes
@@ -62,6 +62,8 @@ def page_rows(
     """Rows of the ``pages`` table: the page text once (``text``; ``layer_text``/``ocr_text``
     stay empty). ``images``: encode each page image here (JPEG or PNG); False when the
     document's ``sources`` row is kept and pages are rendered from it on demand."""
+    from mm_retriever.ingest import encode_image  # ingest (PyMuPDF) only when writing
+
     mime = "image/png" if image_format == "png" else "image/jpeg"
     return [
         {
@@ -83,6 +85,8 @@ def page_rows(
 def figure_rows(pages: Sequence[Page], images: bool = True) -> list[dict]:
     """Rows of the ``figures`` table; crops stored as PNG (``images``), or cut again from the
     rendered page on demand (False: the document's ``sources`` row is kept)."""
+    from mm_retriever.ingest import encode_image  # ingest (PyMuPDF) only when writing
+
     return [
         {
             "doc_id": p.doc_id,

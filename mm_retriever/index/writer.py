@@ -26,6 +26,7 @@ from mm_retriever.config import IndexConfig, IngestConfig
 from mm_retriever.errors import IngestError
 from mm_retriever.index.filing_fields import write_filing_fields
 from mm_retriever.index.rows import document_row, figure_rows, page_rows, source_rows
+from mm_retriever.progress import step
 from mm_retriever.protocols import Leg
 from mm_retriever.ranking.document_prior import ensure_document_text_index, write_document_texts
 from mm_retriever.store import DOCUMENTS, FIGURES, PAGES, SOURCES, LanceDBStore, leg_table
@@ -311,9 +312,13 @@ class IndexWriter:
         """Compact tables (and, with ``keep_versions_for``, every table and its old versions),
         refresh legs that keep an index (``refresh``), stamp the manifest."""
         faults.point("after:optimize")
-        self.store.optimize(min_fragments=compact_fragments, keep_versions_for=keep_versions_for)
-        for leg in self.legs.values():
-            leg.refresh(self.store)
+        with step("compacting tables"):
+            self.store.optimize(
+                min_fragments=compact_fragments, keep_versions_for=keep_versions_for
+            )
+        for name, leg in self.legs.items():
+            with step(f"updating the search index of leg '{name}'"):
+                leg.refresh(self.store)
         ensure_document_text_index(self.store)  # the document prior's full-text index
         for name in self.store.doc_tables():  # doc_id lookups: hydration, within-doc filters
             tbl = self.store.table(name)

@@ -38,6 +38,7 @@ from mm_retriever.ranking.document_prior import DocumentPrior
 from mm_retriever.ranking.filing_prior import FilingIndex, FilingPrior
 from mm_retriever.ranking.fusion import apply_document_prior
 from mm_retriever.ranking.hydrate import Hydrator
+from mm_retriever.ranking.hydrate import pages_where as pages_where  # the old hybrid.pages_where
 from mm_retriever.store import DOCUMENTS, PAGES
 from mm_retriever.store.filters import (
     DOCUMENT_COLUMNS,
@@ -239,18 +240,19 @@ class HybridRetriever:
         if check_k(k) == 0:
             return []
         where = self.where(filters)  # once: the legs and reference pinning share it
-        doc_scores = self._document_scores_early(q, filters)  # runs while the legs run
-        filed = None  # the filing fields, (re)read while the legs run
-        if self.filing_prior is not None and q.text:
-            filed = _leg_pool().submit(self.filing_prior.index, self.index.store)
-        hits = self._leg_hits(q, max(k, self.candidates), where)
-        fused = self.fusion.fuse(hits, sum(len(h) for h in hits.values()))
-        fused = self.rerank_documents(q, fused, doc_scores)
-        fused = self.rerank_filings(
-            q, fused, filed.result() if filed is not None else None, filters=filters
-        )
-        fused = self._pin_referenced(q, fused, where)
-        return self.hydrate(fused, k)
+        with self.index.store.reading():  # a damaged table: IndexCorruptError naming it
+            doc_scores = self._document_scores_early(q, filters)  # runs while the legs run
+            filed = None  # the filing fields, (re)read while the legs run
+            if self.filing_prior is not None and q.text:
+                filed = _leg_pool().submit(self.filing_prior.index, self.index.store)
+            hits = self._leg_hits(q, max(k, self.candidates), where)
+            fused = self.fusion.fuse(hits, sum(len(h) for h in hits.values()))
+            fused = self.rerank_documents(q, fused, doc_scores)
+            fused = self.rerank_filings(
+                q, fused, filed.result() if filed is not None else None, filters=filters
+            )
+            fused = self._pin_referenced(q, fused, where)
+            return self.hydrate(fused, k)
 
     def _document_scores_early(
         self, query: Query, filters: Mapping[str, Any] | None

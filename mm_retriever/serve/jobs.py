@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from mm_retriever.progress import current, listen
 from mm_retriever.serve.logs import logfmt
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class Job:
     finished_at: float | None = None
     done: int = 0  # files processed
     current: str | None = None
+    step: str | None = None  # the slow step running now (model load, index build, ...)
     added: list[dict[str, str]] = field(default_factory=list)  # {"file", "doc_id"}
     unchanged: list[dict[str, str]] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)  # {"file", "reason"}
@@ -78,6 +80,7 @@ class Job:
             "done": self.done,
             "total": self.total,
             "current": self.current,
+            "step": self.step,
             "files": self.files,
             "doc_id": self.doc_id,
             "added": self.added,
@@ -180,7 +183,8 @@ class Writer:
             job.status, job.started_at = "running", time.time()
             log.info(_line("job_started", job, waited_s=job.started_at - job.created_at))
             try:
-                changed = self._add(job) if job.kind == "add" else self._delete(job)
+                with listen(_StepOf(job)):  # this thread's slow steps, shown on the job
+                    changed = self._add(job) if job.kind == "add" else self._delete(job)
                 job.status = "done"
             except Exception as exc:  # report on the job; the thread lives on
                 log.debug("job %s failed", job.id, exc_info=True)
@@ -189,7 +193,7 @@ class Writer:
             finally:
                 for path in job.paths:
                     self._release(path)
-            job.current, job.finished_at = None, time.time()
+            job.current, job.step, job.finished_at = None, None, time.time()
             log.log(
                 logging.INFO if job.status == "done" else logging.WARNING,
                 _line(f"job_{job.status}", job, s=job.finished_at - job.started_at),
@@ -243,6 +247,16 @@ class Writer:
                 _remove(path)
         job.done = 1
         return True
+
+
+class _StepOf:
+    """Keeps ``job.step`` on the innermost slow step of the writer thread."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    def __call__(self, description: str, started: bool) -> None:
+        self.job.step = description if started else current()
 
 
 def _needed_uploads(index: MultimodalIndex, under: Path) -> set[Path]:

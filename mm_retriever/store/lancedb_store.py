@@ -26,6 +26,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import socket
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -34,15 +35,23 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 
-from mm_retriever.errors import IndexCorruptError, IndexReadOnlyError, WriterBusyError
+from mm_retriever.errors import (
+    IndexCorruptError,
+    IndexReadOnlyError,
+    MMRetrieverError,
+    WriterBusyError,
+)
+from mm_retriever.store import array_states
 from mm_retriever.store.arrow import rows_to_table
 from mm_retriever.store.filters import quote_string, where_clause
 from mm_retriever.store.reader import TableReader
 from mm_retriever.store.schema import (
     BASE_SCHEMAS,
     DOCUMENTS,
+    LEG_PREFIX,
     MANIFEST,
     MANIFEST_SCHEMA,
     PENDING,
@@ -58,10 +67,13 @@ log = logging.getLogger("mm_retriever")
 
 LOCK_FILE = ".writer.lock"
 LEASE_TABLE = "writer_lease"
+#: written first by ``MultimodalIndex.create`` and dropped last: while it is there and the
+#: manifest is not complete, the folder holds only a half-created index
+CREATING = "creating"
 LOCAL_CONSISTENCY = timedelta(0)
 REMOTE_CONSISTENCY = timedelta(seconds=5)
 #: tables that hold no per-document rows
-SERVICE_TABLES = frozenset({MANIFEST, PENDING, LEASE_TABLE})
+SERVICE_TABLES = frozenset({MANIFEST, PENDING, LEASE_TABLE, CREATING, array_states.STATE_TABLE})
 
 
 def is_local_uri(uri: str | Path) -> bool:
@@ -157,7 +169,7 @@ class LanceDBStore:
             try:
                 tbl = self.db.open_table(name)
             except Exception as exc:
-                raise IndexCorruptError(self.uri, name, f"{type(exc).__name__}: {exc}") from exc
+                raise IndexCorruptError(self.uri, name, short_error(exc)) from exc
             self._tables[name] = tbl
         return tbl
 
@@ -236,7 +248,11 @@ class LanceDBStore:
             q = q.where(where)
         if columns:
             q = q.select(list(columns))
-        return q.limit(limit).to_arrow()
+        try:
+            return q.limit(limit).to_arrow()
+        except Exception as exc:
+            self.diagnose(name, exc)
+            raise
 
     def rows_matching(
         self,
@@ -255,11 +271,118 @@ class LanceDBStore:
 
     def count(self, name: str, where: str | None = None) -> int:
         tbl = self.table(name)
-        return 0 if tbl is None else int(tbl.count_rows(where))
+        try:
+            return 0 if tbl is None else int(tbl.count_rows(where))
+        except Exception as exc:
+            self.diagnose(name, exc)
+            raise
 
     def doc_tables(self) -> list[str]:
-        """Every table that holds per-document rows (all but manifest, pending and lease)."""
+        """Every table that holds per-document rows (all but manifest, pending, lease and the
+        creation marker)."""
         return [n for n in self.table_names() if n not in SERVICE_TABLES]
+
+    # ------------------------------------------------------------- damage
+    def scan(self, name: str, *, full: bool = False) -> None:
+        """Read table ``name`` to the end: one narrow column (``doc_id`` or the first), which
+        opens every data file, or with ``full`` every column. Raises what LanceDB raises."""
+        tbl = self.table(name)
+        if tbl is None:
+            return
+        q = tbl.search()
+        if not full:
+            names = tbl.schema.names
+            q = q.select(["doc_id" if "doc_id" in names else names[0]])
+        q.limit(None).to_arrow()
+
+    def damaged_table(
+        self, names: Sequence[str] | None = None, *, full: bool = True
+    ) -> IndexCorruptError | None:
+        """The first of ``names`` (default: every table) that cannot be read to the end, as
+        an ``IndexCorruptError``; None when all read. A narrow pass first (it opens every data
+        file), then, with ``full``, every column."""
+        names = list(names) if names is not None else self.table_names()
+        for wide in (False, True) if full else (False,):
+            for name in names:
+                try:
+                    self.scan(name, full=wide)
+                except IndexCorruptError as exc:
+                    return exc
+                except Exception as exc:
+                    return IndexCorruptError(self.uri, name, short_error(exc))
+        return None
+
+    def diagnose(self, name: str, exc: BaseException) -> None:
+        """After ``exc`` from a read of ``name``: raise ``IndexCorruptError`` naming the table
+        when it cannot be read to the end; return (the caller re-raises ``exc``) when it can."""
+        if _may_be_damage(exc) and (damage := self.damaged_table([name])):
+            raise damage from exc
+
+    def verify_data(self) -> None:
+        """Raise ``IndexCorruptError`` naming the first table whose data files cannot be read:
+        every file of every table is opened and one narrow column read (``mm-retriever info``;
+        ``check`` reads every column)."""
+        damage = self.damaged_table(full=False)
+        if damage is not None:
+            raise damage
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Around a read that spans tables (a search): an error that a damaged table explains
+        becomes ``IndexCorruptError`` naming that table; any other error passes unchanged."""
+        try:
+            yield
+        except Exception as exc:
+            if _may_be_damage(exc) and (damage := self.damaged_table()):
+                raise damage from exc
+            raise
+
+    # ------------------------------------------------------------- creation
+    def mark_creating(self) -> None:
+        """Commit the creation marker (before any other table of a new index)."""
+        row = {"doc_id": "", "op": "create", "started_at": now_iso(), "owner": writer_id()}
+        if self.path is not None:
+            self.path.mkdir(parents=True, exist_ok=True)
+        tbl = self.db.create_table(
+            CREATING, data=rows_to_table([row], PENDING_SCHEMA), mode="overwrite"
+        )
+        self._tables[CREATING] = tbl
+
+    def creation_marker(self) -> dict[str, Any] | None:
+        """Who started creating this index and when, while the marker is there (else None)."""
+        if CREATING not in self.table_names():
+            return None
+        try:
+            rows = self.db.open_table(CREATING).search().limit(1).to_arrow().to_pylist()
+        except Exception:  # killed while the marker itself was written
+            rows = []
+        return rows[0] if rows else {"owner": "unknown", "started_at": "unknown"}
+
+    def clear_creating(self) -> None:
+        """Drop the creation marker (the index is complete)."""
+        self._drop(CREATING)
+
+    def drop_created(self) -> list[str]:
+        """Drop every table that ``MultimodalIndex.create`` makes (the base tables, ``leg_*``,
+        the marker last); tables of other names are left alone. Only for a half-created index,
+        under the writer lock. Returns the tables dropped."""
+        ours = set(BASE_SCHEMAS) | {PENDING, MANIFEST}
+        dropped = [n for n in self.table_names() if n in ours or n.startswith(LEG_PREFIX)]
+        for name in dropped:
+            self._drop(name)
+        self.clear_creating()
+        return dropped
+
+    def _drop(self, name: str) -> None:
+        """Drop a table, also one whose files are half written (local: remove its folder)."""
+        self._tables.pop(name, None)
+        try:
+            self.db.drop_table(name, ignore_missing=True)
+        except Exception:
+            if self.path is None:
+                raise
+        if self.path is not None:
+            shutil.rmtree(self.path / f"{name}.lance", ignore_errors=True)
 
     # --------------------------------------------------------------- manifest
     def read_manifest(self) -> dict[str, Any] | None:
@@ -275,7 +398,7 @@ class LanceDBStore:
             rows = tbl.search().limit(None).to_arrow().to_pylist()
             return {r["key"]: json.loads(r["value"]) for r in rows} if rows else None
         except Exception as exc:
-            raise IndexCorruptError(self.uri, MANIFEST, f"{type(exc).__name__}: {exc}") from exc
+            raise IndexCorruptError(self.uri, MANIFEST, short_error(exc)) from exc
 
     def write_manifest(self, values: Mapping[str, Any]) -> None:
         """Insert or update manifest keys (one atomic merge)."""
@@ -416,7 +539,7 @@ class LanceDBStore:
                 if tbl is not None:
                     tbl.search().limit(None).to_arrow()
             except Exception as exc:
-                problems.append(f"table '{name}' is unreadable ({type(exc).__name__}: {exc})")
+                problems.append(f"table '{name}' is unreadable ({short_error(exc)})")
         if not problems:
             for m in self.pending():
                 problems.append(
@@ -448,7 +571,7 @@ class LanceDBStore:
                 if tbl is not None:
                     tbl.count_rows()
             except Exception as exc:
-                raise IndexCorruptError(self.uri, name, f"{type(exc).__name__}: {exc}") from exc
+                raise IndexCorruptError(self.uri, name, short_error(exc)) from exc
 
     def optimize(
         self,
@@ -482,6 +605,27 @@ class LanceDBStore:
                     tbl.optimize(cleanup_older_than=keep_versions_for)
                 done.append(name)
         return done
+
+    # ----------------------------------------------------------- saved states
+    def save_state(
+        self, leg: str, version: int, key: str, arrays: Mapping[str, np.ndarray]
+    ) -> None:
+        """A writer's: save ``arrays`` as ``leg``'s state of table version ``version`` under the
+        config ``key`` in the index's ``page_index_state`` table (``store.array_states``)."""
+        tbl = self.ensure_table(array_states.STATE_TABLE, array_states.STATE_SCHEMA)
+        array_states.save(tbl, leg, key, version, dict(arrays))
+
+    def load_state(
+        self, leg: str, max_version: int, key: str
+    ) -> tuple[int, dict[str, np.ndarray]] | None:
+        """The newest saved state of ``leg`` under ``key`` at a version <= ``max_version``."""
+        tbl = self.table(array_states.STATE_TABLE)
+        return None if tbl is None else array_states.load(tbl, leg, key, max_version)
+
+    def has_state(self, leg: str, key: str) -> bool:
+        """Whether a state of ``leg`` under ``key`` is saved."""
+        tbl = self.table(array_states.STATE_TABLE)
+        return tbl is not None and array_states.has(tbl, leg, key)
 
     # ------------------------------------------------------------------ sizes
     def table_bytes(self) -> dict[str, int]:
@@ -569,6 +713,20 @@ class LanceDBStore:
             self.db.drop_table(LEASE_TABLE, ignore_missing=True)
         self._tables.pop(LEASE_TABLE, None)
         return held
+
+
+def _may_be_damage(exc: BaseException) -> bool:
+    """Whether a damaged table could explain ``exc`` (not our own errors, not bad arguments)."""
+    return not isinstance(exc, MMRetrieverError | TypeError | KeyError | AttributeError)
+
+
+def short_error(exc: BaseException) -> str:
+    """An exception as one short line (LanceDB's messages carry Rust source paths)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    for cut in (", /rustc/", " /rustc/", ", /home/", ", /root/"):
+        text = text.split(cut)[0]
+    text = text.removeprefix("lance error: ")
+    return f"{type(exc).__name__}: {text[:300]}"
 
 
 def _files(folder: Path) -> Iterator[Path]:
