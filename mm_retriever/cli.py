@@ -144,10 +144,11 @@ def _results_table(question: str, pages: list[RetrievedPage], legs: list[str]) -
             if leg in page.leg_ranks and leg in page.leg_scores
         ]
         snippet = " ".join((page.matched_text or page.text).split())
+        what = " · ".join(x for x in (page.filing, page.section.replace("_", " ")) if x)
         table.add_row(
             str(n),
             str(page.page_number),
-            Path(page.source).name,
+            Path(page.source).name + (f"\n{what}" if what else ""),
             f"{page.score:.3f}" + _confidence_cell(page),
             "\n".join(per_leg),
             snippet,
@@ -621,7 +622,8 @@ def migrate(
         f"schema {report.schema_before} -> {report.schema_after}: "
         f"{len(report.converted)} document(s) now kept as their source file, "
         f"duplicate text emptied on {report.text_cleared} page(s), "
-        f"document text written for {report.document_texts} document(s)"
+        f"document text written for {report.document_texts} document(s), "
+        f"filing fields and page sections read for {report.filing_fields} document(s)"
     )
     for doc_id, why in report.kept.items():
         console.print(f"  kept stored images of {doc_id}: {why}", soft_wrap=True)

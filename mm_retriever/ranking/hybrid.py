@@ -37,6 +37,7 @@ from mm_retriever.query.query_expansion import expand_query as expand_financial_
 from mm_retriever.query.query_text import retrieval_text
 from mm_retriever.query.references import caption_regex, is_listing, matches, references
 from mm_retriever.ranking.document_prior import DocumentPrior
+from mm_retriever.ranking.filing_prior import FilingIndex, FilingPrior
 from mm_retriever.ranking.fusion import apply_document_prior
 from mm_retriever.ranking.hydrate import Hydrator
 from mm_retriever.ranking.hydrate import pages_where as pages_where  # the old hybrid.pages_where
@@ -67,6 +68,14 @@ log = logging.getLogger("mm_retriever")
 # less and not significantly (benchmarks/results/mmlongbench-dev/quality/question-handling-*).
 # Within one document it changes nothing. Pass ``document_prior=0`` to turn it off.
 DEFAULT_DOCUMENT_PRIOR = 0.5
+
+# The filing prior (``mm_retriever.ranking.filing_prior``): the filing the question names
+# (company, fiscal year) and the statement pages it needs. Weights 3 (filing) and 5 (section):
+# financebench-dev, default hybrid on 18 of 36 filings: 0.576 -> 0.918 within-doc, 0.181 ->
+# 0.861 corpus-wide (all 42 questions on a text-layer BM25 proxy: 0.272/0.096 -> 0.895/0.868);
+# mmlongbench-dev +0.007 / +0.008 (n.s.; filings slice +0.046 / +0.049), no grid setting
+# significantly worse (benchmarks/README.md, "Filings"). ``filing_prior=None`` turns it off.
+DEFAULT_FILING_PRIOR = FilingPrior(3.0, 5.0, top_documents=2)
 
 
 class PreparedQuery(Query):
@@ -105,6 +114,9 @@ class HybridRetriever:
     each whole document matches the question (``mm_retriever.ranking.document_prior``).
     ``min_score``: the relevance floor of every ``retrieve`` (per call: ``min_score=``): hits
     whose calibrated ``confidence`` is lower are dropped (``mm_retriever.ranking.relevance``).
+    ``filing_prior``: a :class:`~mm_retriever.ranking.filing_prior.FilingPrior` or None; prefers
+    the filing the question names (company, fiscal year, form) and the pages of the statements
+    it names or needs (balance sheet, income statement, cash flows), as read at ingest.
     """
 
     def __init__(
@@ -123,6 +135,7 @@ class HybridRetriever:
         pin_references: bool = True,
         document_prior: DocumentPrior | float | None = DEFAULT_DOCUMENT_PRIOR,
         min_score: float | None = None,
+        filing_prior: FilingPrior | None = DEFAULT_FILING_PRIOR,
     ) -> None:
         self.index = index
         self.min_score = check_min_score(min_score)
@@ -147,6 +160,7 @@ class HybridRetriever:
         if isinstance(document_prior, int | float):  # a weight: the default (BM25) prior
             document_prior = DocumentPrior(document_prior) if document_prior > 0 else None
         self.document_prior = document_prior
+        self.filing_prior = FilingPrior(**filing_prior.config()) if filing_prior else None
 
     def over_legs(self, legs: Sequence[str]) -> HybridRetriever:
         """This retriever with every setting kept (fusion, query handling, reference pinning,
@@ -243,9 +257,15 @@ class HybridRetriever:
         where = self.where(filters)  # once: the legs and reference pinning share it
         with self.index.store.reading():  # a damaged table: IndexCorruptError naming it
             doc_scores = self._document_scores_early(q, filters)  # runs while the legs run
+            filed = None  # the filing fields, (re)read while the legs run
+            if self.filing_prior is not None and q.text:
+                filed = _leg_pool().submit(self.filing_prior.index, self.index.store)
             hits = self._leg_hits(q, max(k, self.candidates), where)
             fused = self.fusion.fuse(hits, sum(len(h) for h in hits.values()))
             fused = self.rerank_documents(q, fused, doc_scores)
+            fused = self.rerank_filings(
+                q, fused, filed.result() if filed is not None else None, filters=filters
+            )
             fused = self._pin_referenced(q, fused, where)
             return apply_floor(self.hydrate(fused, k), floor, legs)
 
@@ -261,6 +281,23 @@ class HybridRetriever:
         if isinstance(doc_filter, str) or (isinstance(doc_filter, list) and len(doc_filter) == 1):
             return None
         return _leg_pool().submit(prior.scores, self.index.store, query.text)
+
+    def rerank_filings(
+        self,
+        query: Query,
+        fused: Sequence[FusedHit],
+        fields: FilingIndex | None = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> list[FusedHit]:
+        """``fused`` re-ranked by the filing prior (unchanged without one or without text);
+        ``fields``: the prior's filing fields when already read; with a ``page_index`` filter
+        no page joins that the legs did not return."""
+        if self.filing_prior is None or not query.text:
+            return list(fused)
+        add_pages = not (isinstance(filters, Mapping) and "page_index" in filters)
+        return self.filing_prior.rerank(
+            self.index.store, query.text, fused, fields, add_pages=add_pages
+        )
 
     def rerank_documents(
         self,
@@ -343,10 +380,14 @@ class HybridRetriever:
 
     # ------------------------------------------------------------- hydrate
     def hydrate(self, fused: Sequence[FusedHit], k: int) -> list[RetrievedPage]:
-        """RetrievedPages for the first ``k`` committed pages of ``fused`` (a ``Hydrator``)."""
-        return Hydrator(
+        """RetrievedPages for the first ``k`` committed pages of ``fused`` (a ``Hydrator``), with
+        what the filing prior read at ingest (``filing``, ``section``)."""
+        pages = Hydrator(
             self.index,
             max_figures=self.max_figures,
             include_images=self.include_images,
             write_images=self.write_images,
         ).hydrate(fused, k)
+        if self.filing_prior is not None:
+            self.filing_prior.describe(self.index.store, pages)
+        return pages

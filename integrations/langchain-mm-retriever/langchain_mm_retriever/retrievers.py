@@ -78,6 +78,8 @@ def page_to_document(
         "leg_ranks": dict(page.leg_ranks),
         "leg_scores": {k: float(v) for k, v in page.leg_scores.items()},
         "matched_text": page.matched_text,
+        "filing": page.filing,
+        "section": page.section,
         "image_path": image_path,
         "image_mime": page.image_mime,
         "figures": figures,
