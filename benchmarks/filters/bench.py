@@ -89,11 +89,10 @@ def _paragraphs(limit: int) -> list[str]:
 
 # ------------------------------------------------------------------------------------- build
 def build(out: Path, n_pages: int, n_paragraphs: int = 1000, seed: int = 0) -> dict[str, Any]:
-    from mm_retriever.document_prior import backfill_document_texts
-
     from mm_retriever.index import MultimodalIndex
     from mm_retriever.index.writer import IndexWriter
     from mm_retriever.metadata import dumps
+    from mm_retriever.ranking.document_prior import backfill_document_texts
     from mm_retriever.store.schema import DOCUMENTS_SCHEMA, PAGES_SCHEMA, now_iso
 
     t0 = time.perf_counter()
