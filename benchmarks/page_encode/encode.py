@@ -184,6 +184,14 @@ def pages(n: int, dpi: int = 144) -> list[Any]:
 
     out = []
     pdfs = sorted((DATA / "pdfs").glob("*.pdf"))
+    if not pdfs:  # no dev set here (e.g. the GPU machine): letter pages from tests/pdfgen.py
+        import tempfile
+
+        sys.path.insert(0, str(ROOT / "tests"))
+        from pdfgen import make_sample_pdf
+
+        tmp = Path(tempfile.mkdtemp())
+        pdfs = [make_sample_pdf(tmp / f"p{i}.pdf", [f"Page {i} fact."] * 2) for i in range(n)]
     for pdf in pdfs:
         with pymupdf.open(pdf) as doc:
             pix = doc[min(1, len(doc) - 1)].get_pixmap(dpi=dpi)
