@@ -35,7 +35,7 @@ DATA = Path("/work/shared/data/mmlongbench-dev")
 def load_proxy(cache: Path) -> dict[str, Any]:
     """The dev proxy, from ``cache`` when present (else built and written there)."""
     if cache.exists():
-        z = np.load(cache, allow_pickle=True)
+        z = dict(np.load(cache, allow_pickle=True))  # each z[...] of an NpzFile re-reads it
         lengths = z["lengths"]
         starts = np.concatenate([[0], np.cumsum(lengths)])
         qlen = z["qlengths"]
