@@ -24,13 +24,13 @@ from mm_retriever.eval.datasets import load_dataset
 from mm_retriever.eval.metrics import evaluate_rankings
 from mm_retriever.eval.significance import paired_test
 from mm_retriever.eval.slices import FILINGS, query_slices
-from mm_retriever.filters import PAGE_COLUMNS, where_clause
 from mm_retriever.index import MultimodalIndex
+from mm_retriever.legs.bm25 import BM25Retriever
 from mm_retriever.protocols import Query
-from mm_retriever.query_expansion import expand_query
-from mm_retriever.query_text import retrieval_text
-from mm_retriever.retrievers.bm25 import BM25Retriever
+from mm_retriever.query.query_expansion import expand_query
+from mm_retriever.query.query_text import retrieval_text
 from mm_retriever.store import DOCUMENTS, PAGES, LanceDBStore
+from mm_retriever.store.filters import PAGE_COLUMNS, where_clause
 
 
 def restrict(dataset, names: set[str]):

@@ -25,15 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from mm_retriever.config import DEFAULT_LEG_WEIGHTS
-from mm_retriever.document_prior import DocumentPrior
 from mm_retriever.eval.cli import default_workdir
 from mm_retriever.eval.datasets import load_dataset
 from mm_retriever.eval.metrics import evaluate_rankings
 from mm_retriever.eval.pipelines import make_pipeline
 from mm_retriever.eval.significance import paired_test
-from mm_retriever.fusion import RRFFusion, WeightedFusion, apply_document_prior
-from mm_retriever.hybrid import DEFAULT_DOCUMENT_PRIOR
 from mm_retriever.protocols import Query
+from mm_retriever.ranking.document_prior import DocumentPrior
+from mm_retriever.ranking.fusion import RRFFusion, WeightedFusion, apply_document_prior
+from mm_retriever.ranking.hybrid import DEFAULT_DOCUMENT_PRIOR
 from mm_retriever.types import FusedHit
 
 SCOPES = ("within-doc", "corpus")

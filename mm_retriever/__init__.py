@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "MultimodalIndex": "mm_retriever.index",
     "IngestReport": "mm_retriever.index",
-    "HybridRetriever": "mm_retriever.hybrid",
+    "HybridRetriever": "mm_retriever.ranking.hybrid",
     "IndexConfig": "mm_retriever.config",
     "IngestConfig": "mm_retriever.config",
     "LegSpec": "mm_retriever.config",
@@ -19,8 +19,8 @@ _EXPORTS = {
     "RetrievedPage": "mm_retriever.types",
     "RetrievedFigure": "mm_retriever.types",
     "Query": "mm_retriever.protocols",
-    "RRFFusion": "mm_retriever.fusion",
-    "WeightedFusion": "mm_retriever.fusion",
+    "RRFFusion": "mm_retriever.ranking.fusion",
+    "WeightedFusion": "mm_retriever.ranking.fusion",
     "LanceDBStore": "mm_retriever.store",
 }
 

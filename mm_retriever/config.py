@@ -6,6 +6,7 @@ same pipeline. Plugins are named by their registry name (kebab-case) plus constr
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -157,3 +158,46 @@ class IndexConfig(BaseModel):
     legs: list[LegSpec] = Field(default_factory=default_legs)
     fusion: PluginSpec = Field(default_factory=default_fusion)
     device: str = Field("auto", description="auto (cuda > mps > cpu), or e.g. 'cpu', 'cuda:1'")
+
+
+def load_config_file(path: str | Path) -> IndexConfig:
+    """The ``IndexConfig`` a JSON file holds; ``ConfigError`` (one line naming the file and what
+    is wrong: not found, not JSON, not an object, invalid settings) otherwise."""
+    import json
+
+    from pydantic import ValidationError
+
+    from mm_retriever.errors import ConfigError
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), "no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(str(path), "is a folder, not a JSON file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(str(path), f"cannot be read ({e})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(
+            str(path), f"not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}"
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            str(path), f"holds a JSON {type(data).__name__}; an IndexConfig is a JSON object"
+        )
+    try:
+        return IndexConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(str(path), validation_summary(e)) from None
+
+
+def validation_summary(error: Any) -> str:
+    """A pydantic ``ValidationError`` as one line: ``where: what; ...`` (at most five)."""
+    parts = []
+    for err in error.errors()[:5]:
+        where = ".".join(str(x) for x in err.get("loc", ())) or "(top level)"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    more = error.error_count() - len(parts)
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")

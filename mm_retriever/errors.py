@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 
 class MMRetrieverError(Exception):
     """Base class for mm-retriever errors."""
@@ -14,6 +17,27 @@ class MissingExtraError(MMRetrieverError, ImportError):
         cmd = f'uv pip install "mm-retriever[{extra}]"' if extra else f"uv pip install {package}"
         what = f" (needed for {purpose})" if purpose else ""
         super().__init__(f"{package} is not installed{what}. Install it with: {cmd}")
+
+
+def check_extra(modules: Iterable[tuple[str, str]], extra: str | None, purpose: str) -> None:
+    """MissingExtraError naming ``extra`` when one of ``modules`` ((module, package) pairs) is
+    not installed. Looked up without importing, so an error inside an installed package
+    surfaces unchanged when it is imported."""
+    import importlib.util
+
+    for module, package in modules:
+        parts = module.split(".")
+        for i in range(1, len(parts) + 1):
+            if importlib.util.find_spec(".".join(parts[:i])) is None:
+                raise MissingExtraError(package, extra=extra, purpose=purpose)
+
+
+def require_extra(module: str, package: str, extra: str | None, purpose: str) -> Any:
+    """Import ``module`` or raise MissingExtraError naming ``extra`` (or ``package``)."""
+    import importlib
+
+    check_extra([(module, package)], extra, purpose)
+    return importlib.import_module(module)
 
 
 class ModelUnavailableError(MMRetrieverError):
@@ -110,3 +134,11 @@ class WriterBusyError(MMRetrieverError):
 
 class InvalidQueryError(MMRetrieverError, ValueError):
     """A query, ``k`` or filter value that cannot be searched; the message says why."""
+
+
+class ConfigError(MMRetrieverError, ValueError):
+    """A configuration file that cannot be read or does not hold a valid configuration."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        super().__init__(f"config file {path}: {detail}")

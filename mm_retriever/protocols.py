@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -18,7 +18,9 @@ from mm_retriever.errors import EmptyQueryError, InvalidQueryError
 from mm_retriever.types import FusedHit, LegHit, Page
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     import torch
+    from pydantic import BaseModel
 
     from mm_retriever.store import LanceDBStore
 
@@ -120,38 +122,139 @@ class ImageTextEncoder(Protocol):
     def config(self) -> dict[str, Any]: ...
 
 
-@runtime_checkable
-class Leg(Protocol):
+class Leg:
     """A retrieval leg: encodes documents into rows of its own table and answers page-level.
+
+    Subclass it. ``rows``, ``retrieve`` and ``config`` are the leg's own; every other hook has a
+    default here, so the index, ``HybridRetriever``, ``explain`` and the adapters call them
+    instead of probing. (A plugin class that does not subclass ``Leg`` is wrapped by
+    ``index.legs.build_leg`` in a :class:`PluginLeg` that adds these defaults.)
 
     ``name`` is the instance name used in results (``leg_ranks["page"]``) and the table name
     prefix. Writing is two-phase so one bad document never leaves half-written rows: ``rows``
     encodes pages without touching the store; the index collects a document's rows for every leg
     and writes them together (table ``leg_<name>``), then marks the document as indexed.
 
-    Optional: ``schema()`` (the Arrow schema of the leg's table, created empty with the index)
-    and ``refresh(store)`` (called by a writer after it changed the tables).
+    A leg reads its own table through ``store.reader(self.table)``, a read-only
+    ``store.reader.TableReader`` (version, scans and takes of columns, vector and full-text
+    search); ``where`` is a where-clause made by ``store.filters`` from the structured filters.
 
     Readers follow writers: ``retrieve`` must read through ``store`` on every call and may cache
     derived state (an in-memory BM25 index, a matrix of vectors) only keyed on
-    ``store.table(self.table).version``. The store re-checks table versions on each read
+    ``store.reader(self.table).version``. The store re-checks table versions on each read
     (``read_consistency_interval``: 0 s locally, 5 s on object stores), so a version key follows
     other processes' adds and deletes. Rows of documents that are not committed (no
     ``documents`` row) may be returned as hits; ``HybridRetriever`` drops them, so a page whose
     delete has committed is never returned.
     """
 
-    name: str
+    #: the instance name (set by the constructor or by ``index.legs.build_leg``)
+    name: str = ""
+    #: registry name of the leg's class ("page", "text", "bm25", "figure", a plugin's name)
+    kind: str = ""
+    #: what ``LegHit.matched`` indexes: "chunk" (text chunks), "figure", or None (nothing)
+    matched_kind: str | None = None
+    #: an image model this leg was configured with but could not load (it then reads, not writes)
+    unavailable_image_model: str | None = None
+    #: the typed constructor options (a pydantic model, ``extra="forbid"``): ``index.legs``
+    #: validates a ``LegSpec``'s options with it and ``config()`` dumps through it, so what the
+    #: manifest saves is what the constructor takes. None: options passed unchecked.
+    Options: ClassVar[type[BaseModel] | None] = None
 
     def rows(self, pages: Sequence[Page]) -> list[dict[str, Any]]:
         """Encode a batch of pages (all of one document) into rows for this leg's table."""
-        ...
+        raise NotImplementedError
 
     def retrieve(
         self, store: LanceDBStore, query: Query, k: int, where: str | None = None
-    ) -> list[LegHit]: ...
+    ) -> list[LegHit]:
+        """The ``k`` best pages for ``query`` among the rows matching ``where``."""
+        raise NotImplementedError
 
-    def config(self) -> dict[str, Any]: ...
+    def config(self) -> dict[str, Any]:
+        """The JSON-ready constructor arguments that rebuild this leg (stored in the manifest)."""
+        raise NotImplementedError
+
+    def schema(self) -> pa.Schema | None:
+        """The Arrow schema of the leg's table, created empty with the index (None: inferred)."""
+        return None
+
+    def refresh(self, store: LanceDBStore) -> None:
+        """Called by a writer after it changed the tables (rebuild search indexes, save state)."""
+
+    def uses_models(self) -> bool:
+        """Whether the leg embeds with a model (a BM25-only index never imports torch)."""
+        return False
+
+    def searches_images(self) -> bool:
+        """Whether the leg can answer a query image (page: yes; figure: with an image model)."""
+        return True
+
+
+class PluginLeg(Leg):
+    """A leg object that does not subclass :class:`Leg`, with ``Leg``'s defaults added.
+
+    The hooks the object has are called; those it lacks take ``Leg``'s defaults (for
+    ``uses_models`` and ``searches_images``: the rules the index applied before ``Leg`` existed).
+    This is the one place that asks a plugin which hooks it has. Other attributes (``table``,
+    a plugin's own settings) are the object's.
+    """
+
+    def __init__(self, leg: Any, kind: str = "") -> None:
+        self.__dict__["leg"] = leg
+        self.__dict__["_kind"] = kind
+
+    def __getattr__(self, attr: str) -> Any:  # only for names not found on PluginLeg
+        return getattr(self.__dict__["leg"], attr)
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        setattr(self.leg, attr, value)
+
+    def __repr__(self) -> str:
+        return repr(self.leg)
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return getattr(self.leg, "name", "")
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return getattr(self.leg, "kind", self._kind)
+
+    @property
+    def matched_kind(self) -> str | None:  # type: ignore[override]
+        return getattr(self.leg, "matched_kind", None)
+
+    @property
+    def unavailable_image_model(self) -> str | None:  # type: ignore[override]
+        return getattr(self.leg, "unavailable_image_model", None)
+
+    def rows(self, pages: Sequence[Page]) -> list[dict[str, Any]]:
+        return self.leg.rows(pages)
+
+    def retrieve(
+        self, store: LanceDBStore, query: Query, k: int, where: str | None = None
+    ) -> list[LegHit]:
+        return self.leg.retrieve(store, query, k, where)
+
+    def config(self) -> dict[str, Any]:
+        return self.leg.config()
+
+    def schema(self) -> pa.Schema | None:
+        schema = getattr(self.leg, "schema", None)
+        return schema() if callable(schema) else None
+
+    def refresh(self, store: LanceDBStore) -> None:
+        refresh = getattr(self.leg, "refresh", None)
+        if callable(refresh):
+            refresh(store)
+
+    def uses_models(self) -> bool:
+        models = ("encoder", "text_encoder", "image_encoder")
+        return any(getattr(self.leg, a, None) is not None for a in models)
+
+    def searches_images(self) -> bool:
+        return getattr(self.leg, "image_encoder", True) is not None
 
 
 @runtime_checkable

@@ -194,15 +194,11 @@ class RetrievedPage:
 
     def explain(self, index: Any, query: Any, **kwargs: Any) -> Any:
         """Where on this page each leg matched ``query`` (an ``explain.Explanation``)."""
-        from mm_retriever.explain import explain_page
-
-        return explain_page(index, query, self.doc_id, self.page_index, **kwargs)
+        return index.explain_page(query, self.doc_id, self.page_index, **kwargs)
 
     def overlay_png(self, index: Any, query: Any, **kwargs: Any) -> bytes:
         """This page with the query's matches drawn over it (heat map and boxes), as PNG."""
-        from mm_retriever.explain import overlay_png
-
-        return overlay_png(index, query, self.doc_id, self.page_index, **kwargs)
+        return index.overlay_png(query, self.doc_id, self.page_index, **kwargs)
 
     def to_dict(self, include_image: bool = False) -> dict[str, Any]:
         """A JSON-ready dict (no image bytes unless asked)."""

@@ -22,6 +22,7 @@ from pdfgen import make_mixed_pdf, make_sample_pdf
 from mm_retriever.config import IndexConfig, IngestConfig, LegSpec
 from mm_retriever.faults import ENV as CRASH_ENV
 from mm_retriever.index import MultimodalIndex
+from mm_retriever.store.schema import BASE_SCHEMAS
 
 WORKER = Path(__file__).with_name("reliability_worker.py")
 
@@ -44,6 +45,9 @@ ADD_POINTS = {
     "after:manifest": 1,
 }
 DELETE_POINTS = {"delete:marked": 1, "delete:uncommitted": 1, "delete:rows": 1}
+#: crash points of creating a BM25 index (``bm25_config``): the creation marker, each of its
+#: tables (the base tables but the manifest, and leg_bm25), the manifest
+CREATE_POINTS = {"create:marked": 1, "create:table": len(BASE_SCHEMAS), "create:manifest": 1}
 
 
 def all_points(points: dict[str, int]) -> list[str]:

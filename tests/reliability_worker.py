@@ -1,8 +1,8 @@
 """A writer process for the reliability tests: ``python reliability_worker.py INDEX CMD ...``.
 
-Commands: ``add FILE...``; ``delete DOC_ID...``; ``rounds JSON`` (a list of
-``{"add": [files], "delete": [doc_ids]}``, done in order). Prints one JSON line per finished
-step: ``{"t": unix time, "event": "added" | "deleted", ...}``.
+Commands: ``create`` (a BM25 index); ``add FILE...``; ``delete DOC_ID...``; ``rounds JSON``
+(a list of ``{"add": [files], "delete": [doc_ids]}``, done in order). Prints one JSON line
+per finished step: ``{"t": unix time, "event": "added" | "deleted", ...}``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,12 @@ def main(argv: list[str]) -> int:
     from mm_retriever.index import MultimodalIndex
 
     index_path, cmd, *args = argv
+    if cmd == "create":  # a new BM25 index (the crash points of create)
+        from reliability_harness import bm25_config
+
+        MultimodalIndex.create(index_path, bm25_config())
+        print(json.dumps({"t": time.time(), "event": "created"}), flush=True)
+        return 0
     index = MultimodalIndex.open(index_path)
     index.lock_timeout = 600
     if cmd == "add":

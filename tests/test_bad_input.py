@@ -185,3 +185,94 @@ def test_doctor_and_repair(built, tmp_path) -> None:
     done = runner.invoke(app, ["repair", "--index", str(copy), "--yes", "--remove-orphans"])
     assert done.exit_code == 0 and "1 stray document id(s) removed" in done.output
     assert MultimodalIndex.open(copy).check() == []
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"ingest": {"dpi": 72}', "not valid JSON: Expecting ',' delimiter at line 1"),
+        ('{"ingest": {"dpi": "high"}}', "ingest.dpi: Input should be a valid integer"),
+        ('{"legs": [{"options": {}}]}', "legs.0.name: Field required"),
+        ("[1, 2]", "holds a JSON list; an IndexConfig is a JSON object"),
+        (None, "no such file"),
+    ],
+)
+def test_index_config_file_errors_are_one_line(built, tmp_path, content, message) -> None:
+    _, pdf = built
+    config = tmp_path / "config.json"
+    if content is not None:
+        config.write_text(content)
+    target = tmp_path / "idx"
+    result = runner.invoke(
+        app, ["index", str(pdf), "--index", str(target), "--config", str(config)]
+    )
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert lines == [f"error: config file {config}: {lines[0].split(': ', 2)[2]}"], lines
+    assert message in result.output and "Traceback" not in result.output
+    assert not target.exists()  # nothing was created
+
+
+def test_verbose_shows_the_traceback_of_an_error(built, tmp_path) -> None:
+    _, pdf = built
+    missing = tmp_path / "missing.json"
+    args = ["index", str(pdf), "--index", str(tmp_path / "idx"), "--config", str(missing)]
+    quiet = runner.invoke(app, args)
+    assert quiet.exit_code == 2 and "Traceback" not in quiet.output
+    loud = runner.invoke(app, ["-v", *args])
+    assert loud.exit_code == 2 and "Traceback" in loud.output and "ConfigError" in loud.output
+    assert f"error: config file {missing}: no such file" in loud.output
+
+
+def _truncate_a_data_file(index: Path, table: str) -> None:
+    data = sorted((index / f"{table}.lance" / "data").iterdir())[0]
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("table", ["pages", "documents", "leg_bm25"])
+def test_truncated_data_file_names_the_table(built, tmp_path, table) -> None:
+    index, _ = built
+    copy = tmp_path / "copy"
+    shutil.copytree(index.uri, copy)
+    _truncate_a_data_file(copy, table)
+    before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file() and ".lock" not in p.name}
+    for cmd in (["search", "Saltby ferry"], ["info"], ["doctor"]):
+        result = runner.invoke(app, [*cmd, "--index", str(copy)])
+        assert result.exit_code == 1, (cmd, result.output)
+        assert "Traceback" not in result.output, result.output
+        assert f"table '{table}'" in result.output and (
+            "damaged" in result.output or "unreadable" in result.output
+        ), result.output
+    from mm_retriever.errors import IndexCorruptError
+
+    with pytest.raises(IndexCorruptError, match=f"table '{table}' cannot be read"):
+        MultimodalIndex.open(copy).retriever().retrieve("Saltby ferry", k=1)
+    after = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file() and ".lock" not in p.name}
+    assert after == before  # nothing was changed
+
+
+def test_logs_only_with_verbose(built, tmp_path) -> None:
+    _, pdf = built
+    args = ["index", str(pdf), "--leg", "bm25", "--ocr", "never", "--workers", "0"]
+    quiet = runner.invoke(app, [*args, "--index", str(tmp_path / "a")])
+    assert quiet.exit_code == 0, quiet.output
+    assert "INFO" not in quiet.output and "indexed 1 document(s)" in quiet.output
+    loud = runner.invoke(app, ["-v", *args, "--index", str(tmp_path / "b")])
+    assert loud.exit_code == 0, loud.output
+    assert "INFO" in loud.output and "building a full-text index on leg_bm25.text" in loud.output
+
+
+def test_bad_search_input_and_an_index_that_is_a_file_exit_2(built, tmp_path) -> None:
+    index, pdf = built
+    for args, message in (
+        (["-k", "-3"], "k must be a non-negative integer, got -3"),
+        (["--leg", "nope"], "unknown leg(s) ['nope']"),
+    ):
+        result = runner.invoke(app, ["search", "ferry", "--index", index.uri, *args])
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert "Traceback" not in result.output
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    result = runner.invoke(app, ["index", str(pdf), "--index", str(a_file), "--leg", "bm25"])
+    assert result.exit_code == 2 and f"--index {a_file} is a file" in result.output
+    assert a_file.read_text() == "mine"

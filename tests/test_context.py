@@ -79,9 +79,44 @@ def test_images_downscaled_before_base64():
     urls = [p["image_url"]["url"] for p in msgs[1]["content"] if p["type"] == "image_url"]
     assert len(urls) == 2  # page image + one figure crop
     assert urls[0].startswith("data:image/jpeg;base64,")
-    assert urls[1].startswith("data:image/png;base64,")
+    assert urls[1].startswith("data:image/jpeg;base64,")  # the PNG crop, sent as JPEG
     sizes = [_decode(u.split(",", 1)[1]).size for u in urls]
     assert sizes == [(198, 256), (256, 160)]  # aspect kept, longer side 256
+
+
+def test_original_format_keeps_png_crops():
+    budget = ContextBudget(max_pages=1, max_image_side=256, image_format="original")
+    images = build_sources(PAGES, budget)[0].images
+    assert [i.mime_type for i in images] == ["image/jpeg", "image/png"]
+
+
+def test_max_image_pixels_caps_the_area():
+    budget = ContextBudget(max_pages=1, max_image_side=None, max_image_pixels=100_000)
+    page_image = build_sources(PAGES, budget)[0].images[0]
+    w, h = Image.open(io.BytesIO(page_image.data)).size
+    assert w * h <= 100_000 and w * h > 90_000  # as large as the cap allows
+    assert abs(w / h - 1224 / 1584) < 0.01
+
+
+def test_image_byte_budget_leaves_images_out_and_says_so():
+    full = build_sources(PAGES, ContextBudget(max_pages=3, max_image_side=512))
+    sizes = [i.base64_size for s in full for i in s.images]
+    assert len(sizes) == 4  # three page images and one crop
+    cap = sizes[0] + sizes[1]  # room for the first page's two images only
+    sources = build_sources(
+        PAGES, ContextBudget(max_pages=3, max_image_side=512, max_image_bytes=cap)
+    )
+    kept = [i for s in sources for i in s.images]
+    assert sum(i.base64_size for i in kept) <= cap
+    assert [len(s.images) for s in sources] == [2, 0, 0]
+    assert sources[1].omitted == ["[2] report0.pdf p. 1: page image"]
+    msgs = to_openai_messages("q?", sources, system_prompt=None)
+    texts = [p["text"] for p in msgs[0]["content"] if p["type"] == "text"]
+    note = next(t for t in texts if "left out" in t)
+    assert note.startswith("2 image(s) left out to stay within the image budget: [2] report0.pdf")
+    assert "[3] report1.pdf p. 2: page image" in note
+    none = build_sources(PAGES, ContextBudget(max_pages=3, max_image_bytes=0))
+    assert not any(s.images for s in none) and sum(len(s.omitted) for s in none) == 4
 
 
 def test_small_image_keeps_its_bytes():
@@ -164,8 +199,8 @@ def test_answer_cited_sources_parsed():
 @pytest.mark.parametrize(
     ("blocked", "build", "command"),
     [
-        ("langchain_core", to_langchain_messages, "uv pip install langchain-core"),
-        ("llama_index", to_llamaindex_messages, "uv pip install llama-index-core"),
+        ("langchain_core", to_langchain_messages, r'uv pip install "mm-retriever\[langchain\]"'),
+        ("llama_index", to_llamaindex_messages, r'uv pip install "mm-retriever\[llamaindex\]"'),
     ],
 )
 def test_missing_framework_names_the_install_command(monkeypatch, blocked, build, command):

@@ -9,9 +9,9 @@ import pytest
 from pdfgen import add_text_page, save_pdf
 from shared_fixtures import bm25_index
 
-from mm_retriever.document_prior import DocumentPrior, _file_words, page_votes
-from mm_retriever.fusion import apply_document_prior
 from mm_retriever.index import MultimodalIndex
+from mm_retriever.ranking.document_prior import DocumentPrior, _file_words, page_votes
+from mm_retriever.ranking.fusion import apply_document_prior
 from mm_retriever.types import FusedHit
 
 QUERY = "By how much did Northwind revenues increase?"

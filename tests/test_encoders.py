@@ -21,8 +21,8 @@ from mm_retriever.encoders.colpali import COLPALI_CLASSES, ColPaliEncoder
 from mm_retriever.encoders.hub import inspect_checkpoint, resolve_model_path
 from mm_retriever.encoders.image_text import CLIPEncoder, SigLIPEncoder
 from mm_retriever.errors import ModelUnavailableError, UnsupportedModelError
+from mm_retriever.multivector.scoring import maxsim
 from mm_retriever.protocols import ImageTextEncoder, MultiVectorEncoder
-from mm_retriever.scoring import maxsim
 
 QUERIES = ["revenue by region in 2021", "x", "which chart shows the largest increase in users?"]
 COLPALI_KINDS = {

@@ -352,3 +352,18 @@ def test_cli_writes_json_report_and_merges(tiny_set: Path, tmp_path: Path) -> No
     assert "Paired comparison with `hybrid` (corpus, all queries, n=4" in report
     bad = runner.invoke(app, ["--dataset", str(tmp_path / "missing"), "-q"])
     assert bad.exit_code == 2 and "unknown data set" in bad.output
+
+
+@pytest.mark.parametrize("module", ["ir_measures", "scipy", "datasets", "matplotlib"])
+def test_cli_names_the_eval_extra_when_a_package_is_missing(monkeypatch, tmp_path, module):
+    import sys
+
+    from typer.testing import CliRunner
+
+    from mm_retriever.eval.cli import app
+
+    monkeypatch.setitem(sys.modules, module, None)  # as if it were not installed
+    bad = CliRunner().invoke(app, ["--dataset", str(tmp_path), "-q"])
+    assert bad.exit_code == 2
+    assert 'Install it with: uv pip install "mm-retriever[eval]"' in bad.output
+    assert "Traceback" not in bad.output

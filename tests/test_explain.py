@@ -155,17 +155,25 @@ def test_ocr_page_boxes_from_the_ingest_cache(
 def test_source_gone_falls_back_to_ocr_of_the_stored_image(
     tmp_path_factory, minilm_path: str, ocr_cache: Path, monkeypatch
 ) -> None:
+    """An ``encoded`` index keeps no copy of the file: once it moves, OCR of the stored page
+    image gives the boxes. The default index keeps the file in its ``sources`` table and
+    reads the text layer from there (uploads are deleted once indexed)."""
     monkeypatch.setenv("MM_RETRIEVER_CACHE", str(ocr_cache))
     root = tmp_path_factory.mktemp("gone")
     pdf = make_sample_pdf(root / "fleet.pdf", {0: "The fleet has exactly 47 electric ferries."})
     config = text_index_config(minilm_path)
+    config.ingest = IngestConfig(ocr="never", dpi=144, image_store="encoded")
+    encoded = MultimodalIndex.create(root / "encoded", config)
+    assert encoded.add([pdf]).ok
     config.ingest = IngestConfig(ocr="never", dpi=144)
-    index = MultimodalIndex.create(root / "index", config)
-    assert index.add([pdf]).ok
+    kept = MultimodalIndex.create(root / "source", config)
+    assert kept.add([pdf]).ok
     shutil.move(pdf, root / "moved.pdf")
-    exp = index.retriever().retrieve("electric ferries", k=1)[0].explain(index, "electric ferries")
-    assert exp.word_source == "ocr"
-    assert {"electric", "ferries"} <= {b.text.lower().strip(".") for b in exp.boxes}
+    for index, source in ((encoded, "ocr"), (kept, "layer")):
+        hit = index.retriever().retrieve("electric ferries", k=1)[0]
+        exp = hit.explain(index, "electric ferries")
+        assert exp.word_source == source
+        assert {"electric", "ferries"} <= {b.text.lower().strip(".") for b in exp.boxes}
 
 
 def test_colpali_similarity_maps_match_the_patch_embeddings(tmp_path, tiny_colpali) -> None:  # noqa: F811

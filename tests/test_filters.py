@@ -5,7 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from mm_retriever.filters import (
+from mm_retriever.store import LanceDBStore
+from mm_retriever.store.filters import (
     DOCUMENT_COLUMNS,
     PAGE_COLUMNS,
     and_where,
@@ -13,7 +14,6 @@ from mm_retriever.filters import (
     split_filters,
     where_clause,
 )
-from mm_retriever.store import LanceDBStore
 
 NASTY = ["plain", "O'Brien", "x' OR '1'='1", "a\\", "back\\' OR 1=1 --", "ünï ✓", "%_*"]
 
@@ -76,3 +76,13 @@ def test_values_cannot_break_out(tmp_path) -> None:
     both = where_clause({"doc_id": NASTY[1:3], "page_index": {"gte": 2}}, PAGE_COLUMNS)
     assert store.query("pages_test", both).column("doc_id").to_pylist() == [NASTY[2]]
     assert store.count("pages_test", where_clause({"doc_id": []}, PAGE_COLUMNS)) == 0
+
+
+def test_regex_any_quotes_each_pattern_and_matches_nothing_without_one():
+    from mm_retriever.store.filters import MATCH_NOTHING, regex_any
+
+    clause = regex_any("text", [r"^Figure\s+5\b", "it's"])
+    assert clause == r"(regexp_like(text, '^Figure\s+5\b') OR regexp_like(text, 'it''s'))"
+    assert regex_any("text", []) == MATCH_NOTHING
+    with pytest.raises(ValueError, match="not a column name"):
+        regex_any("text) OR (1=1", ["x"])

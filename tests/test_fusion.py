@@ -7,7 +7,7 @@ import math
 import pytest
 
 from mm_retriever import registry
-from mm_retriever.fusion import RRFFusion, WeightedFusion
+from mm_retriever.ranking.fusion import RRFFusion, WeightedFusion
 from mm_retriever.types import LegHit
 
 

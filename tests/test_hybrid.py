@@ -10,9 +10,9 @@ from PIL import Image
 
 from mm_retriever.config import IndexConfig, IngestConfig, LegSpec, PluginSpec
 from mm_retriever.errors import EmptyQueryError
-from mm_retriever.fusion import RRFFusion, WeightedFusion
 from mm_retriever.index import MultimodalIndex
 from mm_retriever.protocols import Query
+from mm_retriever.ranking.fusion import RRFFusion, WeightedFusion
 
 ALPHA = [
     "The Harrowgate mill ground 900 sacks of rye in 1850.",

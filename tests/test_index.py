@@ -23,8 +23,8 @@ from shared_fixtures import minilm_encoder, text_index_config
 from mm_retriever import registry
 from mm_retriever.config import IndexConfig, IngestConfig, LegSpec
 from mm_retriever.index import IndexExistsError, IndexNotFoundError, MultimodalIndex
-from mm_retriever.retrievers.base import build_encoder
-from mm_retriever.retrievers.bm25 import BM25Retriever
+from mm_retriever.legs.base import build_encoder
+from mm_retriever.legs.bm25 import BM25Retriever
 from mm_retriever.store import DOCUMENTS, FIGURES, PAGES, SCHEMA_VERSION, leg_table
 from mm_retriever.types import Page
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from mm_retriever.legs.bm25 import BM25Retriever
 from mm_retriever.protocols import Query
-from mm_retriever.retrievers.bm25 import BM25Retriever
 from mm_retriever.store import LanceDBStore
 from mm_retriever.types import Chunk, Page
 
@@ -142,7 +142,7 @@ def test_stop_word_names_are_those_bm25s_knows() -> None:
     index is opened): every name on it is one bm25s has a list for, and others are refused."""
     from bm25s.tokenization import _infer_stopwords
 
-    from mm_retriever.retrievers.bm25 import BM25S_STOPWORDS, BM25Retriever
+    from mm_retriever.legs.bm25 import BM25S_STOPWORDS, BM25Retriever
 
     for name in BM25S_STOPWORDS:
         assert len(_infer_stopwords(name)) > 10, name

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from mm_retriever import maxsim_native
-from mm_retriever.multivector import FlatMultiVectors, TwoStageIndex
+from mm_retriever.multivector import FlatMultiVectors, TwoStageIndex, maxsim_native
 from mm_retriever.multivector.ivf import IvfFirstStage, Quantizer, kmeans
 from mm_retriever.multivector.kernel import binary_maxsim, maxsim_scores
 from mm_retriever.multivector.quantize import sign_bits, unpack_signs

@@ -8,8 +8,8 @@ import torch
 from colpali_engine.utils.processing_utils import BaseVisualRetrieverProcessor
 from tiny_models import tiny_images, tiny_model_dir
 
-from mm_retriever import maxsim_native
-from mm_retriever.maxsim import amx_available, maxsim_flat, maxsim_flat_batch
+from mm_retriever.multivector import maxsim_native
+from mm_retriever.multivector.maxsim import amx_available, maxsim_flat, maxsim_flat_batch
 
 score_multi_vector = BaseVisualRetrieverProcessor.score_multi_vector
 

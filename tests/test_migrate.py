@@ -159,9 +159,10 @@ def test_a_run_interrupted_after_the_page_images_is_finished(
 ) -> None:
     """The source row is committed and the page images dropped, the crops not yet: the next
     run drops the crops and keeps the source (the first page was checked before)."""
-    from mm_retriever.filters import quote_string
+    from mm_retriever.index.rows import source_rows
     from mm_retriever.ingest.files import document_id
-    from mm_retriever.store.schema import SOURCES_SCHEMA, source_rows
+    from mm_retriever.store.filters import quote_string
+    from mm_retriever.store.schema import SOURCES_SCHEMA
 
     path = _v1_copy(tmp_path)
     index = MultimodalIndex.open(path)

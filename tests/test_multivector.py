@@ -276,10 +276,12 @@ def test_two_stage_follows_adds_deletes_and_image_queries(tmp_path, pdfs, tiny_c
     index = make_index(tmp_path / "index", tiny_colpali, options)
     index.add([pdfs[0]])
     leg = index.legs["page"]
-    assert leg.memory_bytes() == 0  # nothing built until the first query
+    built = leg._mv  # the writer built the first stage to save it (readers never write)
+    assert built is not None and leg.memory_bytes() > 0
+    assert len(list((tmp_path / "index" / "_page_index").rglob("meta.json"))) == 1
     before = leg_scores(index, "rainfall")
     mv = leg._index(index.store)
-    assert len(mv) == len(mv.first) == 5 and leg.memory_bytes() > 0
+    assert mv is built and len(mv) == len(mv.first) == 5  # the query did not rebuild it
 
     report = index.add([pdfs[1]])
     assert leg._index(index.store) is mv and len(mv.first) == 7  # updated in place
@@ -335,9 +337,9 @@ def test_saved_first_stage_is_loaded_by_the_next_process(tmp_path, pdfs, tiny_co
     options = {"index": "two_stage", "first_stage": "ivf", "centroids": 4, "candidates": 3}
     index = make_index(tmp_path / "index", tiny_colpali, options)
     index.add([pdfs[0]])
-    first = leg_scores(index, "rainfall")
     saved = list((tmp_path / "index" / "_page_index").rglob("meta.json"))
-    assert len(saved) == 1
+    assert len(saved) == 1  # saved by the writer, before any search
+    first = leg_scores(index, "rainfall")
 
     other = MultimodalIndex.open(index.uri)
     leg = other.legs["page"]
@@ -363,6 +365,29 @@ def test_damaged_saved_state_costs_a_rebuild_not_an_answer(tmp_path, pdfs, tiny_
     saved.write_bytes(b"not a numpy file")
     reopened = MultimodalIndex.open(index.uri)
     assert leg_scores(reopened, "rainfall") == pytest.approx(first, rel=1e-5)
-    third = MultimodalIndex.open(index.uri)  # the rebuild saved a good state again
+    assert saved.read_bytes() == b"not a numpy file"  # the reader rebuilt in RAM, wrote nothing
+    reopened.optimize()  # a writer replaces the damaged state
+    third = MultimodalIndex.open(index.uri)
     third.legs["page"]._build = None  # calling it would fail
     assert leg_scores(third, "rainfall") == pytest.approx(first, rel=1e-5)
+
+
+def test_a_search_never_writes_the_page_index(tmp_path, pdfs, tiny_colpali) -> None:  # noqa: F811
+    """Also when no saved first stage exists: the reader builds in RAM, the disk is unchanged."""
+    import shutil
+
+    options = {"index": "two_stage", "first_stage": "ivf", "centroids": 4, "candidates": 3}
+    index = make_index(tmp_path / "index", tiny_colpali, options)
+    index.add([pdfs[0]])
+    state = tmp_path / "index" / "_page_index"
+    shutil.rmtree(state)  # e.g. an index written before the writer saved it
+
+    def files() -> dict[str, float]:
+        return {str(p): p.stat().st_mtime for p in (tmp_path / "index").rglob("*")}
+
+    before = files()
+    reopened = MultimodalIndex.open(index.uri)
+    assert leg_scores(reopened, "rainfall")
+    assert files() == before and not state.exists()
+    reopened.add([pdfs[1]])  # the next write saves it
+    assert len(list(state.rglob("meta.json"))) == 1

@@ -42,11 +42,11 @@ def test_builtins_are_declared_as_entry_points():
 def test_fresh_registry_loads_builtins_from_entry_points():
     legs = Registry("leg", "mm_retriever.legs")
     assert BUILTIN_LEGS | {"example-leg"} <= set(legs.names())
-    from mm_retriever.retrievers.bm25 import BM25Retriever
+    from mm_retriever.legs.bm25 import BM25Retriever
 
     assert legs.get("bm25") is BM25Retriever
     fusions = Registry("fusion", "mm_retriever.fusions")
-    from mm_retriever.fusion import RRFFusion
+    from mm_retriever.ranking.fusion import RRFFusion
 
     assert fusions.create("rrf", k=10).k == 10 and isinstance(fusions.create("rrf"), RRFFusion)
 
@@ -135,3 +135,83 @@ def test_plugin_leg_under_an_alias(tmp_path: Path):
     assert "leg_keywords" in index.store.table_names()
     (page,) = index.retriever().retrieve("Oskarvale rent", k=1)
     assert page.page_index == 1 and page.leg_ranks == {"keywords": 1}
+
+
+class _PlainLeg:
+    """A leg written before ``protocols.Leg`` existed: no base class, no optional hooks."""
+
+    def __init__(self, *, name: str = "plain", device: str | None = None):
+        self.name = name
+
+    @property
+    def table(self) -> str:
+        from mm_retriever.store import leg_table
+
+        return leg_table(self.name)
+
+    def rows(self, pages):
+        return [{"doc_id": p.doc_id, "page_index": p.page_index, "text": p.text} for p in pages]
+
+    def retrieve(self, store, query, k, where=None):
+        from mm_retriever.types import LegHit
+
+        rows = store.query(self.table, where=where, columns=["doc_id", "page_index", "text"])
+        words = set(query.text.lower().split())
+        hits = [
+            LegHit(
+                r["doc_id"],
+                int(r["page_index"]),
+                float(len(words & set(r["text"].lower().split()))),
+            )
+            for r in rows.to_pylist()
+        ]
+        hits = sorted((h for h in hits if h.score > 0), key=lambda h: (-h.score, h.page_index))[:k]
+        for rank, hit in enumerate(hits, start=1):
+            hit.rank = rank
+        return hits
+
+    def config(self):
+        return {}
+
+
+def test_leg_without_the_base_class_gets_its_defaults(tmp_path: Path, monkeypatch):
+    """A plugin object that does not subclass ``Leg`` is wrapped with Leg's defaults."""
+    from mm_retriever.index import MultimodalIndex
+    from mm_retriever.protocols import Leg, PluginLeg
+
+    monkeypatch.setitem(registry.legs._factories, "plain-leg", _PlainLeg)
+    pdf = make_sample_pdf(tmp_path / "facts.pdf", FACTS)
+    index = MultimodalIndex.create(tmp_path / "idx", _config(LegSpec(name="plain-leg")))
+    leg = index.legs["plain-leg"]
+    assert isinstance(leg, Leg) and isinstance(leg, PluginLeg) and isinstance(leg.leg, _PlainLeg)
+    assert leg.name == "plain-leg" and leg.leg.name == "plain-leg"
+    assert leg.kind == "plain-leg" and leg.matched_kind is None
+    assert leg.schema() is None and not leg.uses_models() and leg.unavailable_image_model is None
+    assert leg.table == "leg_plain_leg"  # the plugin's own attributes pass through
+    assert not index.add([pdf]).failed
+    (page,) = index.retriever().retrieve("Oskarvale rent", k=1)
+    assert page.page_index == 1 and page.leg_ranks == {"plain-leg": 1}
+
+
+def test_leg_options_are_typed_and_round_trip_through_the_manifest(tmp_path: Path):
+    """A leg's options are validated by its pydantic model; the manifest saves them as dumped."""
+    from mm_retriever.index import MultimodalIndex
+    from mm_retriever.legs.bm25 import BM25Options
+
+    index = MultimodalIndex.create(
+        tmp_path / "idx", _config(LegSpec(name="bm25", options={"k1": 1, "unit": "chunk"}))
+    )
+    saved = index.manifest()["config"]["legs"][0]["options"]
+    assert saved == BM25Options(k1=1, unit="chunk").model_dump(mode="json")
+    assert saved == index.legs["bm25"].config() and saved["unit"] == "chunk"
+    assert isinstance(saved["k1"], float) and saved["k1"] == 1.0
+    reopened = MultimodalIndex.open(tmp_path / "idx")
+    assert reopened.legs["bm25"].config() == saved and reopened.legs["bm25"].unit == "chunk"
+
+    with pytest.raises(ValueError, match=r"leg 'bm25' options: k_one: Extra inputs are not"):
+        MultimodalIndex.create(
+            tmp_path / "bad", _config(LegSpec(name="bm25", options={"k_one": 2}))
+        )
+    with pytest.raises(ValueError, match=r"leg 'words' options: unit: Input should be 'page' or"):
+        spec = LegSpec(name="bm25", alias="words", options={"unit": "sentence"})
+        MultimodalIndex.create(tmp_path / "bad2", _config(spec))

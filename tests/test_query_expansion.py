@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mm_retriever.query_expansion import FINANCIAL_TERMS, expand_query, financial_expansion
+from mm_retriever.query.query_expansion import FINANCIAL_TERMS, expand_query, financial_expansion
 
 
 @pytest.mark.parametrize(

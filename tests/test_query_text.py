@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mm_retriever.query_text import is_answer_instruction, retrieval_text, sentences
+from mm_retriever.query.query_text import is_answer_instruction, retrieval_text, sentences
 
 
 @pytest.mark.parametrize(

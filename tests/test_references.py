@@ -10,7 +10,7 @@ import pytest
 from pdfgen import add_line_page, save_pdf
 from shared_fixtures import bm25_index
 
-from mm_retriever.references import Reference, caption_regex, is_listing, matches, references
+from mm_retriever.query.references import Reference, caption_regex, is_listing, matches, references
 
 
 def test_references_are_read_from_questions() -> None:

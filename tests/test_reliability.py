@@ -4,7 +4,8 @@
   visible, a re-run completes, row sets equal a clean build;
 - concurrent writers over the same and different files, several rounds: no loss, no duplicate;
 - a writer plus searching readers: readers never fail and never return a deleted page;
-- a missing or damaged table: a clear error and nothing deleted; readers never write.
+- a missing or damaged table: a clear error and nothing deleted; readers never write;
+- kill -9 while creating a new index: `index` and `repair` reset what it left, nothing else.
 
 The larger version (every crash point, more rounds, MiniLM legs) is
 ``benchmarks/reliability/run.py``.
@@ -25,6 +26,7 @@ from pathlib import Path
 import pytest
 from reliability_harness import (
     ADD_POINTS,
+    CREATE_POINTS,
     DELETE_POINTS,
     all_points,
     assert_consistent,
@@ -341,3 +343,68 @@ def test_two_cli_index_runs_at_once_on_a_new_path(corpus, tmp_path) -> None:
     docs = index.store.query("documents").column("doc_id").to_pylist()
     assert sorted(docs) == sorted(corpus["ids"][:3])  # each once
     assert index.store.count("pages") == index.num_pages() and index.check() == []
+
+
+CREATE_KILLS = 4  # seeded crash points of creating an index per CI run
+
+
+def test_kill_9_while_creating_an_index_is_reset_by_index_and_repair(corpus, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from mm_retriever.cli import app
+
+    rng = random.Random(20261207)
+    tables = all_points({"create:table": CREATE_POINTS["create:table"]})
+    points = ["create:marked#1", *rng.sample(tables, CREATE_KILLS - 2), "create:manifest#1"]
+
+    def crash(point: str) -> tuple[str, Path, subprocess.CompletedProcess[str]]:
+        idx = tmp_path / point.replace(":", "_").replace("#", "_")
+        idx.mkdir()
+        (idx / "notes.txt").write_text("not ours")  # a file of the user's: never removed
+        return point, idx, run_worker(idx, "create", crash_at=point)
+
+    with ThreadPoolExecutor(2) as pool:
+        crashed = list(pool.map(crash, points))
+    docs = [str(d) for d in corpus["docs"][:2]]
+    bm25 = ["--leg", "bm25", "--ocr", "never", "--dpi", "72", "--workers", "0"]
+    for point, idx, result in crashed:
+        assert result.returncode == -signal.SIGKILL, (point, result.stderr[-2000:])
+        complete = point.startswith("create:manifest")  # killed after the manifest
+        assert MultimodalIndex.exists(idx) == complete, point
+        assert (MultimodalIndex.interrupted_creation(idx) is None) == complete, point
+        if not complete:
+            for cmd in (["doctor"], ["search", "fact"], ["info"]):
+                out = CliRunner().invoke(app, [*cmd, "--index", str(idx)])
+                assert out.exit_code == 1 and "was interrupted" in out.output, (point, cmd)
+                assert "Traceback" not in out.output
+            # repair resets it alone (on a copy); index resets it and builds
+            copy = tmp_path / f"{idx.name}_repair"
+            shutil.copytree(idx, copy)
+            out = CliRunner().invoke(app, ["repair", "--yes", "--index", str(copy)])
+            assert out.exit_code == 0 and "removed" in out.output, (point, out.output)
+            assert MultimodalIndex.interrupted_creation(copy) is None, point
+            assert not MultimodalIndex.exists(copy), point
+            assert sorted(p.name for p in copy.iterdir() if p.suffix == ".lance") == [], point
+            assert (copy / "notes.txt").read_text() == "not ours"
+        out = CliRunner().invoke(app, ["index", *docs, "--index", str(idx), *bm25])
+        assert out.exit_code == 0, (point, out.output)
+        index = MultimodalIndex.open(idx)
+        assert index.store.document_ids() == set(corpus["ids"][:2]), point
+        assert "creating" not in index.store.table_names(), point
+        assert index.check() == [] and (idx / "notes.txt").read_text() == "not ours", point
+
+
+def test_tables_without_a_creation_marker_are_never_reset(corpus, tmp_path) -> None:
+    idx = tmp_path / "idx"
+    shutil.copytree(corpus["base"], idx)
+    shutil.rmtree(idx / "manifest.lance")  # damaged, but not a half-created index
+    before = _tree(idx)
+    assert MultimodalIndex.interrupted_creation(idx) is None
+    assert MultimodalIndex.reset_interrupted(idx) == []
+    with pytest.raises(IndexCorruptError, match="table 'manifest'"):
+        MultimodalIndex.open(idx)
+    from mm_retriever.index import IndexExistsError
+
+    with pytest.raises(IndexExistsError):
+        MultimodalIndex.create(idx, bm25_config())
+    assert _tree(idx) == before

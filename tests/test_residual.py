@@ -170,7 +170,7 @@ def test_page_leg_residual_rerank_round_trip_and_reopen(tmp_path, pdfs, tiny_col
 
 
 def test_page_leg_rejects_residual_without_two_stage(tiny_colpali) -> None:  # noqa: F811
-    from mm_retriever.retrievers.page import PageImageRetriever
+    from mm_retriever.legs.page import PageImageRetriever
 
     spec = {"name": "colpali", "options": {"model": tiny_colpali}}
     with pytest.raises(ValueError, match="two_stage"):

@@ -7,8 +7,8 @@ import pytest
 import torch
 from colpali_engine.utils.processing_utils import BaseVisualRetrieverProcessor
 
-from mm_retriever import scoring
-from mm_retriever.scoring import MultiVectorMatrix, maxsim, pad_multivectors
+from mm_retriever.multivector import scoring
+from mm_retriever.multivector.scoring import MultiVectorMatrix, maxsim, pad_multivectors
 
 score_multi_vector = BaseVisualRetrieverProcessor.score_multi_vector
 

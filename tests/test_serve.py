@@ -6,6 +6,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
+import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -62,6 +65,58 @@ def test_healthz_and_openapi(client: TestClient) -> None:
         assert path in paths
     assert "text/html" in client.get("/").headers["content-type"]
     assert client.get("/static/app.js").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("page", "assets"),
+    [
+        ("/docs", ["/static/docs/swagger-ui-bundle.js", "/static/docs/swagger-ui.css"]),
+        ("/redoc", ["/static/docs/redoc.standalone.js"]),
+    ],
+)
+def test_api_docs_come_from_local_files(client: TestClient, page: str, assets: list[str]) -> None:
+    html = client.get(page).text
+    assert "cdn." not in html and "googleapis" not in html  # nothing from the internet
+    for url in assets:
+        assert f'"{url}"' in html or f"'{url}'" in html
+        r = client.get(url)
+        assert r.status_code == 200 and len(r.content) > 10_000
+
+
+def test_access_and_job_lines_are_logged(client: TestClient, caplog, tmp_path: Path) -> None:
+    pdf = make_sample_pdf(tmp_path / "logged.pdf", {1: "Logged fact."}, n_pages=2)
+    with caplog.at_level(logging.INFO, logger="mm_retriever.serve"):
+        assert client.post("/search", json={"query": "solar", "k": 1}).status_code == 200
+        assert client.post("/search", json={"query": "solar", "bogus": 1}).status_code == 422
+        r = client.post("/documents", files={"files": ("notes.txt", b"hello", "text/plain")})
+        assert r.status_code == 415
+        job_id = client.post(
+            "/documents", files={"files": ("logged.pdf", pdf.read_bytes(), "x")}
+        ).json()["job_id"]
+        job = wait_job(client, job_id)
+        wait_job(client, client.delete(f"/documents/{job['added'][0]['doc_id']}").json()["job_id"])
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("mm_retriever.serve")]
+    requests = [
+        dict(kv.split("=", 1) for kv in line.split())
+        for line in lines
+        if line.startswith("event=request ") and '"' not in line
+    ]
+    search = [r for r in requests if r["path"] == "/search"]
+    assert [r["status"] for r in search[:2]] == ["200", "422"]
+    assert all(r["method"] == "POST" and r["client"] == "testclient" for r in search)
+    assert all(float(r["ms"]) >= 0 for r in requests)
+    assert any(r["path"] == f"/jobs/{job_id}" and r["method"] == "GET" for r in requests)
+    assert any(r["path"] == "/documents" and r["status"] == "415" for r in requests)
+    rejected = next(line for line in lines if line.startswith("event=upload_rejected"))
+    assert "status=415" in rejected and "reason=\"'notes.txt': unsupported file type" in rejected
+    job_lines = [line for line in lines if f"job={job_id}" in line]
+    assert [line.split()[0] for line in job_lines] == [
+        "event=job_queued",
+        "event=job_started",
+        "event=job_done",
+    ]
+    assert "kind=add files=1 added=1 unchanged=0 failed=0 pages=2" in job_lines[2]
+    assert any(line.startswith("event=job_done") and "kind=delete" in line for line in lines)
 
 
 def test_search_returns_the_cli_json_plus_urls(client: TestClient, index_dir: Path) -> None:
@@ -188,7 +243,7 @@ def test_bad_uploads_are_refused_and_leave_nothing(client: TestClient, index_dir
 
 
 def test_upload_in_background_while_searches_keep_answering(
-    client: TestClient, tmp_path: Path
+    client: TestClient, tmp_path: Path, index_dir: Path
 ) -> None:
     pdf = make_sample_pdf(tmp_path / "vantorria.pdf", {17: FACT}, n_pages=24)
     assert (
@@ -216,7 +271,10 @@ def test_upload_in_background_while_searches_keep_answering(
     )
     top = hit.json()[0]
     assert (top["doc_id"], top["page_index"]) == (doc_id, 17)
-    assert client.get(top["overlay_url"]).status_code == 200  # the kept upload gives word boxes
+    # the upload is gone once indexed: the index keeps the file in its sources table, and
+    # word boxes come from there
+    assert not [p for p in (index_dir / "_uploads").rglob("*") if p.is_file()]
+    assert client.get(top["overlay_url"]).status_code == 200
     assert client.get(top["explain_url"]).json()["word_source"] == "layer"
 
     # the same file again: unchanged, not indexed twice
@@ -292,3 +350,47 @@ def test_missing_index_is_a_clear_error(tmp_path: Path) -> None:
         create_app(ServeSettings(index=str(tmp_path / "none")))
     r = CliRunner().invoke(cli_app, ["serve", "--index", str(tmp_path / "none")])
     assert r.exit_code == 1 and "no index at" in r.output
+
+
+def test_spooled_uploads_removed_unless_the_index_needs_them(
+    tmp_path: Path, minilm_path: str
+) -> None:
+    """An ``encoded`` index keeps no source files: its uploads stay (word boxes read them);
+    leftovers of killed jobs are swept when a server starts, young ones spared."""
+    from shared_fixtures import text_index_config
+
+    from mm_retriever.index import MultimodalIndex
+
+    config = text_index_config(minilm_path)
+    config.ingest.image_store = "encoded"
+    MultimodalIndex.create(tmp_path / "index", config)
+    spool = tmp_path / "index" / "_uploads"
+    old = spool / "20200101-000000-deadbeef" / "old.pdf"
+    young = spool / "20990101-000000-0123abcd" / "new.pdf"
+    foreign = spool / "my-notes" / "keep.pdf"  # not a job folder of the server's
+    for path in (old, young, foreign):
+        path.parent.mkdir(parents=True)
+        make_sample_pdf(path, {1: "leftover"}, n_pages=1)
+    two_hours_ago = time.time() - 2 * 3600
+    for path in (old, foreign):
+        os.utime(path, (two_hours_ago, two_hours_ago))
+    with TestClient(create_app(ServeSettings(index=str(tmp_path / "index")))) as c:
+        assert not old.exists() and not old.parent.exists()  # swept at start
+        assert young.exists()  # maybe another server's job in flight: spared
+        assert foreign.exists()  # only the server's own job folders are swept
+        shutil.rmtree(young.parent)
+        shutil.rmtree(foreign.parent)
+        pdf = make_sample_pdf(tmp_path / "kept.pdf", {1: "The Orlow dam is 41 m high."}, n_pages=2)
+        job = wait_job(
+            c,
+            c.post("/documents", files={"files": ("kept.pdf", pdf.read_bytes(), "x")}).json()[
+                "job_id"
+            ],
+        )
+        assert job["status"] == "done" and job["added"]
+        (kept,) = [p for p in spool.rglob("*.pdf")]
+        assert kept.name == "kept.pdf"  # the only copy of its text layer: kept
+        explained = c.post("/search", json={"query": "How high is the Orlow dam?", "k": 1}).json()
+        assert c.get(explained[0]["explain_url"]).json()["word_source"] == "layer"
+        wait_job(c, c.delete(f"/documents/{job['added'][0]['doc_id']}").json()["job_id"])
+        assert not kept.exists()  # deleting the document removes its upload

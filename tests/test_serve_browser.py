@@ -85,6 +85,10 @@ def test_search_overlay_upload_delete(browser, base_url: str, tmp_path: Path) ->
     _images_loaded(page, ".result .page-img")
     _images_loaded(page, ".result .figure img")
 
+    # thumbnails large enough to read a chart: 420 CSS px wide beside the text
+    assert first.locator(".thumb").bounding_box()["width"] >= 400
+    assert first.locator(".figure").bounding_box()["width"] >= 300
+
     # the overlay is on by default; toggling swaps the page image and back
     img = first.locator(".page-img")
     assert "/overlay?" in img.get_attribute("src")
@@ -151,4 +155,85 @@ def test_search_overlay_upload_delete(browser, base_url: str, tmp_path: Path) ->
     page.wait_for_selector('#results[data-query="Quintessa orchards pears"]')
     assert "orchard_report.pdf" not in " ".join(page.locator(".citation").all_inner_texts())
     assert not errors, errors
+    page.close()
+
+
+NO_OVERFLOW = "() => document.documentElement.scrollWidth <= innerWidth"
+
+
+def test_phone_width_layout_and_viewer(browser, base_url: str) -> None:
+    """At 390x844 (a phone): the header is one row, nothing overflows sideways, results come
+    first, and the page viewer fills the screen with its close button in reach."""
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(base_url + "/")
+    page.wait_for_selector("#docs .doc-row")
+    assert page.evaluate(NO_OVERFLOW)
+    rows = page.evaluate(
+        """() => [...document.querySelector('.topbar').children].map(e => {
+               const r = e.getBoundingClientRect(); return [r.top, r.bottom, r.right]; })"""
+    )
+    assert max(top for top, _, _ in rows) < min(bottom for _, bottom, _ in rows)  # one row
+    assert max(right for _, _, right in rows) <= 390
+
+    page.fill("#q", CHART_QUESTION)
+    page.click("#search-btn")
+    page.wait_for_selector(".result")
+    _images_loaded(page, ".result .page-img")
+    _images_loaded(page, ".result .figure img")
+    assert page.evaluate(NO_OVERFLOW)
+    first = page.locator(".result").first
+    box = first.locator(".thumb").bounding_box()
+    assert box["width"] >= 330 and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    assert box["y"] < page.locator(".sidebar").bounding_box()["y"]  # results above the sidebar
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SHOTS) / "search-390.png"))
+
+    first.locator(".thumb").click()
+    page.wait_for_selector("#viewer[open]")
+    _images_loaded(page, "#viewer-img")
+    assert page.evaluate(NO_OVERFLOW)
+    viewer = page.locator("#viewer").bounding_box()
+    assert viewer["x"] >= 0 and viewer["x"] + viewer["width"] <= 390
+    assert page.evaluate("() => document.querySelector('#viewer').scrollWidth <= 390")
+    img = page.locator("#viewer-img").bounding_box()
+    assert img["x"] >= 0 and img["x"] + img["width"] <= 390  # the page fits the width
+    swatches = page.locator("#viewer .legend .sw")
+    assert [swatches.nth(i).bounding_box()["width"] for i in range(4)] == [14, 14, 14, 14]
+    close = page.locator("#viewer-close").bounding_box()
+    assert close["x"] >= 0 and close["x"] + close["width"] <= 390
+    assert close["y"] >= 0 and close["y"] + close["height"] <= 844
+    if SHOTS:
+        page.screenshot(path=str(Path(SHOTS) / "viewer-390.png"))
+    page.click("#viewer-close")
+    page.wait_for_function("() => !document.querySelector('#viewer').open")
+    first.locator(".thumb").click()  # and Escape closes it too
+    page.wait_for_selector("#viewer[open]")
+    page.keyboard.press("Escape")
+    page.wait_for_function("() => !document.querySelector('#viewer').open")
+    assert page.evaluate(NO_OVERFLOW)
+    assert not errors, errors
+    page.close()
+
+
+def test_api_docs_render_offline(browser, base_url: str) -> None:
+    """/docs draws Swagger UI with every request to other hosts cut off."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    outside: list[str] = []
+
+    def only_local(route) -> None:
+        if route.request.url.startswith(base_url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.goto(base_url + "/docs")
+    page.wait_for_selector(".swagger-ui .info .title", timeout=60_000)
+    assert "mm-retriever" in page.locator(".swagger-ui .info .title").inner_text()
+    page.wait_for_selector(".opblock-summary-path[data-path='/search']")
+    assert not outside, outside
     page.close()

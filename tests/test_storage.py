@@ -14,9 +14,9 @@ from pdfgen import RASTER_CAPTION, TEXT_FACT, make_image_document, make_mixed_pd
 from PIL import Image
 
 from mm_retriever.config import IndexConfig, IngestConfig, LegSpec
-from mm_retriever.image_cache import ENV_LIMIT, ImageCache, default_limit
 from mm_retriever.index import MultimodalIndex
-from mm_retriever.page_images import PageImages
+from mm_retriever.ranking.image_cache import ENV_LIMIT, ImageCache, default_limit
+from mm_retriever.ranking.page_images import PageImages
 from mm_retriever.store import FIGURES, PAGES, SCHEMA_VERSION, SOURCES
 
 V1_INDEX = Path(__file__).parent / "data" / "index_v1"  # written by main f4f2974 (schema 1)

@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from mm_retriever.index.rows import document_row
 from mm_retriever.store import DOCUMENTS, MANIFEST, PAGES, LanceDBStore, leg_table
 from mm_retriever.store.arrow import (
     multivector_array,
@@ -15,7 +16,7 @@ from mm_retriever.store.arrow import (
     vector_type,
     vectors_from_arrow,
 )
-from mm_retriever.store.schema import DOCUMENTS_SCHEMA, PAGES_SCHEMA, document_row
+from mm_retriever.store.schema import DOCUMENTS_SCHEMA, PAGES_SCHEMA
 from mm_retriever.types import Document
 
 LEG_SCHEMA = pa.schema(

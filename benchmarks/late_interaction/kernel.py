@@ -2,7 +2,7 @@
 
 Measures, interleaved in rounds on the same data (so a shared/loaded box slows every side alike):
 memory read bandwidth (torch sum and copy over the page buffer itself), bf16 and fp32 GEMM rates,
-and pages/s of ours (``mm_retriever.maxsim``), colpali-engine's ``score_multi_vector`` and plain
+and pages/s of ours (``multivector.maxsim``), colpali-engine's ``score_multi_vector`` and plain
 torch (bf16 matmul + max), for one query and for a batch of queries. Pages are synthetic:
 L2-normalised random vectors, ``--page-vectors`` x ``--dim`` (ColPali: 1,030 x 128), stored flat;
 the buffer is larger than the L3 cache so pages stream from memory.
@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mm_retriever import maxsim_native
-from mm_retriever.maxsim import maxsim_flat, maxsim_flat_batch
+from mm_retriever.multivector import maxsim_native
+from mm_retriever.multivector.maxsim import maxsim_flat, maxsim_flat_batch
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 

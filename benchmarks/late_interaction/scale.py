@@ -27,9 +27,9 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from mm_retriever.legs.page import PageImageRetriever
 from mm_retriever.multivector import ExactIndex, TwoStageIndex, top_k
 from mm_retriever.multivector.kernel import maxsim_scores_batch
-from mm_retriever.retrievers.page import PageImageRetriever
 from mm_retriever.store.arrow import multivector_array, multivector_type
 
 DIM = 128

@@ -23,7 +23,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from mm_retriever.index import MultimodalIndex
-from mm_retriever.page_images import PageImages
+from mm_retriever.ranking.page_images import PageImages
 from mm_retriever.store import PAGES
 
 

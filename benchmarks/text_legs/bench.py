@@ -60,9 +60,9 @@ def _peak_rss_mib() -> float:
 
 # ------------------------------------------------------------------------------------- build
 def build(dev_index: Path, out: Path, n_chunks: int, seed: int = 0) -> dict[str, Any]:
-    from mm_retriever.document_prior import backfill_document_texts
     from mm_retriever.index import MultimodalIndex
     from mm_retriever.index.writer import IndexWriter
+    from mm_retriever.ranking.document_prior import backfill_document_texts
     from mm_retriever.store.schema import DOCUMENTS_SCHEMA, PAGES_SCHEMA, now_iso
 
     dev = MultimodalIndex.open(dev_index)
@@ -330,7 +330,7 @@ def compare_defaults(index_path: str, n_queries: int) -> dict[str, Any]:
     import torch
 
     from mm_retriever.index import MultimodalIndex
-    from mm_retriever.retrievers.base import _query_cache
+    from mm_retriever.legs.base import _query_cache
 
     torch.set_num_threads(1)
     index = MultimodalIndex.open(index_path)

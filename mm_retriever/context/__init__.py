@@ -8,6 +8,7 @@ from mm_retriever.context.budget import (
     build_sources,
     cite,
     downscale,
+    omitted_note,
     select_pages,
 )
 from mm_retriever.context.messages import (
@@ -34,6 +35,7 @@ __all__ = [
     "context_text",
     "downscale",
     "llm_kind",
+    "omitted_note",
     "require",
     "select_pages",
     "to_langchain_messages",

@@ -1,4 +1,15 @@
-"""Choose what of the retrieved pages an LLM gets: pages, text, images, within a budget."""
+"""Choose what of the retrieved pages an LLM gets: pages, text, images, within a budget.
+
+Image defaults follow what hosts accept. Anthropic's vision guide: an image whose long edge is
+over 1568 px (or over about 1.15 megapixels) is scaled down by the API before the model sees it,
+so larger images only cost latency (https://docs.claude.com/en/docs/vision). Claude Desktop
+refuses an MCP tool result over 1 MiB ("result exceeds maximum length of 1048576",
+https://github.com/PrefectHQ/fastmcp/issues/1036; "Tool result is too large. Maximum size is
+1MB.", https://github.com/anthropics/claude-code/issues/66519), base64 images included.
+``HOST_IMAGE_SIDE`` / ``HOST_IMAGE_PIXELS`` / ``HOST_MAX_BYTES`` are those limits with room to
+spare; the MCP server uses them, and ``ContextBudget(max_image_bytes=...)`` applies the same
+kind of cap to chat messages.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +18,15 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from PIL import Image
 
 from mm_retriever.types import RetrievedPage
+
+HOST_IMAGE_SIDE = 1568  # px, long edge (Anthropic's vision guide)
+HOST_IMAGE_PIXELS = 1_150_000  # px, width x height (Anthropic's vision guide)
+HOST_MAX_BYTES = 800_000  # bytes of one tool result, under Claude Desktop's 1 MiB
 
 
 @dataclass(frozen=True)
@@ -18,8 +34,11 @@ class ContextBudget:
     """Limits on what goes into the LLM's context.
 
     Pages scoring below ``min_score`` are dropped, then the best ``max_pages`` are kept. Images
-    are downscaled so that their longer side is at most ``max_image_side`` pixels before they are
-    base64-encoded (``None`` keeps the stored size).
+    are downscaled so that their longer side is at most ``max_image_side`` pixels and their area
+    at most ``max_image_pixels`` (``None``: no limit) and encoded as JPEG (``image_format=
+    "original"`` keeps JPEG pages JPEG and PNG crops PNG). ``max_image_bytes`` caps the base64
+    size of all images together: page images and crops are taken in rank order, and those
+    that no longer fit are left out and listed in ``Source.omitted``.
     """
 
     max_pages: int = 5
@@ -29,7 +48,10 @@ class ContextBudget:
     figures: bool = True
     max_figures_per_page: int = 2
     max_image_side: int | None = 1024
+    max_image_pixels: int | None = None
+    image_format: Literal["jpeg", "original"] = "jpeg"
     jpeg_quality: int = 85
+    max_image_bytes: int | None = None  # base64 characters of all images of one call
     image_detail: str | None = None  # OpenAI's "low" | "high" | "auto"; None leaves it out
 
     def __post_init__(self) -> None:
@@ -37,6 +59,12 @@ class ContextBudget:
             raise ValueError("max_pages must be at least 1")
         if self.max_image_side is not None and self.max_image_side < 16:
             raise ValueError("max_image_side must be at least 16 pixels (or None)")
+        if self.max_image_pixels is not None and self.max_image_pixels < 256:
+            raise ValueError("max_image_pixels must be at least 256 (or None)")
+        if self.max_image_bytes is not None and self.max_image_bytes < 0:
+            raise ValueError("max_image_bytes must be 0 or more (or None)")
+        if self.image_format not in ("jpeg", "original"):
+            raise ValueError("image_format must be 'jpeg' or 'original'")
 
 
 @dataclass
@@ -53,6 +81,11 @@ class ContextImage:
     def data_url(self) -> str:
         return f"data:{self.mime_type};base64,{self.base64()}"
 
+    @property
+    def base64_size(self) -> int:
+        """Characters of the base64 text (what a message or tool result carries)."""
+        return base64_size(len(self.data))
+
 
 @dataclass
 class Source:
@@ -62,6 +95,7 @@ class Source:
     page: RetrievedPage
     text: str
     images: list[ContextImage] = field(default_factory=list)
+    omitted: list[str] = field(default_factory=list)  # labels of images left out (byte budget)
 
     @property
     def citation(self) -> str:
@@ -78,27 +112,55 @@ def cite(number: int, page: RetrievedPage) -> str:
     return f"[{number}] {Path(page.source).name} p. {page.page_number}"
 
 
-def downscale(data: bytes, max_side: int | None, *, quality: int = 85) -> tuple[bytes, str]:
-    """Shrink an encoded image so its longer side is at most ``max_side``; return (bytes, mime).
+def base64_size(n_bytes: int) -> int:
+    """Length of the base64 text of ``n_bytes`` bytes."""
+    return 4 * ((n_bytes + 2) // 3)
 
-    Images already small enough keep their original bytes. JPEG stays JPEG; anything else is
-    re-encoded as PNG (figure crops are PNG).
+
+def downscale(
+    data: bytes,
+    max_side: int | None,
+    *,
+    quality: int = 85,
+    max_pixels: int | None = None,
+    to_jpeg: bool = False,
+) -> tuple[bytes, str]:
+    """Shrink an encoded image to at most ``max_side`` px long side and ``max_pixels`` in area.
+
+    Returns (bytes, mime). Images already small enough keep their original bytes when their
+    format is kept. ``to_jpeg``: encode as JPEG (photos, pages and charts are several times
+    smaller than as PNG); otherwise JPEG stays JPEG and anything else becomes PNG.
     """
     with Image.open(io.BytesIO(data)) as img:
         fmt = (img.format or "PNG").upper()
-        mime = "image/jpeg" if fmt == "JPEG" else "image/png"
-        if max_side is None or max(img.size) <= max_side:
-            if fmt in ("JPEG", "PNG"):
-                return data, mime
-            max_side = max(img.size)
+        mime = "image/jpeg" if fmt == "JPEG" or to_jpeg else "image/png"
+        long = target = max(img.size)
+        if max_side is not None:
+            target = min(target, max_side)
+        if max_pixels is not None:
+            area = img.size[0] * img.size[1]
+            target = min(target, int(long * (max_pixels / area) ** 0.5))
+        if target >= long and fmt == ("JPEG" if mime == "image/jpeg" else "PNG"):
+            return data, mime
         small = img.copy()
-        small.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        if target < long:
+            small.thumbnail((max(1, target), max(1, target)), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     if mime == "image/jpeg":
-        small.convert("RGB").save(buf, format="JPEG", quality=quality)
+        _rgb(small).save(buf, format="JPEG", quality=quality)
     else:
         small.save(buf, format="PNG")
     return buf.getvalue(), mime
+
+
+def _rgb(img: Image.Image) -> Image.Image:
+    """RGB for JPEG: transparency flattened onto white."""
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        out = Image.new("RGB", rgba.size, "white")
+        out.paste(rgba, mask=rgba.getchannel("A"))
+        return out
+    return img.convert("RGB")
 
 
 def select_pages(pages: Sequence[RetrievedPage], budget: ContextBudget) -> list[RetrievedPage]:
@@ -126,24 +188,49 @@ def _trim(text: str, limit: int | None) -> str:
 def build_sources(
     pages: Sequence[RetrievedPage], budget: ContextBudget | None = None
 ) -> list[Source]:
-    """Number the pages kept by ``budget`` and prepare their text and downscaled images."""
+    """Number the pages kept by ``budget`` and prepare their text and downscaled images.
+
+    Images that would take the images past ``budget.max_image_bytes`` are left out (listed in
+    each source's ``omitted``); smaller ones after them may still fit.
+    """
     budget = budget or ContextBudget()
+    left = budget.max_image_bytes
     sources: list[Source] = []
     for number, page in enumerate(select_pages(pages, budget), start=1):
         src = Source(number=number, page=page, text=_trim(page.text, budget.max_chars_per_page))
+        candidates: list[tuple[str, bytes]] = []
         if budget.page_images and (raw := _page_image_bytes(page)):
-            data, mime = downscale(raw, budget.max_image_side, quality=budget.jpeg_quality)
-            src.images.append(ContextImage(f"{src.citation}: page image", data, mime))
+            candidates.append(("page image", raw))
         if budget.figures:
             for fig in page.figures[: budget.max_figures_per_page]:
-                if not fig.image_bytes:
+                if fig.image_bytes:
+                    what = f"figure {fig.figure_index + 1}"
+                    if fig.caption:
+                        what += f" ({fig.caption})"
+                    candidates.append((what, fig.image_bytes))
+        for what, raw in candidates:
+            label = f"{src.citation}: {what}"
+            data, mime = downscale(
+                raw,
+                budget.max_image_side,
+                quality=budget.jpeg_quality,
+                max_pixels=budget.max_image_pixels,
+                to_jpeg=budget.image_format == "jpeg",
+            )
+            image = ContextImage(label, data, mime)
+            if left is not None:
+                if image.base64_size > left:
+                    src.omitted.append(label)
                     continue
-                data, mime = downscale(
-                    fig.image_bytes, budget.max_image_side, quality=budget.jpeg_quality
-                )
-                what = f"figure {fig.figure_index + 1}"
-                if fig.caption:
-                    what += f" ({fig.caption})"
-                src.images.append(ContextImage(f"{src.citation}: {what}", data, mime))
+                left -= image.base64_size
+            src.images.append(image)
         sources.append(src)
     return sources
+
+
+def omitted_note(sources: Sequence[Source]) -> str | None:
+    """One line saying which images the byte budget left out, or None when none was."""
+    labels = [label for src in sources for label in src.omitted]
+    if not labels:
+        return None
+    return f"{len(labels)} image(s) left out to stay within the image budget: " + "; ".join(labels)

@@ -7,13 +7,17 @@ and figure crops, and finally the question.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from mm_retriever.context.budget import ContextBudget, ContextImage, Source, build_sources
-from mm_retriever.errors import MissingExtraError
+from mm_retriever.context.budget import (
+    ContextBudget,
+    ContextImage,
+    Source,
+    build_sources,
+    omitted_note,
+)
+from mm_retriever.errors import require_extra
 from mm_retriever.types import RetrievedPage
 
 if TYPE_CHECKING:
@@ -30,17 +34,9 @@ DEFAULT_SYSTEM_PROMPT = (
 Part = str | ContextImage
 
 
-def require(module: str, package: str, purpose: str) -> Any:
-    """Import ``module`` or raise MissingExtraError naming the install command for ``package``.
-
-    A framework is checked before it is imported (no try/except around the import itself), so
-    an error raised inside an installed framework surfaces unchanged.
-    """
-    parts = module.split(".")
-    for i in range(1, len(parts) + 1):
-        if importlib.util.find_spec(".".join(parts[:i])) is None:
-            raise MissingExtraError(package, purpose=purpose)
-    return importlib.import_module(module)
+def require(module: str, package: str, purpose: str, extra: str | None = None) -> Any:
+    """Import ``module`` or raise MissingExtraError naming the install command (``extra``)."""
+    return require_extra(module, package, extra, purpose)
 
 
 def _sources(
@@ -72,6 +68,8 @@ def context_parts(question: str, sources: Sequence[Source]) -> list[Part]:
         for img in src.images:
             parts.append(f"Image — {img.label}")
             parts.append(img)
+    if note := omitted_note(sources):
+        parts.append(note)
     parts.append(
         f"Question: {question.strip()}\nAnswer from the sources above and cite them like [1]."
     )
@@ -122,7 +120,7 @@ def to_langchain_messages(
     Text parts are ``{"type": "text", "text": ...}``; images ``{"type": "image", "base64": ...,
     "mime_type": ...}``, which LangChain chat models translate to their provider's format.
     """
-    msgs = require("langchain_core.messages", "langchain-core", "LangChain messages")
+    msgs = require("langchain_core.messages", "langchain-core", "LangChain messages", "langchain")
     blocks: list[dict[str, Any]] = []
     for part in context_parts(question, _sources(pages, budget)):
         if isinstance(part, str):
@@ -144,7 +142,7 @@ def to_llamaindex_messages(
     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
 ) -> list[ChatMessage]:
     """``[system ChatMessage, user ChatMessage]`` with ``TextBlock`` and ``ImageBlock`` blocks."""
-    llms = require("llama_index.core.llms", "llama-index-core", "LlamaIndex messages")
+    llms = require("llama_index.core.llms", "llama-index-core", "LlamaIndex messages", "llamaindex")
     blocks: list[Any] = []
     for part in context_parts(question, _sources(pages, budget)):
         if isinstance(part, str):

@@ -116,16 +116,18 @@ class ColPaliEncoder:
         batch_size: int = 4,
         attn_implementation: str | None = None,
     ) -> None:
-        set_runtime(self, device, dtype, batch_size)
+        from mm_retriever.progress import step
+
         self.model_name = str(model)
         self.attn_implementation = attn_implementation
-
-        self.checkpoint = inspect_checkpoint(self.model_name)
-        self.model_type = self.checkpoint.model_type
-        model_cls, proc_cls = colpali_classes(self.model_type, self.model_name)
-        attn = attn_implementation or ("eager" if self.device.type != "cuda" else None)
-        self._model = self._load_model(model_cls, attn)
-        self._processor = self._load_processor(proc_cls)
+        with step(f"loading page model {self.model_name}"):
+            set_runtime(self, device, dtype, batch_size)
+            self.checkpoint = inspect_checkpoint(self.model_name)
+            self.model_type = self.checkpoint.model_type
+            model_cls, proc_cls = colpali_classes(self.model_type, self.model_name)
+            attn = attn_implementation or ("eager" if self.device.type != "cuda" else None)
+            self._model = self._load_model(model_cls, attn)
+            self._processor = self._load_processor(proc_cls)
         self.dim = int(getattr(self._model, "dim", 128))
         logger.info(
             "page model %s: %s (model_type %s) on %s, %s",
@@ -201,8 +203,8 @@ class ColPaliEncoder:
         return out
 
     def score(self, queries: Sequence[torch.Tensor], docs: Sequence[torch.Tensor]) -> torch.Tensor:
-        """MaxSim scores [n_queries, n_docs] (see ``mm_retriever.scoring.maxsim``)."""
-        from mm_retriever.scoring import maxsim
+        """MaxSim scores [n_queries, n_docs] (see ``mm_retriever.multivector.scoring.maxsim``)."""
+        from mm_retriever.multivector.scoring import maxsim
 
         return maxsim(list(queries), list(docs))
 

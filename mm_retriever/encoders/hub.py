@@ -134,10 +134,12 @@ def _locate(model: str) -> tuple[str | None, str]:
     try:
         from huggingface_hub import snapshot_download
 
-        logger.info("downloading %s from the Hugging Face Hub", model)
-        path = snapshot_download(
-            repo_id=model, etag_timeout=_DOWNLOAD_TIMEOUT_S, ignore_patterns=_IGNORE_PATTERNS
-        )
+        from mm_retriever.progress import step
+
+        with step(f"downloading {model} from the Hugging Face Hub"):
+            path = snapshot_download(
+                repo_id=model, etag_timeout=_DOWNLOAD_TIMEOUT_S, ignore_patterns=_IGNORE_PATTERNS
+            )
         return str(path), ""
     except Exception as e:
         text = str(e).strip()

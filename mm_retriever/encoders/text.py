@@ -146,11 +146,13 @@ def _export_for_queries(st: Any, path: str) -> None:
         logger.info("no ONNX export for fast query encoding: the onnx package is not installed")
         return
     from mm_retriever.encoders.onnx_backend import export
+    from mm_retriever.progress import step
 
     try:
         prepare = getattr(st, "preprocess", None) or st.tokenize
         sample = prepare(["an example sentence to trace the model", "another one"])
-        export(st[0].auto_model, dict(sample), target)
+        with step("exporting the text model to ONNX for fast queries (once)"):
+            export(st[0].auto_model, dict(sample), target)
     except Exception as e:  # the torch model still works: queries stay on it
         logger.warning("could not export %s to ONNX for query encoding: %s", path, e)
 
@@ -297,15 +299,18 @@ class SentenceTransformerEncoder:
         return self._model
 
     def _load(self, path: str) -> SentenceTransformer:
-        import torch
-        from sentence_transformers import SentenceTransformer
+        from mm_retriever.progress import step
 
-        try:
-            st = SentenceTransformer(path, device=str(self.device), local_files_only=True)
-        except (OSError, ValueError) as e:
-            raise ModelUnavailableError(
-                self.model_name, f"found at {path} but it does not load: {e}"
-            ) from e
+        with step(f"loading text model {self.model_name}"):
+            import torch
+            from sentence_transformers import SentenceTransformer
+
+            try:
+                st = SentenceTransformer(path, device=str(self.device), local_files_only=True)
+            except (OSError, ValueError) as e:
+                raise ModelUnavailableError(
+                    self.model_name, f"found at {path} but it does not load: {e}"
+                ) from e
         st.default_prompt_name = None  # the prompts are applied here, explicitly
         if self.backend == "torch" and self.layout is not None and query_onnx_enabled():
             _export_for_queries(st, path)  # float32 weights: before any dtype change
@@ -395,8 +400,12 @@ class SentenceTransformerEncoder:
             ):
                 target = onnx_path(self.path)
                 if target.is_file():
+                    from mm_retriever.progress import step
+
                     try:
-                        self._query_onnx = OnnxQueryEncoder(target, Path(self.path), self.layout)
+                        with step(f"loading query encoder {self.model_name}"):
+                            encoder = OnnxQueryEncoder(target, Path(self.path), self.layout)
+                        self._query_onnx = encoder
                     except Exception as e:  # a damaged export: sentence-transformers answers
                         logger.warning("ONNX query encoder unusable (%s): %s", target, e)
         if self._query_onnx is False or self._model is not None:

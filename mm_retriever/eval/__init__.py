@@ -1,13 +1,25 @@
-"""Evaluation harness: data sets, metrics, pipelines, runner and reports.
+"""Evaluation harness: data sets, metrics, pipelines, runner and reports (extra ``eval``).
 
-Light to import: heavy parts (models, OCR, LanceDB, peers) load lazily inside the pipelines.
+Light to import: the metrics (ir-measures) and heavy parts (models, OCR, LanceDB, peers) load
+when used, so the CLI starts without the ``eval`` extra and ``mm-retriever eval`` names it.
 """
 
-from mm_retriever.eval.metrics import (
-    evaluate_rankings,
-    mrr_at_k,
-    ndcg_at_k,
-    recall_at_k,
-)
+from __future__ import annotations
 
-__all__ = ["evaluate_rankings", "mrr_at_k", "ndcg_at_k", "recall_at_k"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "evaluate_rankings": "mm_retriever.eval.metrics",
+    "mrr_at_k": "mm_retriever.eval.metrics",
+    "ndcg_at_k": "mm_retriever.eval.metrics",
+    "recall_at_k": "mm_retriever.eval.metrics",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,8 +12,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from mm_retriever.errors import MMRetrieverError
+from mm_retriever.errors import MMRetrieverError, check_extra
 
 console = Console(stderr=True)
 
@@ -96,6 +97,20 @@ def machine_description() -> str:
     return f"{platform.system()} {platform.machine()}, {cpu}, {cores} cores, {gpu}"
 
 
+#: what ``mm-retriever eval`` imports from the ``eval`` extra (module, package)
+EVAL_PACKAGES = (
+    ("ir_measures", "ir-measures"),
+    ("scipy.stats", "scipy"),
+    ("datasets", "datasets"),
+    ("matplotlib", "matplotlib"),
+)
+
+
+def require_eval_extra() -> None:
+    """MissingExtraError naming ``mm-retriever[eval]`` when a package of it is missing."""
+    check_extra(EVAL_PACKAGES, "eval", "mm-retriever eval")
+
+
 def eval_command(
     dataset: Annotated[
         str,
@@ -174,6 +189,11 @@ def eval_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
 ) -> None:
     """Score retrieval pipelines (nDCG@5, Recall@5, MRR@10, per evidence type) on a data set."""
+    try:
+        require_eval_extra()
+    except MMRetrieverError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from exc
     from mm_retriever.eval.datasets import load_dataset
     from mm_retriever.eval.pipelines import make_pipeline
     from mm_retriever.eval.report import write_json, write_report
@@ -222,12 +242,12 @@ def eval_command(
             on_event=lambda msg: console.print(msg, markup=False, highlight=False),
         )
     except MMRetrieverError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from exc
     try:
         docs = merge_results(docs, merge or [])
     except MMRetrieverError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from exc
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     for doc in docs:

@@ -7,10 +7,12 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from pydantic import ValidationError
+
 from mm_retriever import registry
 from mm_retriever.config import LegSpec
 from mm_retriever.errors import MissingExtraError, ModelUnavailableError
-from mm_retriever.protocols import Leg
+from mm_retriever.protocols import Leg, PluginLeg
 
 log = logging.getLogger("mm_retriever")
 
@@ -23,16 +25,33 @@ def _accepts(factory: Any, param: str) -> bool:
     return param in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
+def check_options(spec: LegSpec, factory: Any) -> dict[str, Any]:
+    """``spec.options`` validated by the leg class's typed ``Options`` (the ones given only, so
+    the constructor's defaults apply); a leg without such a model gets them as they are."""
+    model = factory.Options if isinstance(factory, type) and issubclass(factory, Leg) else None
+    if model is None:
+        return dict(spec.options)
+    try:
+        return model.model_validate(spec.options).model_dump(exclude_unset=True)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ValueError(f"leg '{spec.leg_name}' options: {problems}") from None
+
+
 def build_leg(spec: LegSpec, device: str | None) -> Leg:
     """Instantiate a leg from its spec (``name`` and ``device`` passed when the leg takes them)."""
     factory = registry.legs.get(spec.name)
-    kwargs = dict(spec.options)
+    kwargs = check_options(spec, factory)
     if _accepts(factory, "name"):
         kwargs["name"] = spec.leg_name
     if device is not None and _accepts(factory, "device"):
         kwargs["device"] = device
     leg = factory(**kwargs)
-    if getattr(leg, "name", None) != spec.leg_name:
+    if not isinstance(leg, Leg):  # a plugin written before protocols.Leg: Leg's defaults added
+        leg = PluginLeg(leg, kind=spec.name)
+    if leg.name != spec.leg_name:
         leg.name = spec.leg_name
     return leg
 

@@ -27,22 +27,24 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mm_retriever import registry
+from mm_retriever import faults, registry
 from mm_retriever.config import IndexConfig, LegSpec
-from mm_retriever.document_prior import ensure_document_text_index
 from mm_retriever.errors import IndexCorruptError, MMRetrieverError
-from mm_retriever.image_cache import ImageCache
 from mm_retriever.index.legs import build_legs
 from mm_retriever.index.writer import IndexWriter, IngestReport, leg_schema
-from mm_retriever.page_images import PageImages
 from mm_retriever.protocols import Leg
+from mm_retriever.ranking.document_prior import ensure_document_text_index
+from mm_retriever.ranking.image_cache import ImageCache
+from mm_retriever.ranking.page_images import PageImages
 from mm_retriever.store import DOCUMENTS, SCHEMA_VERSION, LanceDBStore, leg_table
+from mm_retriever.store.lancedb_store import CREATING
 from mm_retriever.store.schema import BASE_SCHEMAS, MANIFEST, now_iso
 
 if TYPE_CHECKING:
-    from mm_retriever.hybrid import HybridRetriever
+    from mm_retriever.explain import Explanation
     from mm_retriever.index.migrate import MigrationReport
     from mm_retriever.index.ray_engine import RayOptions
+    from mm_retriever.ranking.hybrid import HybridRetriever
 
 log = logging.getLogger("mm_retriever")
 
@@ -179,8 +181,10 @@ class MultimodalIndex:
         config = config or IndexConfig()
         store = LanceDBStore(uri, storage_options=storage_options)
         # the manifest is written last: when it exists, the index is complete (checked again
-        # under the lock, where a concurrent create() has finished)
-        if MANIFEST in store.table_names() and not overwrite:
+        # under the lock, where a concurrent create() has finished); with the creation marker
+        # still there, it may be the remains of a create() that was killed
+        names = store.table_names()
+        if MANIFEST in names and CREATING not in names and not overwrite:
             raise IndexExistsError(
                 f"an index already exists at {uri}: open it with MultimodalIndex.open(), "
                 "or pass overwrite=True to replace it"
@@ -193,7 +197,10 @@ class MultimodalIndex:
                 + "; ".join(f"{k}: {v}" for k, v in skipped.items())
             )
         with store.writer_lock():
-            if store.doc_tables() or MANIFEST in store.table_names():
+            marker = store.creation_marker()
+            if marker is not None and not _complete(store):
+                _reset_half_created(store, marker)
+            elif store.doc_tables() or MANIFEST in store.table_names():
                 if not overwrite:
                     raise IndexExistsError(
                         f"an index already exists at {uri}: open it with "
@@ -221,8 +228,11 @@ class MultimodalIndex:
                 schema = leg_schema(leg)
                 if schema is not None:
                     tables[leg_table(name)] = schema
+            store.mark_creating()  # first: what follows is provably a half-created index
+            faults.point("create:marked")
             for name, schema in tables.items():
                 store.ensure_table(name, schema)
+                faults.point("create:table")
             now = now_iso()
             store.write_manifest(  # last: an index without a manifest is no index
                 {
@@ -236,6 +246,8 @@ class MultimodalIndex:
                     "updated_at": now,
                 }
             )
+            faults.point("create:manifest")
+            store.clear_creating()  # last: the index is complete
         return cls(store, stored, legs, skipped)
 
     @classmethod
@@ -268,6 +280,9 @@ class MultimodalIndex:
             storage_options=storage_options,
             read_consistency_interval=read_consistency_interval,
         )
+        marker = store.creation_marker()
+        if marker is not None and not _complete(store):
+            raise IndexNotFoundError(interrupted_message(store.uri, marker))
         manifest = store.read_manifest()
         if manifest is None:
             if store.doc_tables():
@@ -291,7 +306,7 @@ class MultimodalIndex:
         legs, skipped = build_legs(config.legs, config.device)
         blockers = dict(skipped)
         for name, leg in legs.items():
-            image_model = getattr(leg, "unavailable_image_model", None)
+            image_model = leg.unavailable_image_model
             if image_model:  # the figure leg fell back to text-only: reading works, writing not
                 blockers[name] = f"image model '{image_model}' is not available"
         return cls(store, config, legs, skipped, write_blockers=blockers)
@@ -306,11 +321,48 @@ class MultimodalIndex:
 
         path = local_path(uri)
         if path is not None:
-            return (path / f"{MANIFEST}.lance").is_dir()
+            if not (path / f"{MANIFEST}.lance").is_dir():
+                return False
+            if not (path / f"{CREATING}.lance").is_dir():
+                return True
         try:
-            return MANIFEST in LanceDBStore(uri, storage_options=storage_options).table_names()
+            store = LanceDBStore(uri, storage_options=storage_options)
+            names = store.table_names()
         except Exception:
             return False
+        return MANIFEST in names and (CREATING not in names or _complete(store))
+
+    @classmethod
+    def interrupted_creation(
+        cls, uri: str | Path, *, storage_options: Mapping[str, str] | None = None
+    ) -> dict[str, Any] | None:
+        """When ``uri`` holds only a half-created index (``create`` was killed before it wrote
+        a complete manifest): who created it and when (``owner``, ``started_at``); else None.
+        ``create`` and ``reset_interrupted`` remove such remains. Reads only."""
+        from mm_retriever.store import local_path
+
+        path = local_path(uri)
+        if path is not None and not (path / f"{CREATING}.lance").is_dir():
+            return None
+        store = LanceDBStore(uri, storage_options=storage_options)
+        marker = store.creation_marker()
+        return None if marker is None or _complete(store) else marker
+
+    @classmethod
+    def reset_interrupted(
+        cls, uri: str | Path, *, storage_options: Mapping[str, str] | None = None
+    ) -> list[str]:
+        """Remove the tables of a half-created index at ``uri`` (see ``interrupted_creation``),
+        under the writer lock; nothing else there is touched. Returns the tables removed (none
+        when the index is complete or absent, or another process finished creating it)."""
+        if cls.interrupted_creation(uri, storage_options=storage_options) is None:
+            return []
+        store = LanceDBStore(uri, storage_options=storage_options)
+        with store.writer_lock():
+            marker = store.creation_marker()
+            if marker is None or _complete(store):
+                return []
+            return _reset_half_created(store, marker)
 
     def manifest(self) -> dict[str, Any]:
         return self.store.read_manifest() or {}
@@ -325,6 +377,8 @@ class MultimodalIndex:
         """
         with self.store.writer_lock(self.lock_timeout):
             self.store.verify(self.manifest().get("tables") or ())
+            if CREATING in self.store.table_names():  # create() died after its manifest
+                self.store.clear_creating()
             pending = {m["doc_id"] for m in self.store.pending()}
             recovered = self.store.recover()
             if report is not None:
@@ -468,8 +522,7 @@ class MultimodalIndex:
         with self._writing():
             tables = self.store.optimize(keep_versions_for=keep_versions_for)
             for leg in self.legs.values():  # search indexes of the legs (ANN, full text)
-                if callable(refresh := getattr(leg, "refresh", None)):
-                    refresh(self.store)
+                leg.refresh(self.store)
             ensure_document_text_index(self.store)
         return OptimizeReport(
             tables=tables,
@@ -508,10 +561,56 @@ class MultimodalIndex:
 
     def retriever(self, **kwargs: Any) -> HybridRetriever:
         """A HybridRetriever over this index (kwargs: fusion, legs, weights, candidates, ...)."""
-        from mm_retriever.hybrid import HybridRetriever
+        from mm_retriever.ranking.hybrid import HybridRetriever
 
         return HybridRetriever(self, **kwargs)
+
+    def explain_page(self, query: Any, doc_id: str, page_index: int, **kwargs: Any) -> Explanation:
+        """Where each leg matched ``query`` on one page (:func:`.explain.explain_page`)."""
+        from mm_retriever.explain import explain_page
+
+        return explain_page(self, query, doc_id, page_index, **kwargs)
+
+    def overlay_png(self, query: Any, doc_id: str, page_index: int, **kwargs: Any) -> bytes:
+        """This page with the matches of ``query`` drawn over it, as PNG (:mod:`.explain`)."""
+        from mm_retriever.explain import overlay_png
+
+        return overlay_png(self, query, doc_id, page_index, **kwargs)
 
     def bytes_per_table(self) -> dict[str, int]:
         """Bytes on disk per table (local indexes)."""
         return self.store.table_bytes()
+
+
+def interrupted_message(uri: str, marker: Mapping[str, Any]) -> str:
+    """What to say about a half-created index (``interrupted_creation``)."""
+    return (
+        f"the creation of the index at {uri} (by {marker.get('owner', 'unknown')} at "
+        f"{marker.get('started_at', 'unknown')}) was interrupted, so it holds no complete index "
+        "and no documents. Creating the index again resets it (`mm-retriever index PATH "
+        f"--index {uri}`, or MultimodalIndex.create()); `mm-retriever repair --index {uri}` "
+        "resets it alone"
+    )
+
+
+def _complete(store: LanceDBStore) -> bool:
+    """Whether the manifest is there, readable and whole (``create`` writes it in one commit)."""
+    try:
+        manifest = store.read_manifest()
+    except IndexCorruptError:
+        return False
+    return bool(manifest) and "config" in manifest
+
+
+def _reset_half_created(store: LanceDBStore, marker: Mapping[str, Any]) -> list[str]:
+    """Drop what a killed ``create`` left (under the writer lock); says so in one warning."""
+    dropped = store.drop_created()
+    log.warning(
+        "the creation of the index at %s (by %s at %s) was interrupted; removed the %d "
+        "table(s) it had made",
+        store.uri,
+        marker.get("owner", "unknown"),
+        marker.get("started_at", "unknown"),
+        len(dropped),
+    )
+    return dropped

@@ -29,11 +29,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mm_retriever.document_prior import backfill_document_texts
 from mm_retriever.errors import IngestError
-from mm_retriever.filters import quote_string
+from mm_retriever.index.rows import source_rows
+from mm_retriever.ranking.document_prior import backfill_document_texts
 from mm_retriever.store import FIGURES, PAGES, SCHEMA_VERSION, SOURCES
-from mm_retriever.store.schema import DOCUMENT_TEXT, SOURCES_SCHEMA, source_rows
+from mm_retriever.store.filters import quote_string
+from mm_retriever.store.schema import DOCUMENT_TEXT, SOURCES_SCHEMA
 
 if TYPE_CHECKING:
     from mm_retriever.config import IngestConfig

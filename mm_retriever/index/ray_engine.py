@@ -41,25 +41,24 @@ import pyarrow as pa
 
 from mm_retriever import faults
 from mm_retriever.config import IndexConfig, IngestConfig, LegSpec
-from mm_retriever.document_prior import write_document_texts
 from mm_retriever.errors import IngestError, MissingExtraError, MMRetrieverError
-from mm_retriever.filters import quote_string
+from mm_retriever.index.rows import document_row, source_rows
 from mm_retriever.index.writer import (
     IngestReport,
     keeps_sources,
     page_table_rows,
     table_schemas,
 )
+from mm_retriever.ranking.document_prior import write_document_texts
 from mm_retriever.store import DOCUMENTS, SOURCES, LanceDBStore, leg_table
 from mm_retriever.store.arrow import rows_to_table
+from mm_retriever.store.filters import quote_string
 from mm_retriever.store.lancedb_store import writer_id
 from mm_retriever.store.schema import (
     DOCUMENTS_SCHEMA,
     PENDING,
     PENDING_SCHEMA,
-    document_row,
     now_iso,
-    source_rows,
 )
 
 if TYPE_CHECKING:

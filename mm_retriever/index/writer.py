@@ -23,20 +23,18 @@ from typing import TYPE_CHECKING, Any
 
 from mm_retriever import faults
 from mm_retriever.config import IndexConfig, IngestConfig
-from mm_retriever.document_prior import ensure_document_text_index, write_document_texts
 from mm_retriever.errors import IngestError
+from mm_retriever.index.rows import document_row, figure_rows, page_rows, source_rows
+from mm_retriever.progress import step
 from mm_retriever.protocols import Leg
+from mm_retriever.ranking.document_prior import ensure_document_text_index, write_document_texts
 from mm_retriever.store import DOCUMENTS, FIGURES, PAGES, SOURCES, LanceDBStore, leg_table
 from mm_retriever.store.schema import (
     DOCUMENTS_SCHEMA,
     FIGURES_SCHEMA,
     PAGES_SCHEMA,
     SOURCES_SCHEMA,
-    document_row,
-    figure_rows,
     now_iso,
-    page_rows,
-    source_rows,
 )
 from mm_retriever.store.table_indexes import ensure_lookup_index
 from mm_retriever.types import Document, Page
@@ -311,11 +309,13 @@ class IndexWriter:
         """Compact tables (and, with ``keep_versions_for``, every table and its old versions),
         refresh legs that keep an index (``refresh``), stamp the manifest."""
         faults.point("after:optimize")
-        self.store.optimize(min_fragments=compact_fragments, keep_versions_for=keep_versions_for)
-        for leg in self.legs.values():
-            refresh = getattr(leg, "refresh", None)  # optional (see protocols.Leg)
-            if callable(refresh):
-                refresh(self.store)
+        with step("compacting tables"):
+            self.store.optimize(
+                min_fragments=compact_fragments, keep_versions_for=keep_versions_for
+            )
+        for name, leg in self.legs.items():
+            with step(f"updating the search index of leg '{name}'"):
+                leg.refresh(self.store)
         ensure_document_text_index(self.store)  # the document prior's full-text index
         for name in self.store.doc_tables():  # doc_id lookups: hydration, within-doc filters
             tbl = self.store.table(name)
@@ -327,8 +327,7 @@ class IndexWriter:
 
 def _uses_models(legs: Mapping[str, Leg]) -> bool:
     """Whether any leg embeds with a model (torch); a BM25-only index never imports torch."""
-    attrs = ("encoder", "text_encoder", "image_encoder")
-    return any(getattr(leg, a, None) is not None for leg in legs.values() for a in attrs)
+    return any(leg.uses_models() for leg in legs.values())
 
 
 @contextlib.contextmanager
@@ -381,9 +380,8 @@ def table_schemas(legs: Mapping[str, Leg]) -> dict[str, Any]:
 
 
 def leg_schema(leg: Leg) -> Any:
-    """The Arrow schema of a leg's table (optional ``schema()``; None: inferred from rows)."""
-    schema = getattr(leg, "schema", None)
-    return schema() if callable(schema) else None
+    """The Arrow schema of a leg's table (``Leg.schema()``; None: inferred from rows)."""
+    return leg.schema()
 
 
 class _Progress:

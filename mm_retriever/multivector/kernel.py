@@ -1,4 +1,4 @@
-"""numpy glue around the one exact MaxSim kernel (``mm_retriever.maxsim``)."""
+"""numpy glue around the one exact MaxSim kernel (``mm_retriever.multivector.maxsim``)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def maxsim_scores(
 
     int8 ``values`` are codes, page ``i`` being ``values * page_scale[i]``.
     """
-    from mm_retriever.maxsim import maxsim_flat
+    from mm_retriever.multivector.maxsim import maxsim_flat
 
     r = None if rows is None else as_torch(np.asarray(rows, dtype=np.int64))
     scale = None if page_scale is None else as_torch(np.asarray(page_scale, np.float32))
@@ -42,7 +42,7 @@ def maxsim_scores_batch(
     queries: list[Any], values: Any, offsets: np.ndarray, rows: np.ndarray | None = None
 ) -> np.ndarray:
     """Exact MaxSim ``[n_queries, N]`` of several queries in one pass over the pages."""
-    from mm_retriever.maxsim import maxsim_flat_batch
+    from mm_retriever.multivector.maxsim import maxsim_flat_batch
 
     r = None if rows is None else as_torch(np.asarray(rows, dtype=np.int64))
     qs = [as_torch(q) for q in queries]
@@ -69,7 +69,7 @@ def binary_maxsim(
     Equal (up to float32 summation order) to ``maxsim_scores(query, unpack_signs(bits), ...)``;
     the compiled lookup-table kernel where it builds, else exactly that unpacking.
     """
-    from mm_retriever import maxsim, maxsim_native
+    from mm_retriever.multivector import maxsim, maxsim_native
     from mm_retriever.multivector.quantize import unpack_signs
 
     q = np.asarray(query.float().cpu().numpy() if hasattr(query, "detach") else query)

@@ -4,7 +4,8 @@ One folder per saved state, ``<root>/v<table version>-<config hash>/``: one ``.n
 plus ``meta.json``. A state is written to a temporary folder and renamed into place, so a reader
 never sees half of one; it is loaded memory-mapped copy-on-write, so loading reads only what
 queries touch and later in-place edits stay private to the process. After a save, older states
-of the same root are removed.
+of the same root are removed. Only writers save (and replace a damaged state); loading changes
+nothing on disk.
 """
 
 from __future__ import annotations
@@ -36,6 +37,25 @@ def _states(root: Path) -> list[tuple[int, str, Path]]:
     return sorted(out)
 
 
+def _readable(path: Path) -> bool:
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+        for name in meta["arrays"]:
+            np.load(path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, KeyError):
+        return False
+    return True
+
+
+def has_state(root: Path, config: dict[str, Any]) -> bool:
+    """Whether the newest saved state for ``config`` is there and readable."""
+    key = config_key(config)
+    mine = (
+        [path for _, saved_key, path in _states(root) if saved_key == key] if root.exists() else []
+    )
+    return bool(mine) and _readable(mine[-1])
+
+
 def save_state(
     root: Path, version: int, config: dict[str, Any], arrays: dict[str, np.ndarray]
 ) -> Path:
@@ -43,7 +63,9 @@ def save_state(
     key = config_key(config)
     target = root / f"v{version}-{key}"
     if target.exists():
-        return target
+        if _readable(target):
+            return target
+        shutil.rmtree(target, ignore_errors=True)  # damaged: replaced by this save
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".tmp-{uuid.uuid4().hex}"
     tmp.mkdir()
@@ -80,8 +102,7 @@ def load_state(
                 for name in meta["arrays"]
             }
         except (OSError, ValueError, KeyError) as exc:  # removed meanwhile or damaged
-            log.warning("dropping the unreadable saved page-leg state %s: %s", path, exc)
-            shutil.rmtree(path, ignore_errors=True)  # so the rebuild can save a good one
-            continue
+            log.warning("ignoring the unreadable saved page-leg state %s: %s", path, exc)
+            continue  # a reader never writes: the next save replaces it
         return version, arrays
     return None

@@ -1,19 +1,11 @@
-"""Retrieval legs: page images (ColPali), dense text, BM25, figures (CLIP/SigLIP + text).
-
-Imported lazily: ``from mm_retriever.retrievers import TextRetriever`` loads only that leg.
-"""
+"""The old name of :mod:`mm_retriever.legs`: ``from mm_retriever.retrievers import X`` works."""
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-_EXPORTS = {
-    "PageImageRetriever": "mm_retriever.retrievers.page",
-    "TextRetriever": "mm_retriever.retrievers.text",
-    "BM25Retriever": "mm_retriever.retrievers.bm25",
-    "FigureRetriever": "mm_retriever.retrievers.figure",
-}
+from mm_retriever.legs import _EXPORTS
 
 __all__ = sorted(_EXPORTS)
 

@@ -23,9 +23,14 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
 
 def run(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000, **kwargs: Any) -> None:
-    """Serve the app with uvicorn until interrupted."""
+    """Serve the app with uvicorn until interrupted; the service's access and job lines go
+    to stderr (``serve.logs``), in place of uvicorn's own access log."""
     try:
         import uvicorn
     except ImportError as e:
         raise MissingExtraError("fastapi", extra="serve", purpose="the HTTP service") from e
+    from mm_retriever.serve.logs import configure
+
+    configure()
+    kwargs.setdefault("access_log", False)
     uvicorn.run(create_app(settings), host=host, port=port, **kwargs)

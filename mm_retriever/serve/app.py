@@ -2,7 +2,9 @@
 
 ``create_app(ServeSettings(index="DIR"))`` opens the index once; searches run in the server's
 thread pool against it while one background writer (``jobs.Writer``) adds and deletes
-documents. OpenAPI docs at ``/docs``.
+documents. OpenAPI docs at ``/docs`` (Swagger UI) and ``/redoc``, both from files bundled by the
+``fastapi-offline`` package and served here, so they work without internet access. Every
+request gets one access-log line and every job its lines (``serve.logs``).
 """
 
 from __future__ import annotations
@@ -24,17 +26,19 @@ from urllib.parse import quote, urlencode
 from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from mm_retriever.errors import MMRetrieverError
 from mm_retriever.serve.auth import Auth
-from mm_retriever.serve.jobs import Writer
+from mm_retriever.serve.jobs import Writer, sweep_uploads
 from mm_retriever.serve.limits import BodyLimit
+from mm_retriever.serve.logs import AccessLog, logfmt
 from mm_retriever.serve.settings import ServeSettings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("mm_retriever.serve")
 
 STATIC = Path(__file__).parent / "static"
 DOC_ID = r"^[A-Za-z0-9_\-]{1,64}$"
@@ -95,6 +99,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     upload_root = settings.upload_dir or (
         index.path / "_uploads" if index.path is not None else Path.cwd() / "mm-retriever-uploads"
     )
+    sweep_uploads(index, upload_root)  # files of jobs a killed server left behind
     writer = Writer(index, upload_root=upload_root)
     # CPU-bound work (query encoding, scoring, overlays) runs at most `workers` at a time:
     # more at once only thrash the cores and stretch every request's latency
@@ -111,6 +116,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
         summary="Multimodal retrieval over PDFs: page images, text (dense + BM25), figures.",
         version=_version(),
         lifespan=lifespan,
+        docs_url=None,  # served below from local files, not from a CDN
+        redoc_url=None,
     )
     app.state.index = index
     app.state.writer = writer
@@ -118,6 +125,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.add_middleware(
         BodyLimit, max_bytes=settings.max_upload_bytes, max_json_bytes=settings.max_json_bytes
     )
+    app.add_middleware(AccessLog)  # outermost: also logs what BodyLimit refuses
     _error_handlers(app)
     read = [Depends(auth.read)]
     admin = [Depends(auth.admin)]
@@ -212,15 +220,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
         doc_id: DocId, page_index: PageIndex, figure_index: Annotated[int, PathParam(ge=0)]
     ) -> Response:
         """A figure crop (PNG)."""
-        from mm_retriever.filters import where_clause
         from mm_retriever.store import FIGURES
 
-        where = where_clause(
-            {"doc_id": doc_id, "page_index": page_index, "figure_index": figure_index},
-            {"doc_id": str, "page_index": int, "figure_index": int},
-        )
-        rows = index.store.query(FIGURES, where, ["doc_id", "page_index", "bbox", "image"])
-        rows = rows.to_pylist()
+        key = {"doc_id": doc_id, "page_index": page_index, "figure_index": figure_index}
+        rows = index.store.rows_matching(FIGURES, key, ["doc_id", "page_index", "bbox", "image"])
         index.page_images.fill_figures(rows)  # crops of documents kept as their source file
         if not rows or not rows[0]["image"] or not index.store.has_document(doc_id):
             raise HTTPException(404, f"no figure {figure_index} on page {page_index} of '{doc_id}'")
@@ -247,17 +250,23 @@ def create_app(settings: ServeSettings) -> FastAPI:
         files: Annotated[list[UploadFile], File(description="PDF, PNG or JPEG files")],
     ) -> JobAccepted:
         """Upload files; they are indexed in the background. Follow `status_url`."""
-        if len(files) > settings.max_files:
-            raise HTTPException(413, f"{len(files)} files; the limit is {settings.max_files}")
+        # a job folder (jobs.JOB_FOLDER): what the start-up sweep may clean
         folder = upload_root / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
         names, paths = [], []
         try:
+            if len(files) > settings.max_files:
+                raise HTTPException(413, f"{len(files)} files; the limit is {settings.max_files}")
             for f in files:
                 name, path = await _save_upload(f, folder, settings.max_upload_bytes)
                 names.append(name)
                 paths.append(path)
-        except HTTPException:
+        except HTTPException as e:
             shutil.rmtree(folder, ignore_errors=True)
+            log.warning(
+                logfmt(
+                    event="upload_rejected", files=len(files), status=e.status_code, reason=e.detail
+                )
+            )
             raise
         job = writer.submit_add(names, paths)
         return JobAccepted(job_id=job.id, status_url=f"/jobs/{job.id}", status=job.status)
@@ -301,8 +310,52 @@ def create_app(settings: ServeSettings) -> FastAPI:
     def home() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    _docs(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def _docs(app: FastAPI) -> None:
+    """``/docs`` and ``/redoc`` through FastAPI's own page builders, with the Swagger UI and
+    ReDoc files that ``fastapi-offline`` bundles, mounted at ``/static/docs``."""
+    assets = _docs_assets()
+    app.mount("/static/docs", StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} · API",
+            swagger_js_url="/static/docs/swagger-ui-bundle.js",
+            swagger_css_url="/static/docs/swagger-ui.css",
+            swagger_favicon_url="/static/docs/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} · API",
+            redoc_js_url="/static/docs/redoc.standalone.js",
+            redoc_favicon_url="/static/docs/favicon.png",
+            with_google_fonts=False,
+        )
+
+
+def _docs_assets() -> Path:
+    """The folder of Swagger UI's and ReDoc's files inside the ``fastapi-offline`` package."""
+    try:
+        import fastapi_offline
+    except ImportError as e:
+        from mm_retriever.errors import MissingExtraError
+
+        raise MissingExtraError(
+            "fastapi-offline", extra="serve", purpose="the API docs page"
+        ) from e
+    folder = Path(fastapi_offline.__file__).parent / "static"
+    if not (folder / "swagger-ui-bundle.js").is_file():
+        raise MMRetrieverError(f"fastapi-offline has no Swagger UI files in {folder}")
+    return folder
 
 
 # ------------------------------------------------------------------ helpers
@@ -327,13 +380,11 @@ def page_json(page: Any, query: str, legs: list[str] | None = None) -> dict[str,
 
 
 def _page(index: Any, doc_id: str, page_index: int, columns: list[str]) -> dict[str, Any]:
-    from mm_retriever.filters import PAGE_COLUMNS, where_clause
     from mm_retriever.store import PAGES
 
     if not index.store.has_document(doc_id):
         raise HTTPException(404, f"no document with id '{doc_id}'")
-    where = where_clause({"doc_id": doc_id, "page_index": page_index}, PAGE_COLUMNS)
-    rows = index.store.query(PAGES, where, columns).to_pylist()
+    rows = index.store.rows_matching(PAGES, {"doc_id": doc_id, "page_index": page_index}, columns)
     if not rows:
         raise HTTPException(404, f"document '{doc_id}' has no page {page_index}")
     return rows[0]

@@ -2,6 +2,14 @@
 
 Searches never wait for it: they read the same ``MultimodalIndex`` whose tables the writer
 appends to, and a document shows up once its ``documents`` row (the commit marker) is written.
+
+Uploads wait in the server's spool folder (``<index>/_uploads/`` by default) until their job has
+run. Then each file is deleted unless the index still needs it: an index that keeps sources
+(``image_store="source"``, the default) holds the file's bytes in its ``sources`` table, from
+which page images, figure crops and word boxes are read, so the upload goes; a document of an
+``encoded`` index keeps its uploaded file, the only copy of its text layer (word boxes for
+overlays). Files of jobs that never finished (a killed server) are swept at start
+(``sweep_uploads``). Only the spool folder is touched, never the index's tables.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ import contextlib
 import logging
 import os
 import queue
+import re
 import shutil
 import threading
 import time
@@ -20,10 +29,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from mm_retriever.progress import current, listen
+from mm_retriever.serve.logs import logfmt
+
 if TYPE_CHECKING:
     from mm_retriever.index import MultimodalIndex
 
 log = logging.getLogger(__name__)
+#: a spooled file older than this, that no document needs, is a leftover (seconds)
+STALE_UPLOAD_S = 3600.0
+#: the name of an upload's job folder: ``20261207-231041-9c1e2f3a`` (time, random hex)
+JOB_FOLDER = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{8}$")
 
 JobKind = Literal["add", "delete"]
 JobStatus = Literal["queued", "running", "done", "failed"]
@@ -43,6 +59,7 @@ class Job:
     finished_at: float | None = None
     done: int = 0  # files processed
     current: str | None = None
+    step: str | None = None  # the slow step running now (model load, index build, ...)
     added: list[dict[str, str]] = field(default_factory=list)  # {"file", "doc_id"}
     unchanged: list[dict[str, str]] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)  # {"file", "reason"}
@@ -63,6 +80,7 @@ class Job:
             "done": self.done,
             "total": self.total,
             "current": self.current,
+            "step": self.step,
             "files": self.files,
             "doc_id": self.doc_id,
             "added": self.added,
@@ -135,6 +153,9 @@ class Writer:
             for job in self._jobs.values():
                 if job.status == "queued":
                     job.status, job.error = "failed", "the server shut down before this job ran"
+                    log.warning(_line("job_failed", job))
+                    for path in job.paths:
+                        _remove(path)
         self._queue.put(None)
         self._thread.join(timeout)
 
@@ -148,6 +169,7 @@ class Writer:
                     break
                 self._jobs.popitem(last=False)
         self._queue.put(job)
+        log.info(_line("job_queued", job))
         return job
 
     def _run(self) -> None:
@@ -159,20 +181,28 @@ class Writer:
             if job.status != "queued":
                 continue
             job.status, job.started_at = "running", time.time()
+            log.info(_line("job_started", job, waited_s=job.started_at - job.created_at))
             try:
-                changed = self._add(job) if job.kind == "add" else self._delete(job)
+                with listen(_StepOf(job)):  # this thread's slow steps, shown on the job
+                    changed = self._add(job) if job.kind == "add" else self._delete(job)
                 job.status = "done"
             except Exception as exc:  # report on the job; the thread lives on
-                log.exception("job %s failed", job.id)
+                log.debug("job %s failed", job.id, exc_info=True)
                 job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
                 changed = True
-            job.current, job.finished_at = None, time.time()
+            finally:
+                for path in job.paths:
+                    self._release(path)
+            job.current, job.step, job.finished_at = None, None, time.time()
+            log.log(
+                logging.INFO if job.status == "done" else logging.WARNING,
+                _line(f"job_{job.status}", job, s=job.finished_at - job.started_at),
+            )
             if changed and self.on_change is not None:
                 with contextlib.suppress(Exception):
                     self.on_change()
 
     def _add(self, job: Job) -> bool:
-        known = {d["doc_id"] for d in self.index.documents()}
         changed = False
         for name, path in zip(job.files, job.paths, strict=True):
             job.current = name
@@ -180,22 +210,28 @@ class Writer:
                 report = self.index.add([path])
             except Exception as exc:
                 job.failed.append({"file": name, "reason": f"{type(exc).__name__}: {exc}"})
-                _remove(path)
             else:
                 doc_id = report.doc_ids.get(str(path))
                 if report.added:
                     job.added.append({"file": name, "doc_id": doc_id or ""})
                     job.pages += report.pages
                     changed = True
-                elif report.unchanged:
+                elif report.unchanged:  # the copy indexed earlier stays the source
                     job.unchanged.append({"file": name, "doc_id": doc_id or ""})
-                    if doc_id in known:  # the copy indexed earlier stays the source
-                        _remove(path)
                 for reason in report.failed.values():
                     job.failed.append({"file": name, "reason": reason})
-                    _remove(path)
             job.done += 1
         return changed
+
+    def _release(self, path: Path) -> None:
+        """Delete an upload once its job ran, unless a document still reads it."""
+        try:
+            if _needed_uploads(self.index, path.parent) & {path.resolve()}:
+                return
+        except Exception as exc:  # the index cannot say: keep the file, a later start sweeps
+            log.warning(logfmt(event="upload_kept", path=str(path), error=str(exc)))
+            return
+        _remove(path)
 
     def _delete(self, job: Job) -> bool:
         assert job.doc_id is not None
@@ -211,6 +247,81 @@ class Writer:
                 _remove(path)
         job.done = 1
         return True
+
+
+class _StepOf:
+    """Keeps ``job.step`` on the innermost slow step of the writer thread."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    def __call__(self, description: str, started: bool) -> None:
+        self.job.step = description if started else current()
+
+
+def _needed_uploads(index: MultimodalIndex, under: Path) -> set[Path]:
+    """Files under ``under`` that are a document's only source file (no ``sources`` row)."""
+    needed = set()
+    root = under.resolve()
+    for doc in index.documents():
+        path = Path(doc["source"]).resolve()
+        if path.is_relative_to(root) and not index.page_images.has_source(doc["doc_id"]):
+            needed.add(path)
+    return needed
+
+
+def sweep_uploads(
+    index: MultimodalIndex, upload_root: Path, older_than: float = STALE_UPLOAD_S
+) -> int:
+    """Delete spooled uploads that no document needs and that are older than ``older_than``
+    seconds (files of jobs a killed server never finished); returns how many went.
+
+    The age guard spares the uploads of a job that another server on the same index is
+    running now.
+    """
+    if not upload_root.is_dir():
+        return 0
+    needed = _needed_uploads(index, upload_root)
+    cutoff = time.time() - older_than
+    removed = 0
+    # only the job folders this server makes (see app.upload): never a user's own files
+    for folder in (p for p in upload_root.iterdir() if p.is_dir() and JOB_FOLDER.match(p.name)):
+        for path in sorted(folder.rglob("*"), reverse=True):  # files before their folders
+            with contextlib.suppress(OSError):
+                if path.is_file() and path.resolve() not in needed:
+                    if path.stat().st_mtime < cutoff:
+                        path.unlink()
+                        removed += 1
+                elif path.is_dir() and not any(path.iterdir()):
+                    path.rmdir()
+        with contextlib.suppress(OSError):
+            if not any(folder.iterdir()):
+                folder.rmdir()
+    log.info(logfmt(event="uploads_swept", removed=removed, kept=len(needed)))
+    return removed
+
+
+def _line(event: str, job: Job, **timing: float) -> str:
+    counts: dict[str, Any] = {}
+    if job.kind == "add":
+        counts = {
+            "files": len(job.files),
+            "added": len(job.added),
+            "unchanged": len(job.unchanged),
+            "failed": len(job.failed),
+            "pages": job.pages,
+        }
+        if event in ("job_queued", "job_started"):
+            counts = {"files": len(job.files)}
+    return logfmt(
+        event=event,
+        job=job.id,
+        kind=job.kind,
+        doc_id=job.doc_id,
+        **counts,
+        **timing,
+        error=job.error,
+    )
 
 
 def _remove(path: Path) -> None:

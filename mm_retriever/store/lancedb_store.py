@@ -26,6 +26,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import socket
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,18 +37,26 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from mm_retriever.errors import IndexCorruptError, IndexReadOnlyError, WriterBusyError
-from mm_retriever.filters import quote_string
+from mm_retriever.errors import (
+    IndexCorruptError,
+    IndexReadOnlyError,
+    MMRetrieverError,
+    WriterBusyError,
+)
 from mm_retriever.store.arrow import rows_to_table
+from mm_retriever.store.filters import quote_string, where_clause
+from mm_retriever.store.reader import TableReader
 from mm_retriever.store.schema import (
     BASE_SCHEMAS,
     DOCUMENTS,
+    LEG_PREFIX,
     MANIFEST,
     MANIFEST_SCHEMA,
     PENDING,
     PENDING_SCHEMA,
     now_iso,
 )
+from mm_retriever.store.table_indexes import ensure_fts_index, ensure_vector_index
 
 if TYPE_CHECKING:
     from lancedb.table import Table
@@ -56,10 +65,13 @@ log = logging.getLogger("mm_retriever")
 
 LOCK_FILE = ".writer.lock"
 LEASE_TABLE = "writer_lease"
+#: written first by ``MultimodalIndex.create`` and dropped last: while it is there and the
+#: manifest is not complete, the folder holds only a half-created index
+CREATING = "creating"
 LOCAL_CONSISTENCY = timedelta(0)
 REMOTE_CONSISTENCY = timedelta(seconds=5)
 #: tables that hold no per-document rows
-SERVICE_TABLES = frozenset({MANIFEST, PENDING, LEASE_TABLE})
+SERVICE_TABLES = frozenset({MANIFEST, PENDING, LEASE_TABLE, CREATING})
 
 
 def is_local_uri(uri: str | Path) -> bool:
@@ -155,9 +167,24 @@ class LanceDBStore:
             try:
                 tbl = self.db.open_table(name)
             except Exception as exc:
-                raise IndexCorruptError(self.uri, name, f"{type(exc).__name__}: {exc}") from exc
+                raise IndexCorruptError(self.uri, name, short_error(exc)) from exc
             self._tables[name] = tbl
         return tbl
+
+    def reader(self, name: str) -> TableReader | None:
+        """A read-only view of table ``name`` at its current version (None: no such table)."""
+        tbl = self.table(name)
+        return None if tbl is None else TableReader(tbl)
+
+    def ensure_fts_index(self, name: str, column: str, options: Mapping[str, Any]) -> bool:
+        """A writer's: the full-text index of ``column`` (``table_indexes.ensure_fts_index``)."""
+        tbl = self.table(name)
+        return tbl is not None and ensure_fts_index(tbl, column, options)
+
+    def ensure_vector_index(self, name: str, column: str, **options: Any) -> bool:
+        """A writer's: the ANN index of ``column`` (``table_indexes.ensure_vector_index``)."""
+        tbl = self.table(name)
+        return tbl is not None and bool(ensure_vector_index(tbl, column, **options))
 
     def ensure_table(self, name: str, schema: pa.Schema) -> Table:
         tbl = self.table(name)
@@ -207,7 +234,7 @@ class LanceDBStore:
         columns: Sequence[str] | None = None,
         limit: int | None = None,
     ) -> pa.Table:
-        """Rows of ``name`` matching ``where`` (a where-clause built by mm_retriever.filters)."""
+        """Rows of ``name`` matching ``where`` (a where-clause from store.filters)."""
         tbl = self.table(name)
         if tbl is None:
             schema = BASE_SCHEMAS.get(name)
@@ -219,15 +246,141 @@ class LanceDBStore:
             q = q.where(where)
         if columns:
             q = q.select(list(columns))
-        return q.limit(limit).to_arrow()
+        try:
+            return q.limit(limit).to_arrow()
+        except Exception as exc:
+            self.diagnose(name, exc)
+            raise
+
+    def rows_matching(
+        self,
+        name: str,
+        key: Mapping[str, str | int],
+        columns: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Rows of ``name`` whose columns equal ``key`` (e.g. ``{"doc_id": d, "page_index": 3}``),
+        the where-clause made here from the values (strings or integers)."""
+        kinds = {
+            c: int if isinstance(v, int) and not isinstance(v, bool) else str
+            for c, v in key.items()
+        }
+        return self.query(name, where_clause(key, kinds), columns, limit).to_pylist()
 
     def count(self, name: str, where: str | None = None) -> int:
         tbl = self.table(name)
-        return 0 if tbl is None else int(tbl.count_rows(where))
+        try:
+            return 0 if tbl is None else int(tbl.count_rows(where))
+        except Exception as exc:
+            self.diagnose(name, exc)
+            raise
 
     def doc_tables(self) -> list[str]:
-        """Every table that holds per-document rows (all but manifest, pending and lease)."""
+        """Every table that holds per-document rows (all but manifest, pending, lease and the
+        creation marker)."""
         return [n for n in self.table_names() if n not in SERVICE_TABLES]
+
+    # ------------------------------------------------------------- damage
+    def scan(self, name: str, *, full: bool = False) -> None:
+        """Read table ``name`` to the end: one narrow column (``doc_id`` or the first), which
+        opens every data file, or with ``full`` every column. Raises what LanceDB raises."""
+        tbl = self.table(name)
+        if tbl is None:
+            return
+        q = tbl.search()
+        if not full:
+            names = tbl.schema.names
+            q = q.select(["doc_id" if "doc_id" in names else names[0]])
+        q.limit(None).to_arrow()
+
+    def damaged_table(
+        self, names: Sequence[str] | None = None, *, full: bool = True
+    ) -> IndexCorruptError | None:
+        """The first of ``names`` (default: every table) that cannot be read to the end, as
+        an ``IndexCorruptError``; None when all read. A narrow pass first (it opens every data
+        file), then, with ``full``, every column."""
+        names = list(names) if names is not None else self.table_names()
+        for wide in (False, True) if full else (False,):
+            for name in names:
+                try:
+                    self.scan(name, full=wide)
+                except IndexCorruptError as exc:
+                    return exc
+                except Exception as exc:
+                    return IndexCorruptError(self.uri, name, short_error(exc))
+        return None
+
+    def diagnose(self, name: str, exc: BaseException) -> None:
+        """After ``exc`` from a read of ``name``: raise ``IndexCorruptError`` naming the table
+        when it cannot be read to the end; return (the caller re-raises ``exc``) when it can."""
+        if _may_be_damage(exc) and (damage := self.damaged_table([name])):
+            raise damage from exc
+
+    def verify_data(self) -> None:
+        """Raise ``IndexCorruptError`` naming the first table whose data files cannot be read:
+        every file of every table is opened and one narrow column read (``mm-retriever info``;
+        ``check`` reads every column)."""
+        damage = self.damaged_table(full=False)
+        if damage is not None:
+            raise damage
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Around a read that spans tables (a search): an error that a damaged table explains
+        becomes ``IndexCorruptError`` naming that table; any other error passes unchanged."""
+        try:
+            yield
+        except Exception as exc:
+            if _may_be_damage(exc) and (damage := self.damaged_table()):
+                raise damage from exc
+            raise
+
+    # ------------------------------------------------------------- creation
+    def mark_creating(self) -> None:
+        """Commit the creation marker (before any other table of a new index)."""
+        row = {"doc_id": "", "op": "create", "started_at": now_iso(), "owner": writer_id()}
+        if self.path is not None:
+            self.path.mkdir(parents=True, exist_ok=True)
+        tbl = self.db.create_table(
+            CREATING, data=rows_to_table([row], PENDING_SCHEMA), mode="overwrite"
+        )
+        self._tables[CREATING] = tbl
+
+    def creation_marker(self) -> dict[str, Any] | None:
+        """Who started creating this index and when, while the marker is there (else None)."""
+        if CREATING not in self.table_names():
+            return None
+        try:
+            rows = self.db.open_table(CREATING).search().limit(1).to_arrow().to_pylist()
+        except Exception:  # killed while the marker itself was written
+            rows = []
+        return rows[0] if rows else {"owner": "unknown", "started_at": "unknown"}
+
+    def clear_creating(self) -> None:
+        """Drop the creation marker (the index is complete)."""
+        self._drop(CREATING)
+
+    def drop_created(self) -> list[str]:
+        """Drop every table that ``MultimodalIndex.create`` makes (the base tables, ``leg_*``,
+        the marker last); tables of other names are left alone. Only for a half-created index,
+        under the writer lock. Returns the tables dropped."""
+        ours = set(BASE_SCHEMAS) | {PENDING, MANIFEST}
+        dropped = [n for n in self.table_names() if n in ours or n.startswith(LEG_PREFIX)]
+        for name in dropped:
+            self._drop(name)
+        self.clear_creating()
+        return dropped
+
+    def _drop(self, name: str) -> None:
+        """Drop a table, also one whose files are half written (local: remove its folder)."""
+        self._tables.pop(name, None)
+        try:
+            self.db.drop_table(name, ignore_missing=True)
+        except Exception:
+            if self.path is None:
+                raise
+        if self.path is not None:
+            shutil.rmtree(self.path / f"{name}.lance", ignore_errors=True)
 
     # --------------------------------------------------------------- manifest
     def read_manifest(self) -> dict[str, Any] | None:
@@ -243,7 +396,7 @@ class LanceDBStore:
             rows = tbl.search().limit(None).to_arrow().to_pylist()
             return {r["key"]: json.loads(r["value"]) for r in rows} if rows else None
         except Exception as exc:
-            raise IndexCorruptError(self.uri, MANIFEST, f"{type(exc).__name__}: {exc}") from exc
+            raise IndexCorruptError(self.uri, MANIFEST, short_error(exc)) from exc
 
     def write_manifest(self, values: Mapping[str, Any]) -> None:
         """Insert or update manifest keys (one atomic merge)."""
@@ -384,7 +537,7 @@ class LanceDBStore:
                 if tbl is not None:
                     tbl.search().limit(None).to_arrow()
             except Exception as exc:
-                problems.append(f"table '{name}' is unreadable ({type(exc).__name__}: {exc})")
+                problems.append(f"table '{name}' is unreadable ({short_error(exc)})")
         if not problems:
             for m in self.pending():
                 problems.append(
@@ -416,7 +569,7 @@ class LanceDBStore:
                 if tbl is not None:
                     tbl.count_rows()
             except Exception as exc:
-                raise IndexCorruptError(self.uri, name, f"{type(exc).__name__}: {exc}") from exc
+                raise IndexCorruptError(self.uri, name, short_error(exc)) from exc
 
     def optimize(
         self,
@@ -537,6 +690,20 @@ class LanceDBStore:
             self.db.drop_table(LEASE_TABLE, ignore_missing=True)
         self._tables.pop(LEASE_TABLE, None)
         return held
+
+
+def _may_be_damage(exc: BaseException) -> bool:
+    """Whether a damaged table could explain ``exc`` (not our own errors, not bad arguments)."""
+    return not isinstance(exc, MMRetrieverError | TypeError | KeyError | AttributeError)
+
+
+def short_error(exc: BaseException) -> str:
+    """An exception as one short line (LanceDB's messages carry Rust source paths)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    for cut in (", /rustc/", " /rustc/", ", /home/", ", /root/"):
+        text = text.split(cut)[0]
+    text = text.removeprefix("lance error: ")
+    return f"{type(exc).__name__}: {text[:300]}"
 
 
 def _files(folder: Path) -> Iterator[Path]:

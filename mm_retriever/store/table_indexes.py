@@ -15,8 +15,13 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from mm_retriever.progress import step
+from mm_retriever.store.snapshot import VersionedSnapshot
+
 if TYPE_CHECKING:
     from lancedb.table import Table
+
+    from mm_retriever.store.reader import TableReader
 
 log = logging.getLogger("mm_retriever")
 
@@ -43,15 +48,10 @@ class IndexPresence:
     def __init__(self, column: str, kind: str) -> None:
         self.column = column
         self.kind = kind
-        self._seen: tuple[int, bool] | None = None  # (table version, has the index)
+        self._seen = VersionedSnapshot(lambda reader, _: reader.has_index(column, kind))
 
-    def __call__(self, tbl: Table | None) -> bool:
-        if tbl is None:
-            return False
-        version = int(tbl.version)
-        if self._seen is None or self._seen[0] != version:
-            self._seen = (version, find_index(tbl, self.column, self.kind) is not None)
-        return self._seen[1]
+    def __call__(self, reader: TableReader | None) -> bool:
+        return bool(self._seen.get(reader))
 
 
 def index_kind(cfg: Any) -> str:
@@ -71,7 +71,8 @@ def _fold_in(tbl: Table, cfg: Any) -> bool:
     """Fold unindexed rows into the index when they grew past the bound (a writer's job)."""
     pending = unindexed_rows(tbl, cfg)
     if pending >= max(UNINDEXED_FLOOR, UNINDEXED_SHARE * tbl.count_rows()):
-        tbl.optimize()  # compaction + index update; old versions follow LanceDB's retention
+        with step(f"updating the indexes of {tbl.name}"):
+            tbl.optimize()  # compaction + index update; old versions follow LanceDB's retention
         return True
     return False
 
@@ -100,8 +101,8 @@ def ensure_vector_index(
     if n < max(1, min_rows):
         return False
     make = {"IVF_PQ": IvfPq, "IVF_HNSW_SQ": HnswSq, "IVF_SQ": IvfSq, "IVF_FLAT": IvfFlat}
-    log.info("building a %s index on %s.%s (%d rows)", index_type, tbl.name, column, n)
-    tbl.create_index(column, config=make[index_type](distance_type=distance), replace=True)
+    with step(f"building a {index_type} index on {tbl.name}.{column} ({n} rows)"):
+        tbl.create_index(column, config=make[index_type](distance_type=distance), replace=True)
     return True
 
 
@@ -124,8 +125,8 @@ def ensure_lookup_index(tbl: Table, column: str = "doc_id", *, min_rows: int | N
         return False
     from lancedb.index import BTree
 
-    log.info("building a B-tree index on %s.%s (%d rows)", tbl.name, column, n)
-    tbl.create_index(column, config=BTree(), replace=True)
+    with step(f"building a B-tree index on {tbl.name}.{column} ({n} rows)"):
+        tbl.create_index(column, config=BTree(), replace=True)
     return True
 
 
@@ -142,8 +143,8 @@ def ensure_fts_index(tbl: Table, column: str, options: Mapping[str, Any]) -> boo
         return _fold_in(tbl, cfg)
     if tbl.count_rows() == 0:
         return False
-    log.info("building a full-text index on %s.%s", tbl.name, column)
-    tbl.create_index(column, config=FTS(**options), replace=True)
+    with step(f"building a full-text index on {tbl.name}.{column}"):
+        tbl.create_index(column, config=FTS(**options), replace=True)
     return True
 
 

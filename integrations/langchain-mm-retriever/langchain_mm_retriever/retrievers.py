@@ -2,6 +2,10 @@
 
 Each retrieved page becomes one ``Document``: ``page_content`` is the page text (or the matched
 chunk), ``metadata`` carries provenance, scores, the page image and the matched figure crops.
+
+``create_mm_retriever_tool`` makes the agent tool: LangChain's ``create_retriever_tool`` with
+``DOCUMENT_PROMPT``, so each page reaches the model as ``[report.pdf, p. 3]`` followed by its
+text, the citation it should quote (the plain tool formats ``{page_content}`` only).
 """
 
 from __future__ import annotations
@@ -14,13 +18,19 @@ from langchain_core.callbacks import (
     CallbackManagerForRetrieverRun,
 )
 from langchain_core.documents import Document
+from langchain_core.prompts import BasePromptTemplate, PromptTemplate
 from langchain_core.retrievers import BaseRetriever
+from langchain_core.tools import StructuredTool, create_retriever_tool
 from pydantic import ConfigDict, Field, model_validator
 
 from mm_retriever.context.files import save_figure_image, save_page_image
 from mm_retriever.types import RetrievedPage
 
 PageContent = Literal["text", "matched_text"]
+
+#: How a tool or a chain shows one page to the model: its citation in brackets, then its text.
+#: ``format_document`` fills ``{citation}`` from ``Document.metadata``.
+DOCUMENT_PROMPT = PromptTemplate.from_template("[{citation}]\n{page_content}")
 
 
 def page_to_document(
@@ -160,3 +170,31 @@ class MMRetriever(BaseRetriever):
             query, k=k or self.k, filters=filters if filters is not None else self.filters
         )
         return self._to_documents(pages)
+
+
+def create_mm_retriever_tool(
+    retriever: BaseRetriever,
+    name: str = "search_pdfs",
+    description: str = (
+        "Search the indexed PDF documents (text, tables, charts). Returns the best pages, "
+        "each headed by its citation in brackets, e.g. [report.pdf, p. 3]: quote it."
+    ),
+    *,
+    document_prompt: BasePromptTemplate | None = None,
+    document_separator: str = "\n\n",
+    response_format: Literal["content", "content_and_artifact"] = "content",
+) -> StructuredTool:
+    """An agent tool over ``retriever`` whose output carries each page's citation.
+
+    ``create_retriever_tool`` with ``document_prompt=DOCUMENT_PROMPT`` (pass another prompt
+    to change the layout; ``response_format="content_and_artifact"`` also hands back the
+    ``Document`` objects).
+    """
+    return create_retriever_tool(
+        retriever,
+        name,
+        description,
+        document_prompt=document_prompt or DOCUMENT_PROMPT,
+        document_separator=document_separator,
+        response_format=response_format,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 
 import pdfgen
 import pytest
@@ -14,7 +15,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnablePassthrough
 from langchain_core.tools import create_retriever_tool
-from langchain_mm_retriever import MMRetriever
+from langchain_mm_retriever import DOCUMENT_PROMPT, MMRetriever, create_mm_retriever_tool
 from PIL import Image
 from pydantic import Field
 
@@ -154,6 +155,31 @@ def test_retriever_tool(mm_index):
     assert msg.artifact[0].metadata["page"] == 1
 
 
+def test_cited_retriever_tool_output_carries_citations(mm_index):
+    tool = create_mm_retriever_tool(MMRetriever(index=mm_index, k=2))
+    assert tool.name == "search_pdfs" and list(tool.args) == ["query"]
+    msg = tool.invoke(
+        {"name": "search_pdfs", "args": {"query": METEOR_Q}, "id": "call-2", "type": "tool_call"}
+    )
+    assert msg.content.startswith("[mixed.pdf, p. 1]\n")  # the best page, headed by its citation
+    assert pdfgen.TEXT_FACT in msg.content.split("\n\n[")[0]
+    cited = re.findall(r"^\[(.+\.pdf, p\. \d+)\]$", msg.content, flags=re.MULTILINE)
+    docs = MMRetriever(index=mm_index, k=2).invoke(METEOR_Q)
+    assert cited == [d.metadata["citation"] for d in docs] and len(cited) == 2
+
+    # the same prompt through LangChain's own tool builder
+    plain = create_retriever_tool(
+        MMRetriever(index=mm_index, k=1), "search_pdfs", "Search", document_prompt=DOCUMENT_PROMPT
+    )
+    assert plain.invoke({"query": METEOR_Q}).startswith("[mixed.pdf, p. 1]\n")
+
+
+async def test_cited_retriever_tool_async(mm_index):
+    tool = create_mm_retriever_tool(MMRetriever(index=mm_index, k=1))
+    out = await tool.ainvoke({"query": METEOR_Q})
+    assert out.startswith("[mixed.pdf, p. 1]\n") and pdfgen.TEXT_FACT in out
+
+
 async def test_retriever_tool_async(mm_index):
     tool = create_retriever_tool(MMRetriever(index=mm_index, k=1), "search_pdfs", "Search")
     assert pdfgen.TEXT_FACT in await tool.ainvoke({"query": METEOR_Q})
@@ -185,7 +211,7 @@ async def test_aanswer_with_langchain_chat_model(mm_index):
     assert ans.sources[0].page.page_index == 2
     images = [b for b in llm.sent[0][1].content if b["type"] == "image"]
     assert len(images) == 2  # page image + the rainfall chart crop
-    assert images[1]["mime_type"] == "image/png"
+    assert images[1]["mime_type"] == "image/jpeg"  # crops are sent as JPEG (ContextBudget)
 
 
 def test_answer_uses_the_retrievers_filters(mm_index, doc_ids):

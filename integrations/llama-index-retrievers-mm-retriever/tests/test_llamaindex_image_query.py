@@ -81,3 +81,18 @@ def test_image_queries_keep_the_query_cleaning_setting(visual_index, clean):
     assert image_hybrid.clean_query is clean
     question = "Which chart shows rainfall? Round your answer to two decimals."
     assert (image_hybrid.prepare(Query(text=question)).text == question) is not clean
+
+
+def test_image_queries_keep_every_retriever_setting(visual_index):
+    """The image path is the same retriever over fewer legs: nothing is rebuilt by hand."""
+    kwargs = {"pin_references": False, "document_prior": 0.25, "candidates": 7, "max_figures": 1}
+    retriever = MMRetriever(index=visual_index, retriever_kwargs=kwargs)
+    image_hybrid = retriever._image_hybrid()
+    text_hybrid = retriever._retriever
+    assert image_hybrid.leg_names == ["page", "figure"] != text_hybrid.leg_names
+    for name in ("pin_references", "candidates", "max_figures", "clean_query", "expand_query"):
+        assert getattr(image_hybrid, name) == getattr(text_hybrid, name)
+    assert image_hybrid.pin_references is False
+    assert image_hybrid.document_prior is text_hybrid.document_prior
+    assert image_hybrid.document_prior.weight == 0.25
+    assert image_hybrid.fusion is text_hybrid.fusion

@@ -1,8 +1,9 @@
 """A third-party retrieval leg for mm-retriever, found through the ``mm_retriever.legs`` group.
 
 ``KeywordLeg`` ranks pages by how many times the query's words occur in the page text. It uses
-only mm-retriever's public types (``Page``, ``Query``, ``LegHit``), ``leg_table`` (the name of
-the table the index writes a leg's rows to) and the store's ``query``.
+only mm-retriever's public types (``Leg``, ``Page``, ``Query``, ``LegHit``), ``leg_table`` (the
+name of the table the index writes a leg's rows to) and the store's ``query``. Subclassing
+``Leg`` gives the optional hooks (``refresh``, ``matched_kind`` ...) their defaults.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from mm_retriever.protocols import Query
+from mm_retriever.protocols import Leg, Query
 from mm_retriever.store import leg_table
 from mm_retriever.types import LegHit, Page
 
@@ -27,8 +28,10 @@ def _words(text: str, min_len: int) -> list[str]:
     return [w for w in _WORD.findall(text.lower()) if len(w) >= min_len]
 
 
-class KeywordLeg:
+class KeywordLeg(Leg):
     """Counts query-word occurrences per page (words of at least ``min_len`` letters)."""
+
+    kind = "example-leg"
 
     def __init__(self, *, name: str = "example-leg", device: str | None = None, min_len: int = 4):
         self.name = name

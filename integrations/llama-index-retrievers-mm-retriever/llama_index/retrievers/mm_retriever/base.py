@@ -197,7 +197,7 @@ class MMRetriever(BaseRetriever):
         retriever: a ready ``mm_retriever.HybridRetriever``; or give ``index``.
         index: a ``MultimodalIndex`` or the path of one.
         similarity_top_k: number of pages returned (each page gives up to 2 + figures nodes).
-        filters: ``{"doc_id" | "source" | "page_index": ...}`` (see mm_retriever.filters).
+        filters: ``{"doc_id" | "source" | "page_index": ...}`` (see mm_retriever.store.filters).
         text_mode: ``"text"`` (whole page) or ``"matched_text"`` (the matched chunk).
         page_images / figures: add ``ImageNode``s for page renders / figure crops.
         embed_images: put images as base64 into ``ImageNode.image``.
@@ -270,25 +270,14 @@ class MMRetriever(BaseRetriever):
             names = [
                 name
                 for name in hybrid.leg_names
-                if getattr(legs[name], "kind", name) in self.image_legs
-                and getattr(legs[name], "image_encoder", True) is not None
+                if (legs[name].kind or name) in self.image_legs and legs[name].searches_images()
             ]
             if not names:
                 raise ValueError(
                     "this index has no image leg (page, or figure with an image model) to "
                     f"search by image; its legs: {', '.join(hybrid.leg_names)}"
                 )
-            self._image_retriever = type(hybrid)(
-                hybrid.index,
-                fusion=hybrid.fusion,
-                legs=names,
-                candidates=hybrid.candidates,
-                max_figures=hybrid.max_figures,
-                include_images=hybrid.include_images,
-                write_images=hybrid.write_images,
-                clean_query=hybrid.clean_query,
-                expand_query=hybrid.expand_query,
-            )
+            self._image_retriever = hybrid.over_legs(names)
         return self._image_retriever
 
     def _nodes(self, pages: list[RetrievedPage]) -> list[NodeWithScore]:

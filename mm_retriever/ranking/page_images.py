@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from mm_retriever.filters import quote_string
 from mm_retriever.store import PAGES, SOURCES
 
 if TYPE_CHECKING:
@@ -83,8 +82,8 @@ class PageImages:
     def page(self, doc_id: str, page_index: int) -> tuple[bytes, str] | None:
         """The encoded page image and its mime type: stored bytes, else rendered from the
         source; None when the page has neither (or does not exist)."""
-        where = f"doc_id = {quote_string(doc_id)} AND page_index = {int(page_index)}"
-        rows = self.store.query(PAGES, where, ["image", "image_mime"], limit=1).to_pylist()
+        key = {"doc_id": doc_id, "page_index": int(page_index)}
+        rows = self.store.rows_matching(PAGES, key, ["image", "image_mime"], limit=1)
         if not rows:
             return None
         if rows[0]["image"]:
@@ -123,6 +122,15 @@ class PageImages:
         found = self.page(doc_id, page_index)
         return None if found is None else Image.open(io.BytesIO(found[0])).convert("RGB")
 
+    def words(self, doc_id: str, page_index: int) -> list[tuple[Any, ...]] | None:
+        """PyMuPDF's words (``get_text("words", sort=True)``) of a page of a stored PDF source;
+        None when the document has no stored PDF or no such page."""
+        with self._lock:
+            src = self._source(doc_id)
+            if src is None or src.pdf is None or not 0 <= page_index < src.pdf.page_count:
+                return None
+            return src.pdf.load_page(int(page_index)).get_text("words", sort=True)
+
     def fill_figures(self, rows: Sequence[dict[str, Any]]) -> None:
         """Set ``image`` (PNG) of ``figures`` rows that have none, cut from the page render.
 
@@ -158,7 +166,7 @@ class PageImages:
         if doc_id in self._sources:
             self._sources.move_to_end(doc_id)
             return self._sources[doc_id]
-        rows = self.store.query(SOURCES, f"doc_id = {quote_string(doc_id)}", limit=1).to_pylist()
+        rows = self.store.rows_matching(SOURCES, {"doc_id": doc_id}, limit=1)
         src = _open(rows[0]) if rows else None
         self._sources[doc_id] = src
         while len(self._sources) > 1 and (

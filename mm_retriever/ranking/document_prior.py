@@ -15,7 +15,7 @@ query, in one of two ways:
   pages (rebuilt when the pages table changes; up to ``IN_MEMORY_MAX_PAGES`` pages, beyond
   which the prior is skipped with a warning until ``mm-retriever migrate`` adds the table).
 
-:func:`apply_document_prior` (in :mod:`mm_retriever.fusion`) then adds
+:func:`apply_document_prior` (in :mod:`mm_retriever.ranking.fusion`) then adds
 ``weight * z(document score)`` to each fused page's z-scored score. Within one document the prior
 is the same for every page and changes nothing.
 """
@@ -23,18 +23,18 @@ is the same for every page and changes nothing.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from mm_retriever.filters import PAGE_COLUMNS, where_clause
-from mm_retriever.retrievers.bm25 import BM25Retriever, fold_ascii
+from mm_retriever.legs.bm25 import BM25Retriever, fold_ascii
 from mm_retriever.store import DOCUMENTS, PAGES
+from mm_retriever.store.filters import PAGE_COLUMNS, where_clause
 from mm_retriever.store.schema import DOCUMENT_TEXT, DOCUMENT_TEXT_SCHEMA
-from mm_retriever.store.table_indexes import IndexPresence, ensure_fts_index
+from mm_retriever.store.snapshot import VersionedSnapshot
+from mm_retriever.store.table_indexes import IndexPresence
 
 if TYPE_CHECKING:
     import bm25s
@@ -92,8 +92,7 @@ class DocumentPrior:
         self.k1 = float(k1)
         self.b = float(b)
         self.language = language
-        self._corpus: _DocCorpus | None = None
-        self._lock = threading.Lock()
+        self._snapshot = VersionedSnapshot(self._build)
         self._has_fts = IndexPresence("text", "fts")
         self._warned = False
 
@@ -111,16 +110,9 @@ class DocumentPrior:
         )
 
     def _load(self, store: LanceDBStore) -> _DocCorpus | None:
-        tbl = store.table(PAGES)
-        if tbl is None:
-            return None
-        version = int(tbl.version)
-        with self._lock:
-            if self._corpus is None or self._corpus.version != version:
-                self._corpus = self._build(store, tbl, version)
-            return self._corpus
+        return self._snapshot.get(store.reader(PAGES), store)
 
-    def _build(self, store: LanceDBStore, tbl: object, version: int) -> _DocCorpus:
+    def _build(self, tbl: object, version: int, store: LanceDBStore) -> _DocCorpus:
         import bm25s
 
         pages = store.query(PAGES, None, ["doc_id", "page_index", "text"]).to_pylist()
@@ -172,10 +164,9 @@ class DocumentPrior:
         ``MAX_DOCUMENTS``), else from an in-memory BM25 of every document."""
         if not text:
             return {}
-        tbl = store.table(DOCUMENT_TEXT)
+        tbl = store.reader(DOCUMENT_TEXT)
         if self._has_fts(tbl):
-            q = tbl.search(text, query_type="fts", fts_columns="text")
-            rows = q.select(["doc_id", "_score"]).limit(MAX_DOCUMENTS).to_arrow().to_pylist()
+            rows = tbl.text_search(text, "text", MAX_DOCUMENTS, ["doc_id", "_score"]).to_pylist()
             return {r["doc_id"]: float(r["_score"]) for r in rows}
         if store.count(PAGES) > IN_MEMORY_MAX_PAGES:
             if not self._warned:
@@ -259,8 +250,7 @@ def write_document_texts(store: LanceDBStore, documents: Sequence[tuple[str, str
 def ensure_document_text_index(store: LanceDBStore) -> bool:
     """Build (or fold new rows into) the full-text index of ``document_text`` (a writer's job).
     Returns True when the table's indexes changed."""
-    tbl = store.table(DOCUMENT_TEXT)
-    return tbl is not None and ensure_fts_index(tbl, "text", document_text_options())
+    return store.ensure_fts_index(DOCUMENT_TEXT, "text", document_text_options())
 
 
 def backfill_document_texts(store: LanceDBStore, batch: int = 64) -> int:
@@ -276,7 +266,7 @@ def backfill_document_texts(store: LanceDBStore, batch: int = 64) -> int:
 def missing_document_texts(store: LanceDBStore) -> list[tuple[str, str, str]]:
     """(doc_id, title, source) of committed documents without a ``document_text`` row."""
     have = set()
-    if store.table(DOCUMENT_TEXT) is not None:
+    if store.reader(DOCUMENT_TEXT) is not None:
         have = set(store.query(DOCUMENT_TEXT, None, ["doc_id"]).column("doc_id").to_pylist())
     return [
         (d["doc_id"], d.get("title") or "", d.get("source") or "")

@@ -10,8 +10,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from mm_retriever import registry
+from mm_retriever.protocols import Leg
 from mm_retriever.store.schema import leg_table
 from mm_retriever.types import LegHit
 
@@ -152,11 +154,20 @@ def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
     return order[:k]
 
 
-class LegBase:
+class LegOptions(BaseModel):
+    """Base of the built-in legs' typed options (unknown keys are errors). Encoder specs are
+    ``{"name": ..., "options": {...}}`` (or a registry name), checked by ``normalize_spec``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class LegBase(Leg):
     """Name, device and table name shared by the built-in legs."""
 
-    #: registry name of the leg class; set by subclasses
-    kind: str = ""
+    def options_dump(self, **values: Any) -> dict[str, Any]:
+        """``values`` validated by the leg's ``Options`` model, as ``config()`` returns them."""
+        assert self.Options is not None
+        return self.Options.model_validate(values).model_dump(mode="json")
 
     def __init__(self, name: str, device: str | None = None) -> None:
         self.name = name

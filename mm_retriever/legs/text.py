@@ -9,25 +9,26 @@ import numpy as np
 import pyarrow as pa
 
 from mm_retriever.config import DEFAULT_TEXT_MODEL
-from mm_retriever.protocols import Query
-from mm_retriever.retrievers.base import (
+from mm_retriever.legs.base import (
     LegBase,
+    LegOptions,
     build_encoder,
     encode_query_cached,
     normalize_spec,
     rank_pages,
     resolved_spec,
 )
+from mm_retriever.protocols import Query
 from mm_retriever.store.arrow import vector_type
 from mm_retriever.store.table_indexes import (
     VECTOR_INDEX_TYPES,
     IndexPresence,
-    ensure_vector_index,
 )
 from mm_retriever.types import LegHit, Page
 
 if TYPE_CHECKING:
     from mm_retriever.store import LanceDBStore
+    from mm_retriever.store.reader import TableReader
 
 DEFAULT_TEXT_ENCODER = {"name": "sentence-transformers", "options": {"model": DEFAULT_TEXT_MODEL}}
 
@@ -41,6 +42,17 @@ def page_chunks(page: Page) -> list[tuple[int, str]]:
     if not chunks and page.text.strip():
         chunks = [(0, page.text)]
     return chunks
+
+
+class TextOptions(LegOptions):
+    """Options of the dense text leg (see ``TextRetriever``)."""
+
+    encoder: Any = None
+    chunks_per_page: int = 4
+    ann_min_rows: int = DEFAULT_ANN_MIN_ROWS
+    ann_index: str = "IVF_SQ"
+    nprobes: int = 32
+    refine_factor: int = 5
 
 
 class TextRetriever(LegBase):
@@ -57,6 +69,7 @@ class TextRetriever(LegBase):
     """
 
     kind = "text"
+    Options = TextOptions
     matched_kind = "chunk"  # what LegHit.matched indexes
     #: with an ANN index, a filter leaving at most this many chunks is answered exactly (a flat
     #: scan with a prefilter reads every vector; an ANN search with one is approximate)
@@ -87,6 +100,9 @@ class TextRetriever(LegBase):
         self.nprobes = max(1, int(nprobes))
         self.refine_factor = max(1, int(refine_factor))
         self._ann = IndexPresence("vector", "vector")
+
+    def uses_models(self) -> bool:
+        return True
 
     def schema(self) -> pa.Schema:
         return pa.schema(
@@ -119,43 +135,37 @@ class TextRetriever(LegBase):
     def refresh(self, store: LanceDBStore) -> None:
         """After a write (writer, under the lock): build the ANN index once the table holds
         ``ann_min_rows`` chunks; fold many new rows into an existing one."""
-        tbl = store.table(self.table)
-        if tbl is not None:
-            ensure_vector_index(
-                tbl, "vector", min_rows=self.ann_min_rows, index_type=self.ann_index
-            )
+        store.ensure_vector_index(
+            self.table, "vector", min_rows=self.ann_min_rows, index_type=self.ann_index
+        )
 
     def has_ann_index(self, store: LanceDBStore) -> bool:
         """Whether the table has an ANN index (looked up once per table version)."""
-        return self._ann(store.table(self.table))
+        return self._ann(store.reader(self.table))
 
     # ---------------------------------------------------------------- search
     def retrieve(
         self, store: LanceDBStore, query: Query, k: int, where: str | None = None
     ) -> list[LegHit]:
-        tbl = store.table(self.table)
+        tbl = store.reader(self.table)
         if not query.text or tbl is None or k <= 0:
             return []
         qvec = encode_query_cached(self.encoder, query.text)
-        total = tbl.count_rows(where) if where else tbl.count_rows()
-        ann = self.has_ann_index(store)
+        total = tbl.count(where)
+        ann = self._ann(tbl)
         if ann and where and total <= self.exact_filtered_rows:
             return self._exact(tbl, qvec, k, where)
         limit = min(total, k * self.chunks_per_page)
         while True:
-            q = tbl.search(qvec, vector_column_name="vector").distance_type("cosine")
-            if ann:
-                q = q.nprobes(self.nprobes).refine_factor(self.refine_factor)
-            else:
-                q = q.bypass_vector_index()
-            if where:
-                q = q.where(where, prefilter=True)
-            rows = (
-                q.select(["doc_id", "page_index", "chunk_index", "text", "_distance"])
-                .limit(max(limit, 1))
-                .to_arrow()
-                .to_pylist()
-            )
+            rows = tbl.vector_search(
+                qvec,
+                "vector",
+                max(limit, 1),
+                ["doc_id", "page_index", "chunk_index", "text", "_distance"],
+                where=where,
+                nprobes=self.nprobes if ann else None,
+                refine_factor=self.refine_factor if ann else None,
+            ).to_pylist()
             hits = rank_pages(
                 (
                     (
@@ -173,15 +183,9 @@ class TextRetriever(LegBase):
                 return hits  # enough pages, every row, or all the index could find
             limit = min(total, limit * 2)
 
-    def _exact(self, tbl: Any, qvec: np.ndarray, k: int, where: str) -> list[LegHit]:
+    def _exact(self, tbl: TableReader, qvec: np.ndarray, k: int, where: str) -> list[LegHit]:
         """Exact cosine over the few rows a filter leaves (read with their vectors at once)."""
-        data = (
-            tbl.search()
-            .where(where)
-            .select(["doc_id", "page_index", "chunk_index", "text", "vector"])
-            .limit(None)
-            .to_arrow()
-        )
+        data = tbl.scan(["doc_id", "page_index", "chunk_index", "text", "vector"], where)
         if data.num_rows == 0:
             return []
         column = data.column("vector").combine_chunks()
@@ -198,11 +202,11 @@ class TextRetriever(LegBase):
         )
 
     def config(self) -> dict[str, Any]:
-        return {
-            "encoder": resolved_spec(self.encoder_spec["name"], self.encoder),
-            "chunks_per_page": self.chunks_per_page,
-            "ann_min_rows": self.ann_min_rows,
-            "ann_index": self.ann_index,
-            "nprobes": self.nprobes,
-            "refine_factor": self.refine_factor,
-        }
+        return self.options_dump(
+            encoder=resolved_spec(self.encoder_spec["name"], self.encoder),
+            chunks_per_page=self.chunks_per_page,
+            ann_min_rows=self.ann_min_rows,
+            ann_index=self.ann_index,
+            nprobes=self.nprobes,
+            refine_factor=self.refine_factor,
+        )

@@ -1,11 +1,11 @@
 """HybridRetriever: prepare the question, run the legs, fuse their page rankings, re-rank by
 document, pin named figures/tables/sections, hydrate the top pages.
 
-Preparing (once per query): answer-format instructions dropped (``mm_retriever.query_text``),
-financial metrics' line items appended (``mm_retriever.query_expansion``). Corpus-wide, the
-document prior (``mm_retriever.document_prior``, computed while the legs run) re-ranks pages by
+Preparing (once per query): answer-format instructions dropped (``mm_retriever.query.query_text``),
+financial metrics' line items appended (``mm_retriever.query.query_expansion``). Corpus-wide, the
+document prior (``ranking.document_prior``, computed while the legs run) re-ranks pages by
 how well their whole document matches; then pages whose caption or heading the question names
-come first (``mm_retriever.references``).
+come first (``mm_retriever.query.references``).
 
 Hydration reads the ``documents``, ``pages`` and ``figures`` tables once each per query. Page
 images come back encoded (``RetrievedPage.image_bytes``, decoded lazily by ``.image()``): the
@@ -20,10 +20,9 @@ are returned, so a document being written by another process never shows.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import copy
 import logging
 import threading
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -31,32 +30,32 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from mm_retriever import registry
-from mm_retriever.document_prior import DocumentPrior
-from mm_retriever.filters import (
+from mm_retriever.protocols import Fusion, Query, check_k
+from mm_retriever.query.query_expansion import expand_query as expand_financial_terms
+from mm_retriever.query.query_text import retrieval_text
+from mm_retriever.query.references import caption_regex, is_listing, matches, references
+from mm_retriever.ranking.document_prior import DocumentPrior
+from mm_retriever.ranking.fusion import apply_document_prior
+from mm_retriever.ranking.hydrate import Hydrator
+from mm_retriever.store import DOCUMENTS, PAGES
+from mm_retriever.store.filters import (
     DOCUMENT_COLUMNS,
     MATCH_NOTHING,
     PAGE_COLUMNS,
     and_where,
-    quote_string,
+    regex_any,
     split_filters,
     where_clause,
 )
-from mm_retriever.fusion import apply_document_prior
-from mm_retriever.protocols import Fusion, Query, check_k
-from mm_retriever.query_expansion import expand_query as expand_financial_terms
-from mm_retriever.query_text import retrieval_text
-from mm_retriever.references import caption_regex, is_listing, matches, references
-from mm_retriever.store import DOCUMENTS, FIGURES, PAGES
-from mm_retriever.types import FusedHit, LegHit, RetrievedFigure, RetrievedPage
+from mm_retriever.types import FusedHit, LegHit, RetrievedPage
 
 if TYPE_CHECKING:
     from mm_retriever.index import MultimodalIndex
 
 log = logging.getLogger("mm_retriever")
 
-_EXT = {"image/jpeg": "jpg", "image/png": "png"}
 
-# Weight of the document prior (``mm_retriever.document_prior``, whole-document BM25) by default.
+# Weight of the document prior (``ranking.document_prior``, whole-document BM25) by default.
 # On the whole dev set, with financial-term expansion and reference pinning on, weight 0.5 lifts
 # corpus-wide nDCG@5 from 0.626 to 0.634 (paired randomisation p = 0.019; both dev halves gain:
 # A 0.620 -> 0.634, B 0.632 -> 0.634); 0.25-1.0 all gain (a plateau); the page-vote prior gains
@@ -82,18 +81,6 @@ def _leg_pool() -> ThreadPoolExecutor:
         return _leg_pool_instance
 
 
-def pages_where(keys: Sequence[tuple[str, int]]) -> str:
-    """A where-clause matching at least the given (doc_id, page_index) pairs:
-    ``doc_id IN (...) AND page_index IN (...)``, which the doc_id B-tree answers (an OR of one
-    clause a pair is scanned: 46 vs 11 ms on 333k pages). A few other pairs of those documents
-    can match too; callers keep the rows whose key they asked for."""
-    if not keys:
-        return MATCH_NOTHING
-    docs = sorted({d for d, _ in keys})
-    pages = sorted({int(p) for _, p in keys})
-    return where_clause({"doc_id": docs, "page_index": pages}, PAGE_COLUMNS)
-
-
 class HybridRetriever:
     """Multimodal page retrieval over a ``MultimodalIndex``: legs -> fusion -> pages.
 
@@ -102,15 +89,15 @@ class HybridRetriever:
     legs' configured ``weight``. ``candidates``: hits asked from each leg before fusion.
     ``max_figures``: matched figure crops attached per page. ``clean_query``: drop sentences
     that only tell the answering LLM how to format its answer ("Round your answer to two
-    decimals.") before the legs see the text (``mm_retriever.query_text``). ``expand_query``:
+    decimals.") before the legs see the text (``mm_retriever.query.query_text``). ``expand_query``:
     append the line items of the financial metrics the question names ("current ratio" ->
     "total current assets total current liabilities balance sheets";
-    ``mm_retriever.query_expansion``). ``pin_references``: when the question names a figure,
+    ``mm_retriever.query.query_expansion``). ``pin_references``: when the question names a figure,
     table or section ("In Figure 5, ..."), the pages of the best-ranked document where that
-    caption or numbered heading stands come first (``mm_retriever.references``).
-    ``document_prior``: a :class:`~mm_retriever.document_prior.DocumentPrior`, its weight, or
+    caption or numbered heading stands come first (``mm_retriever.query.references``).
+    ``document_prior``: a :class:`~.document_prior.DocumentPrior`, its weight, or
     None/0 for none; when the pages come from several documents it re-ranks them by how well
-    each whole document matches the question (``mm_retriever.document_prior``).
+    each whole document matches the question (``mm_retriever.ranking.document_prior``).
     """
 
     def __init__(
@@ -151,6 +138,18 @@ class HybridRetriever:
         if isinstance(document_prior, int | float):  # a weight: the default (BM25) prior
             document_prior = DocumentPrior(document_prior) if document_prior > 0 else None
         self.document_prior = document_prior
+
+    def over_legs(self, legs: Sequence[str]) -> HybridRetriever:
+        """This retriever with every setting kept (fusion, query handling, reference pinning,
+        document prior, ...) over ``legs`` only, e.g. the legs that can search by image."""
+        unknown = [n for n in legs if n not in self.index.legs]
+        if unknown or not legs:
+            raise ValueError(
+                f"unknown leg(s) {unknown}; this index has {', '.join(self.index.legs)}"
+            )
+        other = copy.copy(self)
+        other.leg_names = list(legs)
+        return other
 
     def _make_fusion(
         self, fusion: Fusion | str | None, weights: Mapping[str, float] | None
@@ -199,8 +198,10 @@ class HybridRetriever:
         filters: Mapping[str, Any] | None = None,
     ) -> dict[str, list[LegHit]]:
         """Each leg's page ranking (best first, at most ``k``) for ``query``."""
-        q = self.prepare(Query.of(query))
-        where = self.where(filters)
+        return self._leg_hits(self.prepare(Query.of(query)), k, self.where(filters))
+
+    def _leg_hits(self, q: Query, k: int, where: str | None) -> dict[str, list[LegHit]]:
+        """``leg_hits`` for a prepared query and its compiled filters."""
         if where == MATCH_NOTHING:
             return {name: [] for name in self.leg_names}
         store = self.index.store
@@ -220,15 +221,17 @@ class HybridRetriever:
         filters: Mapping[str, Any] | None = None,
     ) -> list[RetrievedPage]:
         """The ``k`` best pages for ``query`` (text, a PIL image, or a Query with both)."""
-        q = self.prepare(Query.of(query))  # once: leg_hits and the document prior share it
+        q = self.prepare(Query.of(query))  # once: the legs and the document prior share it
         if check_k(k) == 0:
             return []
-        doc_scores = self._document_scores_early(q, filters)  # runs while the legs run
-        hits = self.leg_hits(q, max(k, self.candidates), filters)
-        fused = self.fusion.fuse(hits, sum(len(h) for h in hits.values()))
-        fused = self.rerank_documents(q, fused, doc_scores)
-        fused = self.pin_referenced(q, fused, filters)
-        return self.hydrate(fused, k)
+        where = self.where(filters)  # once: the legs and reference pinning share it
+        with self.index.store.reading():  # a damaged table: IndexCorruptError naming it
+            doc_scores = self._document_scores_early(q, filters)  # runs while the legs run
+            hits = self._leg_hits(q, max(k, self.candidates), where)
+            fused = self.fusion.fuse(hits, sum(len(h) for h in hits.values()))
+            fused = self.rerank_documents(q, fused, doc_scores)
+            fused = self._pin_referenced(q, fused, where)
+            return self.hydrate(fused, k)
 
     def _document_scores_early(
         self, query: Query, filters: Mapping[str, Any] | None
@@ -268,10 +271,16 @@ class HybridRetriever:
         filters: Mapping[str, Any] | None = None,
     ) -> list[FusedHit]:
         """``fused`` with the pages that hold the captions or headings the question names
-        (``mm_retriever.references``) first: pages of the best-ranked document only, in their
+        (``mm_retriever.query.references``) first: pages of the best-ranked document only, in their
         fused order (pages no leg found after them, in page order); listings (a table of
         contents, a list of figures) are not pinned. Each pinned page gets
         ``leg_scores["reference"] = 1``; without references or such pages nothing changes."""
+        return self._pin_referenced(query, fused, self.where(filters))
+
+    def _pin_referenced(
+        self, query: Query, fused: Sequence[FusedHit], where: str | None
+    ) -> list[FusedHit]:
+        """``pin_referenced`` with the filters already compiled (``where``)."""
         hits = list(fused)
         if not self.pin_references or not hits or not query.text:
             return hits
@@ -279,9 +288,9 @@ class HybridRetriever:
         if not refs:
             return hits
         doc_id = hits[0].doc_id
-        found = " OR ".join(f"regexp_like(text, {quote_string(caption_regex(r))})" for r in refs)
-        where = and_where(self.where(filters), where_clause({"doc_id": doc_id}, PAGE_COLUMNS))
-        rows = self.index.store.query(PAGES, and_where(where, f"({found})"), ["page_index", "text"])
+        found = regex_any("text", [caption_regex(r) for r in refs])
+        where = and_where(where, where_clause({"doc_id": doc_id}, PAGE_COLUMNS))
+        rows = self.index.store.query(PAGES, and_where(where, found), ["page_index", "text"])
         pinned = sorted(  # a table of contents or list of figures holds every caption: skipped
             int(r["page_index"])
             for r in rows.to_pylist()
@@ -315,140 +324,10 @@ class HybridRetriever:
 
     # ------------------------------------------------------------- hydrate
     def hydrate(self, fused: Sequence[FusedHit], k: int) -> list[RetrievedPage]:
-        """RetrievedPages for the first ``k`` committed pages of ``fused``."""
-        store = self.index.store
-        doc_ids = sorted({h.doc_id for h in fused})
-        if not doc_ids:
-            return []
-        docs = {
-            r["doc_id"]: r
-            for r in store.query(
-                DOCUMENTS,
-                where_clause({"doc_id": doc_ids}, PAGE_COLUMNS),
-                ["doc_id", "source", "title"],
-            ).to_pylist()
-        }
-        top = [h for h in fused if h.doc_id in docs][:k]
-        if not top:
-            return []
-        where = pages_where([h.key for h in top])
-        columns = ["doc_id", "page_index", "width", "height", "text", "image_mime"]
-        if self.include_images:
-            columns.append("image")
-        pages = {
-            (r["doc_id"], r["page_index"]): r
-            for r in store.query(PAGES, where, columns).to_pylist()
-        }
-        figures = self._figures(top)
-        out = []
-        for h in top:
-            row = pages.get(h.key, {})
-            doc = docs[h.doc_id]
-            page = RetrievedPage(
-                doc_id=h.doc_id,
-                page_index=h.page_index,
-                source=doc["source"],
-                title=doc["title"] or "",
-                score=h.score,
-                text=row.get("text") or "",
-                leg_ranks=dict(h.leg_ranks),
-                leg_scores=dict(h.leg_scores),
-                matched_text=self._matched_text(h),
-                figures=figures.get(h.key, []),
-                width=float(row.get("width") or 0.0),
-                height=float(row.get("height") or 0.0),
-                image_bytes=row.get("image"),
-                image_mime=row.get("image_mime") or "image/jpeg",
-            )
-            if self.include_images and row and not page.image_bytes:
-                self._load_image(page)
-            page.image_path = self._image_path(page)
-            out.append(page)
-        return out
-
-    def _matched_text(self, hit: FusedHit) -> str:
-        """The best-ranked text match (chunk legs first, then figure text)."""
-        ranked = sorted(hit.leg_hits.items(), key=lambda kv: (hit.leg_ranks[kv[0]], kv[0]))
-        for kinds in (("chunk",), ("figure",)):
-            for name, leg_hit in ranked:
-                leg = self.index.legs.get(name)
-                if getattr(leg, "matched_kind", None) in kinds and leg_hit.matched_text:
-                    return leg_hit.matched_text
-        return ""
-
-    def _figures(self, top: Sequence[FusedHit]) -> dict[tuple[str, int], list[RetrievedFigure]]:
-        """Matched figure crops of the top pages, from one query of the figures table."""
-        wanted: dict[tuple[str, int], dict[int, float]] = {}
-        for h in top:
-            for name, leg_hit in h.leg_hits.items():
-                leg = self.index.legs.get(name)
-                if getattr(leg, "matched_kind", None) != "figure" or not leg_hit.matched:
-                    continue
-                scores = leg_hit.matched_scores or [leg_hit.score] * len(leg_hit.matched)
-                best = wanted.setdefault(h.key, {})
-                for idx, score in list(zip(leg_hit.matched, scores, strict=False))[
-                    : self.max_figures
-                ]:
-                    best[idx] = max(score, best.get(idx, float("-inf")))
-        if not wanted:
-            return {}
-        columns = ["doc_id", "page_index", "figure_index", "bbox", "caption", "inside_text"]
-        if self.include_images:
-            columns.append("image")
-        rows = self.index.store.query(FIGURES, pages_where(list(wanted)), columns).to_pylist()
-        rows = [r for r in rows if (r["doc_id"], r["page_index"]) in wanted]
-        if self.include_images:
-            self.index.page_images.fill_figures(
-                [r for r in rows if r["figure_index"] in wanted[(r["doc_id"], r["page_index"])]]
-            )
-        out: dict[tuple[str, int], list[RetrievedFigure]] = defaultdict(list)
-        for r in rows:
-            key = (r["doc_id"], r["page_index"])
-            score = wanted[key].get(r["figure_index"])
-            if score is None:
-                continue
-            out[key].append(
-                RetrievedFigure(
-                    figure_index=r["figure_index"],
-                    bbox=tuple(r["bbox"]),
-                    caption=r["caption"] or "",
-                    inside_text=r["inside_text"] or "",
-                    score=float(score),
-                    image_bytes=r.get("image"),
-                )
-            )
-        for figs in out.values():
-            figs.sort(key=lambda f: (-f.score, f.figure_index))
-        return out
-
-    def _cache_name(self, page: RetrievedPage) -> str:
-        return f"{page.doc_id}/{page.page_index}.{_EXT.get(page.image_mime, 'jpg')}"
-
-    def _load_image(self, page: RetrievedPage) -> None:
-        """Fill the image of a page stored as its source: the cached file, else a render."""
-        cache = self.index.image_cache
-        path = cache.get(self._cache_name(page)) if cache is not None else None
-        if path is not None:
-            with contextlib.suppress(OSError):
-                page.image_bytes = path.read_bytes()
-                return
-        try:
-            found = self.index.page_images.render_encoded(page.doc_id, page.page_index)
-        except Exception as exc:  # a damaged source: the page still comes back, without image
-            log.warning("no image for %s p.%d: %s", page.doc_id, page.page_number, exc)
-            return
-        if found is not None:
-            page.image_bytes, page.image_mime = found
-
-    def _image_path(self, page: RetrievedPage) -> str | None:
-        cache = self.index.image_cache  # outside the index: readers never write there
-        if cache is None:
-            return None
-        name = self._cache_name(page)
-        path = cache.get(name)
-        if path is not None:
-            return str(path)
-        if not (self.write_images and page.image_bytes):
-            return None
-        path = cache.put(name, page.image_bytes)
-        return None if path is None else str(path)
+        """RetrievedPages for the first ``k`` committed pages of ``fused`` (a ``Hydrator``)."""
+        return Hydrator(
+            self.index,
+            max_figures=self.max_figures,
+            include_images=self.include_images,
+            write_images=self.write_images,
+        ).hydrate(fused, k)

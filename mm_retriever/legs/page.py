@@ -24,10 +24,11 @@ pages, p50 89 ms on 2 cores, recall@10 1.0 against exact, 2.6 KB of RAM a 128-ve
 
 Nothing is read when an index is opened. The first query builds the in-RAM structures in one
 streaming pass over the table; after that a write (this process's or another's, seen as a new
-table version) costs a read of the key columns plus the added rows only. A two-stage index on a
-local path saves its first stage under ``<index>/_page_index/<table>/`` after a build (or a
-change of more than a tenth of its rows); the next process loads it memory-mapped and applies
-only the table's changes since, instead of reading every vector again.
+table version) costs a read of the key columns plus the added rows only. The writer (``refresh``,
+after add/delete/compact) saves a two-stage index's first stage of a local index under
+``<index>/_page_index/<table>/`` after a build (or a change of more than a tenth of its rows);
+the next process loads it memory-mapped and applies only the table's changes since, instead of
+reading every vector again. A search never writes: without a saved state it builds in RAM.
 """
 
 from __future__ import annotations
@@ -43,24 +44,25 @@ import numpy as np
 import pyarrow as pa
 
 from mm_retriever.config import DEFAULT_PAGE_MODEL
-from mm_retriever.protocols import Query
-from mm_retriever.retrievers.base import (
+from mm_retriever.legs.base import (
     LegBase,
+    LegOptions,
     build_encoder,
     encode_query_cached,
     normalize_spec,
     rank_pages,
     resolved_spec,
 )
+from mm_retriever.protocols import Query
 from mm_retriever.store.arrow import multivector_type, multivectors_from_arrow
 from mm_retriever.types import LegHit, Page
 
 if TYPE_CHECKING:
     import torch
-    from lancedb.table import Table
 
     from mm_retriever.multivector import ExactIndex, TwoStageIndex
     from mm_retriever.store import LanceDBStore
+    from mm_retriever.store.reader import TableReader as Table
 
 DEFAULT_PAGE_ENCODER = {"name": "colpali", "options": {"model": DEFAULT_PAGE_MODEL}}
 STORAGE_DTYPES = ("float16", "float32", "int8")
@@ -76,6 +78,24 @@ class StaleRowsError(RuntimeError):
     """The table changed between choosing candidates and reading them (retry after a sync)."""
 
 
+class PageOptions(LegOptions):
+    """Options of the page-image leg (see ``PageImageRetriever``)."""
+
+    encoder: Any = None
+    storage_dtype: Literal["float16", "float32", "int8"] = "float16"
+    index: Literal["exact", "two_stage"] = "two_stage"
+    first_stage: Literal["mean", "binary", "ann", "cascade", "ivf", "ivf_binary"] = "ivf_binary"
+    segments: int = 8
+    candidates: int = 300
+    probe: int = 64
+    prefilter: int = 2000
+    pool_factor: int = 1
+    centroids: int = 65536
+    nprobe: int = 4
+    rerank: Literal["exact", "residual"] = "exact"
+    rerank_bits: Literal[1, 2, 4, 8] = 2
+
+
 class PageImageRetriever(LegBase):
     """Visual page retrieval: ColPali / ColQwen / ColSmol multivectors scored by MaxSim.
 
@@ -84,6 +104,7 @@ class PageImageRetriever(LegBase):
     """
 
     kind = "page"
+    Options = PageOptions
     matched_kind = None
 
     def __init__(
@@ -154,6 +175,9 @@ class PageImageRetriever(LegBase):
         self._lock = threading.RLock()
 
     # ---------------------------------------------------------------- writing
+    def uses_models(self) -> bool:
+        return True
+
     def schema(self) -> pa.Schema:
         fields = [
             ("doc_id", pa.string()),
@@ -186,10 +210,10 @@ class PageImageRetriever(LegBase):
     # ---------------------------------------------------------------- reading
     def stored_vectors(self, store: LanceDBStore) -> tuple[list[tuple[str, int]], list[np.ndarray]]:
         """Every stored page key and its multivector (dequantised float32 for int8), table order."""
-        tbl = store.table(self.table)
+        tbl = store.reader(self.table)
         if tbl is None:
             return [], []
-        data = tbl.search().limit(None).to_arrow()
+        data = tbl.scan()
         keys = list(zip(*(data.column(c).to_pylist() for c in _KEYS), strict=True))
         mats = multivectors_from_arrow(data.column("vectors"))
         if "scale" in data.schema.names:
@@ -226,7 +250,7 @@ class PageImageRetriever(LegBase):
         """Stored vectors of ``rows`` (table offsets, ascending), checked against the keys held."""
         tbl = self._table
         assert tbl is not None and self._mv is not None
-        data = tbl.take_offsets([int(r) for r in rows]).select(self._vector_columns(tbl)).to_arrow()
+        data = tbl.take([int(r) for r in rows], self._vector_columns(tbl))
         values, offsets, keys = self._flat(data)
         held = self._mv.keys
         if keys != [held[int(r)] for r in rows]:
@@ -269,8 +293,7 @@ class PageImageRetriever(LegBase):
     def _build(self, tbl: Table) -> ExactIndex | TwoStageIndex:
         """One streaming pass over the table (batches of rows; the table is never held whole)."""
         mv = self._new_index(tbl.schema.field("vectors").type.value_type.list_size)
-        query = tbl.search().select(self._vector_columns(tbl)).limit(None)
-        self._add_from(mv, query.to_batches(_BUILD_BATCH))
+        self._add_from(mv, tbl.scan_batches(self._vector_columns(tbl), _BUILD_BATCH))
         return mv
 
     def _sync(self, tbl: Table) -> bool:
@@ -297,7 +320,7 @@ class PageImageRetriever(LegBase):
             added = list(range(survivors, len(keys_now)))
             for i in range(0, len(added), _BUILD_BATCH):
                 part = added[i : i + _BUILD_BATCH]
-                data = tbl.take_offsets(part).select(self._vector_columns(tbl)).to_arrow()
+                data = tbl.take(part, self._vector_columns(tbl))
                 self._add_from(self._mv, [data])
         return len(gone) + len(keys_now) - survivors > 0.1 * max(len(keys_now), 1)
 
@@ -348,28 +371,50 @@ class PageImageRetriever(LegBase):
 
     @staticmethod
     def _table_keys(tbl: Table) -> list[tuple[str, int]]:
-        data = tbl.search().select(_KEYS).limit(None).to_arrow()
+        data = tbl.scan(_KEYS)
         return list(zip(*(data.column(c).to_pylist() for c in _KEYS), strict=True))
 
+    def _synced(self, store: LanceDBStore, tbl: Table) -> bool:
+        """Bring the in-RAM index to ``tbl``'s version, from a saved first stage when there is
+        one (call under ``_lock``). True when that built it or changed a tenth of its rows."""
+        version = tbl.version
+        if self._mv is None:
+            self._load_saved(store, tbl, version)
+        if self._mv is not None and self._version == version:
+            return False
+        changed = self._sync(tbl)
+        self._version = version
+        return changed
+
     def _index(self, store: LanceDBStore) -> ExactIndex | TwoStageIndex | None:
-        """The multivector index, synced to the table's current version (None: no table)."""
-        tbl = store.table(self.table)
+        """The multivector index, synced to the table's current version (None: no table).
+
+        The read path: it never writes, also when no saved first stage is found (the index is
+        then built in RAM; the next write saves it)."""
+        tbl = store.reader(self.table)
         if tbl is None:
             return None
         with self._lock:
-            version = int(tbl.version)
-            if self._mv is None:
-                self._load_saved(store, tbl, version)
-            if self._mv is None or self._version != version:
-                if self._sync(tbl):
-                    self._save(store, tbl, version)
-                self._version = version
+            self._synced(store, tbl)
             return self._mv
 
     def refresh(self, store: LanceDBStore) -> None:
-        """Apply this process's writes to an index already built (a no-op before first use)."""
-        if self._mv is not None:
-            self._index(store)
+        """The writer's hook after add/delete/compact: apply the change to the in-RAM index and
+        save a two-stage index's first stage after a build or a change of a tenth of its rows
+        (or when no readable one is saved).
+
+        An exact index that no query has built yet is left to the first query."""
+        tbl = store.reader(self.table)
+        root = self._state_root(store)
+        if tbl is None or (self._mv is None and root is None):
+            return
+        with self._lock:
+            changed = self._synced(store, tbl)
+            if root is not None and self._version is not None:
+                from mm_retriever.multivector.persist import has_state
+
+                if changed or not has_state(root, self._state_config(tbl)):
+                    self._save(store, tbl, self._version)
 
     def memory_bytes(self) -> int:
         """Bytes the in-RAM index holds (0 before the first query)."""
@@ -419,22 +464,18 @@ class PageImageRetriever(LegBase):
         )
 
     def config(self) -> dict[str, Any]:
-        return {
-            "encoder": resolved_spec(self.encoder_spec["name"], self.encoder),
-            "storage_dtype": self.storage_dtype,
-            "index": self.index_type,
-            "first_stage": self.first_stage,
-            "segments": self.segments,
-            "candidates": self.candidates,
-            "probe": self.probe,
-            "prefilter": self.prefilter,
-            "pool_factor": self.pool_factor,
-            "centroids": self.centroids,
-            "nprobe": self.nprobe,
-            # only when set: manifests written before the option stay equal to the default
-            **(
-                {"rerank": self.rerank, "rerank_bits": self.rerank_bits}
-                if self.rerank != "exact"
-                else {}
-            ),
-        }
+        return self.options_dump(
+            encoder=resolved_spec(self.encoder_spec["name"], self.encoder),
+            storage_dtype=self.storage_dtype,
+            index=self.index_type,
+            first_stage=self.first_stage,
+            segments=self.segments,
+            candidates=self.candidates,
+            probe=self.probe,
+            prefilter=self.prefilter,
+            pool_factor=self.pool_factor,
+            centroids=self.centroids,
+            nprobe=self.nprobe,
+            rerank=self.rerank,
+            rerank_bits=self.rerank_bits,
+        )

@@ -17,7 +17,7 @@ Users never pass SQL. A filter is a mapping from a whitelisted column to a value
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 PAGE_COLUMNS: dict[str, type] = {"doc_id": str, "page_index": int}
@@ -133,3 +133,13 @@ def and_where(*clauses: str | None) -> str | None:
     """Join optional where-clauses with AND."""
     parts = [f"({c})" for c in clauses if c]
     return " AND ".join(parts) if parts else None
+
+
+def regex_any(column: str, patterns: Sequence[str]) -> str:
+    """A where-clause matching rows whose ``column`` matches any of the regular expressions
+    ``patterns`` (each rendered as a string literal); MATCH_NOTHING for none."""
+    if not patterns:
+        return MATCH_NOTHING
+    if not column.isidentifier():
+        raise ValueError(f"not a column name: {column!r}")
+    return "(" + " OR ".join(f"regexp_like({column}, {quote_string(p)})" for p in patterns) + ")"

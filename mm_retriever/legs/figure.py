@@ -12,7 +12,6 @@ table's version changes.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,21 +21,24 @@ import pyarrow as pa
 
 from mm_retriever.config import DEFAULT_CLIP_MODEL
 from mm_retriever.errors import ModelUnavailableError
-from mm_retriever.protocols import Query
-from mm_retriever.retrievers.base import (
+from mm_retriever.legs.base import (
     LegBase,
+    LegOptions,
     build_encoder,
     encode_query_cached,
     normalize_spec,
     rank_pages,
     resolved_spec,
 )
-from mm_retriever.retrievers.text import DEFAULT_TEXT_ENCODER
+from mm_retriever.legs.text import DEFAULT_TEXT_ENCODER
+from mm_retriever.protocols import Query
 from mm_retriever.store.arrow import vector_type, vectors_from_arrow
+from mm_retriever.store.snapshot import VersionedSnapshot
 from mm_retriever.types import LegHit, Page
 
 if TYPE_CHECKING:
     from mm_retriever.store import LanceDBStore
+    from mm_retriever.store.reader import TableReader
 
 log = logging.getLogger("mm_retriever")
 
@@ -57,6 +59,16 @@ class _Figures:
     row_of: dict[tuple[str, int, int], int]
 
 
+class FigureOptions(LegOptions):
+    """Options of the figure leg (see ``FigureRetriever``)."""
+
+    image_encoder: Any = DEFAULT_IMAGE_ENCODER
+    text_encoder: Any = DEFAULT_TEXT_ENCODER
+    image_weight: float = 0.5
+    text_weight: float = 0.5
+    image_fallback: bool = True
+
+
 class FigureRetriever(LegBase):
     """Retrieval over figures, charts and tables cropped from pages.
 
@@ -66,6 +78,7 @@ class FigureRetriever(LegBase):
     """
 
     kind = "figure"
+    Options = FigureOptions
     matched_kind = "figure"  # what LegHit.matched indexes
 
     def __init__(
@@ -105,8 +118,13 @@ class FigureRetriever(LegBase):
         self.text_encoder = build_encoder(self.text_spec, device) if self.text_spec else None
         if self.image_encoder is None and self.text_encoder is None:
             raise ValueError("the figure leg needs an image encoder, a text encoder, or both")
-        self._cache: _Figures | None = None
-        self._lock = threading.Lock()
+        self._snapshot = VersionedSnapshot(self._build)
+
+    def uses_models(self) -> bool:
+        return self.text_encoder is not None or self.image_encoder is not None
+
+    def searches_images(self) -> bool:
+        return self.image_encoder is not None
 
     def schema(self) -> pa.Schema:
         fields = [
@@ -160,44 +178,38 @@ class FigureRetriever(LegBase):
 
     # ---------------------------------------------------------------- search
     def _figures(self, store: LanceDBStore) -> _Figures | None:
-        tbl = store.table(self.table)
-        if tbl is None:
-            return None
-        version = int(tbl.version)
-        with self._lock:
-            if self._cache is not None and self._cache.version == version:
-                return self._cache
-            data = tbl.search().limit(None).to_arrow()
+        return self._snapshot.get(store.reader(self.table))
 
-            def matrix(col: str) -> tuple[np.ndarray | None, np.ndarray]:
-                if col not in data.schema.names:
-                    return None, np.zeros(data.num_rows, dtype=bool)
-                present = ~np.asarray(data.column(col).is_null().to_numpy(zero_copy_only=False))
-                return vectors_from_arrow(data.column(col)).astype(np.float32), present
+    @staticmethod
+    def _build(tbl: TableReader, version: int) -> _Figures:
+        data = tbl.scan()
 
-            image, has_image = matrix("image_vector")
-            text_vec, has_text = matrix("text_vector")
-            doc_ids = np.asarray(data.column("doc_id").to_pylist(), dtype=object)
-            page_index = data.column("page_index").to_numpy()
-            figure_index = data.column("figure_index").to_numpy()
-            self._cache = _Figures(
-                version=version,
-                doc_ids=doc_ids,
-                page_index=page_index,
-                figure_index=figure_index,
-                text=data.column("text").to_pylist(),
-                image=image,
-                has_image=has_image,
-                text_vec=text_vec if text_vec is not None else np.zeros((data.num_rows, 0)),
-                has_text=has_text,
-                row_of={
-                    (d, int(p), int(f)): i
-                    for i, (d, p, f) in enumerate(
-                        zip(doc_ids, page_index, figure_index, strict=True)
-                    )
-                },
-            )
-            return self._cache
+        def matrix(col: str) -> tuple[np.ndarray | None, np.ndarray]:
+            if col not in data.schema.names:
+                return None, np.zeros(data.num_rows, dtype=bool)
+            present = ~np.asarray(data.column(col).is_null().to_numpy(zero_copy_only=False))
+            return vectors_from_arrow(data.column(col)).astype(np.float32), present
+
+        image, has_image = matrix("image_vector")
+        text_vec, has_text = matrix("text_vector")
+        doc_ids = np.asarray(data.column("doc_id").to_pylist(), dtype=object)
+        page_index = data.column("page_index").to_numpy()
+        figure_index = data.column("figure_index").to_numpy()
+        return _Figures(
+            version=version,
+            doc_ids=doc_ids,
+            page_index=page_index,
+            figure_index=figure_index,
+            text=data.column("text").to_pylist(),
+            image=image,
+            has_image=has_image,
+            text_vec=text_vec if text_vec is not None else np.zeros((data.num_rows, 0)),
+            has_text=has_text,
+            row_of={
+                (d, int(p), int(f)): i
+                for i, (d, p, f) in enumerate(zip(doc_ids, page_index, figure_index, strict=True))
+            },
+        )
 
     def figure_scores(
         self, store: LanceDBStore, query: Query
@@ -261,17 +273,19 @@ class FigureRetriever(LegBase):
         )
 
     def config(self) -> dict[str, Any]:
-        return {
-            "image_encoder": (
+        out = self.options_dump(
+            image_encoder=(
                 resolved_spec(self.image_spec["name"], self.image_encoder)
                 if self.image_spec and self.image_encoder is not None
                 else None
             ),
-            "text_encoder": (
+            text_encoder=(
                 resolved_spec(self.text_spec["name"], self.text_encoder)
                 if self.text_spec and self.text_encoder is not None
                 else None
             ),
-            "image_weight": self.image_weight,
-            "text_weight": self.text_weight,
-        }
+            image_weight=self.image_weight,
+            text_weight=self.text_weight,
+        )
+        del out["image_fallback"]  # how a missing model is handled, not what the index holds
+        return out

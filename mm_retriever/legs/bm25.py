@@ -29,16 +29,18 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pyarrow as pa
 
+from mm_retriever.legs.base import LegBase, LegOptions, rank_pages
+from mm_retriever.legs.text import page_chunks
 from mm_retriever.protocols import Query
-from mm_retriever.retrievers.base import LegBase, rank_pages
-from mm_retriever.retrievers.text import page_chunks
-from mm_retriever.store.table_indexes import IndexPresence, ensure_fts_index
+from mm_retriever.store.snapshot import VersionedSnapshot
+from mm_retriever.store.table_indexes import IndexPresence
 from mm_retriever.types import LegHit, Page
 
 if TYPE_CHECKING:
     import bm25s
 
     from mm_retriever.store import LanceDBStore
+    from mm_retriever.store.reader import TableReader
 
 log = logging.getLogger("mm_retriever")
 
@@ -73,6 +75,20 @@ ENGINES = ("lancedb", "bm25s")
 SINGLE_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"
 
 
+class BM25Options(LegOptions):
+    """Options of the BM25 leg (see ``BM25Retriever``)."""
+
+    unit: Literal["page", "chunk"] = "page"
+    language: str = "English"
+    stem: bool = True
+    remove_stop_words: bool = True
+    candidates_per_page: int = 4
+    k1: float = 1.5
+    b: float = 0.75
+    method: str = "lucene"
+    engine: Literal["lancedb", "bm25s"] = "lancedb"
+
+
 class BM25Retriever(LegBase):
     """Keyword retrieval (BM25) over whole pages (``unit="page"``) or chunks (``"chunk"``).
 
@@ -83,6 +99,7 @@ class BM25Retriever(LegBase):
     """
 
     kind = "bm25"
+    Options = BM25Options
     matched_kind = "chunk"  # what LegHit.matched indexes
 
     def __init__(
@@ -116,9 +133,8 @@ class BM25Retriever(LegBase):
         self.method = method
         self._stemmer = _stemmer(language) if stem else None
         self._stopwords: str | list[str] = _stopwords(language) if remove_stop_words else []
-        self._corpus: _Corpus | None = None
+        self._snapshot = VersionedSnapshot(self._build)
         self._lock = threading.Lock()
-        self._build_lock = threading.Lock()
         self._fts = IndexPresence("text", "fts")
         self._warned_fallback = False
 
@@ -173,13 +189,11 @@ class BM25Retriever(LegBase):
         into it (``engine="lancedb"``; the bm25s engine keeps nothing on disk)."""
         if self.engine != "lancedb":
             return
-        tbl = store.table(self.table)
-        if tbl is not None:
-            ensure_fts_index(tbl, "text", self.fts_options())
+        store.ensure_fts_index(self.table, "text", self.fts_options())
 
     def has_fts_index(self, store: LanceDBStore) -> bool:
         """Whether the table has a full-text index (looked up once per table version)."""
-        return self._fts(store.table(self.table))
+        return self._fts(store.reader(self.table))
 
     def _uses_fts(self, store: LanceDBStore) -> bool:
         if self.engine != "lancedb":
@@ -196,24 +210,19 @@ class BM25Retriever(LegBase):
             )
         return False
 
+    @property
+    def _corpus(self) -> _Corpus | None:
+        """The in-memory index built last (None: none built in this process)."""
+        return self._snapshot.value
+
     def _load(self, store: LanceDBStore) -> _Corpus | None:
         """The in-memory index of the table's current rows (rebuilt when the table changed)."""
-        tbl = store.table(self.table)
-        if tbl is None:
-            return None
-        version = int(tbl.version)
-        corpus = self._corpus
-        if corpus is not None and corpus.version == version:
-            return corpus
-        with self._build_lock:  # concurrent first queries build once
-            if self._corpus is None or self._corpus.version != version:
-                self._corpus = self._build(tbl, version)
-            return self._corpus
+        return self._snapshot.get(store.reader(self.table))
 
-    def _build(self, tbl: Any, version: int) -> _Corpus:
+    def _build(self, tbl: TableReader, version: int) -> _Corpus:
         import bm25s
 
-        data = tbl.to_arrow().select(["doc_id", "page_index", "chunk_index", "text"])
+        data = tbl.to_arrow(["doc_id", "page_index", "chunk_index", "text"])
         doc_ids = data.column("doc_id").to_pylist()
         page_index = np.asarray(data.column("page_index").to_pylist(), dtype=np.int64)
         chunk_index = np.asarray(data.column("chunk_index").to_pylist(), dtype=np.int64)
@@ -297,7 +306,7 @@ class BM25Retriever(LegBase):
         self, store: LanceDBStore, text: str, k: int, where: str | None
     ) -> list[LegHit]:
         """Top pages from LanceDB's full-text index (rows matching ``where`` only)."""
-        tbl = store.table(self.table)
+        tbl = store.reader(self.table)
         assert tbl is not None
         columns = ["doc_id", "page_index", "chunk_index", "_score"]
         if self.unit == "chunk":
@@ -305,10 +314,7 @@ class BM25Retriever(LegBase):
         per_page = 1 if self.unit == "page" else self.candidates_per_page
         limit = k * per_page
         while True:
-            q = tbl.search(text, query_type="fts", fts_columns="text")
-            if where:
-                q = q.where(where, prefilter=True)
-            rows = q.select(columns).limit(limit).to_arrow().to_pylist()
+            rows = tbl.text_search(text, "text", limit, columns, where).to_pylist()
             hits = rank_pages(
                 (
                     (
@@ -327,17 +333,17 @@ class BM25Retriever(LegBase):
             limit *= 2
 
     def config(self) -> dict[str, Any]:
-        return {
-            "engine": self.engine,
-            "unit": self.unit,
-            "language": self.language,
-            "stem": self.stem,
-            "remove_stop_words": self.remove_stop_words,
-            "candidates_per_page": self.candidates_per_page,
-            "k1": self.k1,
-            "b": self.b,
-            "method": self.method,
-        }
+        return self.options_dump(
+            engine=self.engine,
+            unit=self.unit,
+            language=self.language,
+            stem=self.stem,
+            remove_stop_words=self.remove_stop_words,
+            candidates_per_page=self.candidates_per_page,
+            k1=self.k1,
+            b=self.b,
+            method=self.method,
+        )
 
 
 def _stemmer(language: str) -> Any:

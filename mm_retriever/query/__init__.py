@@ -1,0 +1,1 @@
+"""Query text: cleaning (query_text), financial expansion (query_expansion), references."""
