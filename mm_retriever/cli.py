@@ -117,17 +117,24 @@ def _print_failed(label: str, path: str, reason: str, style: str = "red") -> Non
     err_console.print(line, soft_wrap=True)
 
 
+def _confidence_cell(page: RetrievedPage) -> str:
+    """The page's calibrated confidence under its fused score ("weak": under the floor)."""
+    if page.confidence is None:
+        return ""
+    return f"\n{page.confidence:.2f}" + (" weak" if page.weak_match else "")
+
+
 def _results_table(question: str, pages: list[RetrievedPage], legs: list[str]) -> Table:
     table = Table(title=f"[bold]{question}[/bold]", title_justify="left")
     # the number columns keep their width; document and text share what the terminal has left
-    # (6 columns: 19 characters of borders and padding, 32 of numbers and leg ranks)
-    room = max(16, console.width - 51)
+    # (6 columns: 19 characters of borders and padding, 34 of numbers and leg ranks)
+    room = max(16, console.width - 53)
     doc_width = max(8, min(28, room // 3))
     text_width = max(8, min(48, room - doc_width))
     table.add_column("#", justify="right", no_wrap=True, min_width=2)
     table.add_column("p.", justify="right", no_wrap=True, min_width=3)
     table.add_column("document", no_wrap=True, overflow="ellipsis", width=doc_width)
-    table.add_column("fused", justify="right", no_wrap=True, min_width=7)
+    table.add_column("fused\nconf.", justify="right", no_wrap=True, min_width=9)
     table.add_column("leg: rank (score)", no_wrap=True, min_width=18)
     table.add_column("text", no_wrap=True, overflow="ellipsis", width=text_width)
     for n, page in enumerate(pages, 1):
@@ -137,11 +144,12 @@ def _results_table(question: str, pages: list[RetrievedPage], legs: list[str]) -
             if leg in page.leg_ranks and leg in page.leg_scores
         ]
         snippet = " ".join((page.matched_text or page.text).split())
+        what = " · ".join(x for x in (page.filing, page.section.replace("_", " ")) if x)
         table.add_row(
             str(n),
             str(page.page_number),
-            Path(page.source).name,
-            f"{page.score:.3f}",
+            Path(page.source).name + (f"\n{what}" if what else ""),
+            f"{page.score:.3f}" + _confidence_cell(page),
             "\n".join(per_leg),
             snippet,
         )
@@ -296,9 +304,16 @@ def search(
             "financial-term expansion",
         ),
     ] = False,
+    min_score: Annotated[
+        float | None,
+        typer.Option(
+            "--min-score",
+            help="relevance floor: leave out pages whose calibrated confidence (0-1) is lower",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Search an index and print the top pages with per-leg ranks and scores."""
+    """Search an index and print the top pages with per-leg ranks, scores and confidence."""
     from mm_retriever.errors import MMRetrieverError
 
     _setup_logging(verbose)
@@ -308,11 +323,14 @@ def search(
         retriever = idx.retriever(
             fusion=fusion, legs=leg, clean_query=not raw_query, expand_query=not raw_query
         )
-        pages = retriever.retrieve(question, k=k, filters=filters)
+        pages = retriever.retrieve(question, k=k, filters=filters, min_score=min_score)
     except (MMRetrieverError, ValueError) as e:  # a bad query, k or leg: exit code 2
         raise _fail(str(e), 2 if isinstance(e, ValueError) else 1) from None
     if as_json:
         sys.stdout.write(json.dumps([p.to_dict() for p in pages], indent=2) + "\n")
+        return
+    if not pages:
+        console.print(f"No page reaches a confidence of {min_score}." if min_score else "No page.")
         return
     console.print(_results_table(question, pages, retriever.leg_names))
 
@@ -502,7 +520,8 @@ def migrate(
         f"schema {report.schema_before} -> {report.schema_after}: "
         f"{len(report.converted)} document(s) now kept as their source file, "
         f"duplicate text emptied on {report.text_cleared} page(s), "
-        f"document text written for {report.document_texts} document(s)"
+        f"document text written for {report.document_texts} document(s), "
+        f"filing fields and page sections read for {report.filing_fields} document(s)"
     )
     for doc_id, why in report.kept.items():
         console.print(f"  kept stored images of {doc_id}: {why}", soft_wrap=True)
@@ -569,6 +588,10 @@ def serve(
         typer.Option(envvar="MM_RETRIEVER_ADMIN_KEY", help="bearer key for uploads and deletes"),
     ] = None,
     max_upload_mb: Annotated[float, typer.Option(help="largest upload")] = 100.0,
+    min_score: Annotated[
+        float | None,
+        typer.Option("--min-score", help="relevance floor of every search (confidence 0-1)"),
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(help="searches computed at once (default: CPU cores)")
     ] = None,
@@ -582,8 +605,10 @@ def serve(
     _setup_logging(verbose)
     logging.getLogger("mm_retriever.serve").setLevel(logging.INFO)  # requests and jobs
     try:
+        from mm_retriever.ranking.relevance import check_min_score
         from mm_retriever.serve import ServeSettings, run
 
+        check_min_score(min_score)
         options: dict[str, Any] = {"workers": workers} if workers else {}
         settings = ServeSettings(
             index=str(index),
@@ -591,6 +616,7 @@ def serve(
             read_key=read_key,
             admin_key=admin_key,
             max_upload_mb=max_upload_mb,
+            min_score=min_score,
             create=create,
             **options,
         )
@@ -605,6 +631,10 @@ def mcp(
     index: IndexOpt,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps")] = None,
     k: Annotated[int, typer.Option("-k", help="default pages per search")] = 5,
+    min_score: Annotated[
+        float | None,
+        typer.Option("--min-score", help="relevance floor of every search (confidence 0-1)"),
+    ] = None,
     max_bytes: Annotated[
         int,
         typer.Option(help="largest tool result in bytes, base64 images included (1 MiB hosts)"),
@@ -624,7 +654,7 @@ def mcp(
             budget = ResultBudget(max_bytes=max_bytes, max_image_side=max_image_side)
         except ValueError as e:
             raise _fail(str(e), 2) from None
-        run_stdio(index, device=device, default_k=k, budget=budget)
+        run_stdio(index, device=device, default_k=k, budget=budget, min_score=min_score)
     except MMRetrieverError as e:
         raise _fail(str(e)) from None
 

@@ -2,9 +2,9 @@
 
 ``mm-retriever mcp --index DIR`` runs it with the official ``mcp`` Python SDK. Tools:
 
-- ``search(query, k, doc_ids, images)``: the best pages, each as a text block (citation,
-  scores, the page text) followed by the page image (and the matched figure crops) as MCP
-  image content;
+- ``search(query, k, doc_ids, images, min_score)``: the best pages, each as a text block
+  (citation, scores, confidence, the page text) followed by the page image (and the matched
+  figure crops) as MCP image content; pages under ``min_score`` (calibrated confidence) left out;
 - ``get_page(doc_id, page_number)``: one page's citation, text and image (read around a hit);
 - ``get_figure(doc_id, page_number, figure_number)``: one figure crop, with its caption;
 - ``list_documents()``: what the index holds (doc_id, file, pages), to scope a search.
@@ -17,6 +17,9 @@ fetches them.
 
 An agent host config entry: ``{"command": "uv", "args": ["run", "--extra", "serve",
 "mm-retriever", "mcp", "--index", "/path/to/index"]}``.
+
+``search`` arguments are checked against ``mm_retriever.limits`` (k, query length, document ids),
+with the same messages as the Python API, the CLI and HTTP.
 """
 
 from __future__ import annotations
@@ -50,9 +53,10 @@ INSTRUCTIONS = (
     "`search` returns the best pages: a citation ('file, p. N'), the page text and the page "
     "image. Cite pages as given. Use `list_documents` to see what is indexed and pass doc_ids "
     "to search only some documents. Results are kept under a size budget: images left out "
-    "are named at the end, and `get_page` / `get_figure` fetch them one at a time."
+    "are named at the end, and `get_page` / `get_figure` fetch them one at a time. Each page "
+    "has a confidence (0-1); pages marked 'weak match' probably do not hold the answer: say so "
+    "rather than guess."
 )
-MAX_K = 20
 BLOCK_OVERHEAD = 100  # JSON around one content block: {"type": ..., "mimeType": ...}
 ENVELOPE = 2_000  # the JSON-RPC envelope and the closing note
 
@@ -123,7 +127,8 @@ def page_text_block(page: RetrievedPage, rank: int, max_chars: int = 4000) -> st
     )
     lines = [
         f"[{rank}] {page.citation}",
-        f"doc_id: {page.doc_id}  page_index: {page.page_index}  score: {page.score:.4f}",
+        f"doc_id: {page.doc_id}  page_index: {page.page_index}  score: {page.score:.4f}"
+        + _confidence(page),
         f"legs: {legs}",
     ]
     if page.title:
@@ -137,8 +142,18 @@ def page_text_block(page: RetrievedPage, rank: int, max_chars: int = 4000) -> st
     return "\n".join(lines)
 
 
+def _confidence(page: RetrievedPage) -> str:
+    if page.confidence is None:
+        return ""
+    return f"  confidence: {page.confidence:.2f}" + (" (weak match)" if page.weak_match else "")
+
+
 def build_server(
-    index: MultimodalIndex, *, default_k: int = 5, budget: ResultBudget | None = None
+    index: MultimodalIndex,
+    *,
+    default_k: int = 5,
+    budget: ResultBudget | None = None,
+    min_score: float | None = None,
 ) -> Any:
     """The MCP server object (``mcp.server.mcpserver.MCPServer``) with the tools above."""
     try:
@@ -147,7 +162,10 @@ def build_server(
     except ImportError as e:
         raise MissingExtraError("mcp", extra="serve", purpose="the MCP server") from e
 
+    from mm_retriever.ranking.relevance import check_min_score
+
     budget = budget or ResultBudget()
+    floor = check_min_score(min_score)
     server = MCPServer(name="mm-retriever", instructions=INSTRUCTIONS)
 
     @server.tool()
@@ -156,20 +174,23 @@ def build_server(
         k: int = default_k,
         doc_ids: list[str] | None = None,
         images: bool = True,
+        min_score: float | None = None,
     ) -> list[TextContent | ImageContent]:
         """Search the indexed PDFs; returns the best pages with citation, text and image.
 
-        query: the question or keywords. k: pages to return (1-20). doc_ids: only these
+        query: the question or keywords. k: pages to return (1-100). doc_ids: only these
         documents (see list_documents). images: include page images and matched figures.
+        min_score: leave out pages whose confidence (0-1) is lower.
         """
         from mm_retriever.errors import MMRetrieverError
 
         if not query.strip():
             raise ToolError("query is empty: pass the question or keywords to search for")
-        k = max(1, min(int(k), MAX_K))
-        filters = {"doc_id": list(doc_ids)} if doc_ids else None
         try:
-            pages = index.retriever().retrieve(query, k=k, filters=filters)
+            filters = {"doc_id": _known_documents(index, doc_ids)} if doc_ids else None
+            pages = index.retriever(min_score=floor).retrieve(
+                query, k=k, filters=filters, min_score=min_score
+            )
         except (MMRetrieverError, ValueError) as e:  # bad filters etc.: tell the agent why
             raise ToolError(str(e)) from e
         if not pages:
@@ -288,6 +309,17 @@ def _document(index: MultimodalIndex, doc_id: str, error: type[Exception]) -> di
     return doc
 
 
+def _known_documents(index: MultimodalIndex, doc_ids: list[str]) -> list[str]:
+    """``doc_ids`` when each has the form of an id and names a document of the index."""
+    from mm_retriever.errors import InvalidQueryError
+    from mm_retriever.limits import check_doc_id, check_filters
+
+    check_filters({"doc_id": doc_ids})
+    for doc_id in doc_ids:
+        _document(index, check_doc_id(doc_id), InvalidQueryError)
+    return list(doc_ids)
+
+
 def _check_page(doc: dict[str, Any], page_number: int, error: type[Exception]) -> None:
     n = int(doc["n_pages"])
     if not 1 <= page_number <= n:
@@ -307,6 +339,7 @@ def run_stdio(
     device: str | None = None,
     default_k: int = 5,
     budget: ResultBudget | None = None,
+    min_score: float | None = None,
 ) -> None:
     """Open the index and serve MCP over stdin/stdout until the client disconnects."""
     from mm_retriever.errors import MMRetrieverError
@@ -317,4 +350,4 @@ def run_stdio(
             f"no index at {index_uri}; build one: mm-retriever index PATH --index {index_uri}"
         )
     index = MultimodalIndex.open(index_uri, device=device)
-    build_server(index, default_k=default_k, budget=budget).run("stdio")
+    build_server(index, default_k=default_k, budget=budget, min_score=min_score).run("stdio")

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from mm_retriever.errors import EmptyQueryError, InvalidQueryError
+from mm_retriever.limits import check_k  # noqa: F401  (re-exported; the limits live there)
 from mm_retriever.types import FusedHit, LegHit, Page
 
 if TYPE_CHECKING:
@@ -60,15 +61,6 @@ class Query:
                 f"a query is a string, a PIL image or a Query, got {type(query).__name__}"
             )
         return cls(text=query)
-
-
-def check_k(k: object) -> int:
-    """``k`` as an int; anything but a non-negative integer is an ``InvalidQueryError``."""
-    import numbers
-
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
-        raise InvalidQueryError(f"k must be a non-negative integer, got {k!r}")
-    return int(k)
 
 
 @runtime_checkable

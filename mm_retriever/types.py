@@ -151,7 +151,9 @@ class RetrievedPage:
     title: str = ""
     leg_ranks: dict[str, int] = field(default_factory=dict)
     # each ranking leg's raw score, plus "document" (the document prior's raw score, corpus-wide)
-    # and "reference" (1.0: pinned as the page of a figure/table/section the question names)
+    # and "reference" (1.0: pinned as the page of a figure/table/section the question names);
+    # "filing" (the filing prior's score of the document) and "section" (1.0: a page of a
+    # statement the question names or needs)
     leg_scores: dict[str, float] = field(default_factory=dict)
     matched_text: str = ""
     figures: list[RetrievedFigure] = field(default_factory=list)
@@ -160,6 +162,14 @@ class RetrievedPage:
     image_path: str | None = None  # a local PNG/JPEG of the rendered page, when one exists
     image_bytes: bytes | None = field(default=None, repr=False)  # encoded page image
     image_mime: str = "image/jpeg"
+    # how sure the match is, in [0, 1] (``mm_retriever.ranking.relevance``; None where the
+    # index's legs are not the calibrated ones); ``weak_match``: under the default floor
+    confidence: float | None = None
+    weak_match: bool | None = None
+    # what the document is ("NIKE, Inc. 10-K FY2019") and what the page is ("balance_sheet"),
+    # as read at ingest (``mm_retriever.ranking.filing_prior``); "" when unknown
+    filing: str = ""
+    section: str = ""
 
     @property
     def page_number(self) -> int:
@@ -209,10 +219,14 @@ class RetrievedPage:
             "page_index": self.page_index,
             "page_number": self.page_number,
             "score": self.score,
+            "confidence": self.confidence,
+            "weak_match": self.weak_match,
             "leg_ranks": self.leg_ranks,
             "leg_scores": self.leg_scores,
             "text": self.text,
             "matched_text": self.matched_text,
+            "filing": self.filing,
+            "section": self.section,
             "image_path": self.image_path,
             "figures": [
                 {

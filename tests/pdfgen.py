@@ -15,6 +15,10 @@ Bad files (each must raise ``IngestError``): ``make_corrupt_pdf``, ``make_encryp
 ``make_unsupported_file`` (.txt).
 
 ``make_test_files(folder)`` writes all of them and returns their paths by name.
+
+``make_filing_pdf(path, company, fiscal_year)``: a small SEC-style 10-K / 10-Q (cover, table
+of contents, risk factors, MD&A, the four statements, notes; ``FILING_PAGES`` says which page
+is which).
 """
 
 from __future__ import annotations
@@ -402,6 +406,132 @@ def make_test_files(folder: str | Path) -> dict[str, Path]:
         "empty": make_empty_pdf(folder / "empty.pdf"),
         "unsupported": make_unsupported_file(folder / "notes.txt"),
     }
+
+
+# the pages of ``make_filing_pdf``, in order: (section, heading)
+FILING_PAGES = (
+    ("cover", ""),
+    ("toc", ""),
+    ("risk_factors", "Item 1A. Risk Factors"),
+    ("mda", "ITEM 7. MANAGEMENT'S DISCUSSION AND ANALYSIS OF FINANCIAL CONDITION"),
+    ("mda", ""),
+    ("income_statement", "CONSOLIDATED STATEMENTS OF INCOME"),
+    ("balance_sheet", "CONSOLIDATED BALANCE SHEETS"),
+    ("cash_flow", "CONSOLIDATED STATEMENTS OF CASH FLOWS"),
+    ("equity", "CONSOLIDATED STATEMENTS OF SHAREHOLDERS' EQUITY"),
+    ("notes", "NOTE 1 - SUMMARY OF SIGNIFICANT ACCOUNTING POLICIES"),
+    ("notes", "NOTE 2 - INVENTORIES"),
+)
+
+
+def make_filing_pdf(
+    path: str | Path,
+    company: str,
+    fiscal_year: int,
+    *,
+    form: str = "10-K",
+    ticker: str = "",
+    period_end: str = "May 31",
+    name_on_cover: bool = True,
+) -> Path:
+    """A small SEC filing of ``company`` for ``fiscal_year`` (pages as ``FILING_PAGES``): the
+    statements carry the year's and the prior year's columns; ``name_on_cover=False`` leaves
+    the registrant's name off the cover (a logo), as some filings do."""
+    y, p = fiscal_year, fiscal_year - 1
+    kind = "fiscal year" if form == "10-K" else "quarterly period"
+    cover = [
+        "UNITED STATES",
+        "SECURITIES AND EXCHANGE COMMISSION",
+        "Washington, D.C. 20549",
+        f"FORM {form}",
+        "ANNUAL REPORT PURSUANT TO SECTION 13 OR 15(d) OF THE SECURITIES EXCHANGE ACT OF 1934"
+        if form == "10-K"
+        else "QUARTERLY REPORT PURSUANT TO SECTION 13 OR 15(d)",
+        f"For the {kind} ended {period_end}, {y}",
+        "Commission File Number 1-10635",
+        company if name_on_cover else "",
+        "(Exact name of registrant as specified in its charter)",
+        "Securities registered pursuant to Section 12(b) of the Act:",
+        "Title of each class    Trading Symbol(s)    Name of each exchange",
+        "Common Stock",
+        ticker,
+        "New York Stock Exchange",
+        "Securities registered pursuant to Section 12(g) of the Act: None",
+    ]
+    toc = ["TABLE OF CONTENTS", "PART I"] + [
+        f"Item {n}. {t} {pg}"
+        for n, t, pg in (
+            ("1", "Business", 1),
+            ("1A", "Risk Factors", 3),
+            ("2", "Properties", 9),
+            ("7", "Management's Discussion and Analysis", 12),
+            ("7A", "Quantitative and Qualitative Disclosures about Market Risk", 20),
+            ("8", "Financial Statements and Supplementary Data", 22),
+        )
+    ]
+    head = f"{company} AND SUBSIDIARIES"
+    pages = [
+        cover,
+        toc,
+        ["Item 1A. Risk Factors", "Competition, supply chains and currency rates affect results."],
+        [
+            "ITEM 7. MANAGEMENT'S DISCUSSION AND ANALYSIS OF FINANCIAL CONDITION",
+            f"Revenues rose 7% in fiscal {y}; gross margin expanded on pricing.",
+        ],
+        [
+            "Liquidity and capital resources",
+            "Cash flow from operations funded capital expenditures and dividends.",
+            "Our Consolidated Balance Sheets show total current assets above liabilities.",
+        ],
+        [
+            head,
+            "CONSOLIDATED STATEMENTS OF INCOME",
+            f"Year ended {period_end},    {y}    {p}",
+            "Revenues    39,117    36,397",
+            "Cost of sales    21,643    20,441",
+            "Gross profit    17,474    15,956",
+            "Net income    4,029    1,933",
+        ],
+        [
+            head,
+            "CONSOLIDATED BALANCE SHEETS",
+            f"{period_end},    {y}    {p}",
+            "Cash and equivalents    4,466    4,249",
+            "Inventories    5,622    5,261",
+            "Total current assets    16,525    15,134",
+            "Total current liabilities    7,866    6,040",
+            "Total assets    23,717    22,536",
+        ],
+        [
+            head,
+            "CONSOLIDATED STATEMENTS OF CASH FLOWS",
+            f"Year ended {period_end},    {y}    {p}",
+            "Net income    4,029    1,933",
+            "Cash provided by operations    5,903    4,955",
+            "Additions to property, plant and equipment    (1,119)    (1,028)",
+            "Dividends    (1,332)    (1,243)",
+        ],
+        [
+            head,
+            "CONSOLIDATED STATEMENTS OF SHAREHOLDERS' EQUITY",
+            "Balance at beginning of year    9,812    12,407",
+            "Repurchase of common stock    (4,286)    (4,254)",
+        ],
+        [
+            "NOTES TO CONSOLIDATED FINANCIAL STATEMENTS",
+            "NOTE 1 - SUMMARY OF SIGNIFICANT ACCOUNTING POLICIES",
+            "The consolidated financial statements include the accounts of the company.",
+        ],
+        [
+            "NOTE 2 - INVENTORIES",
+            "Inventories are stated at the lower of cost and net realizable value.",
+        ],
+    ]
+    doc = pymupdf.open()
+    for lines in pages:
+        add_line_page(doc, [ln for ln in lines if ln], gap=18)
+    doc.set_metadata({"title": f"{company} {form} {y}"})
+    return save_pdf(doc, path)
 
 
 def save_pdf(doc: pymupdf.Document, path: str | Path) -> Path:

@@ -34,9 +34,16 @@ def built(tmp_path_factory) -> tuple[MultimodalIndex, Path]:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"query": "ferry", "k": 1.5}, "k must be a non-negative integer"),
-        ({"query": "ferry", "k": -1}, "k must be a non-negative integer"),
-        ({"query": "ferry", "k": True}, "k must be a non-negative integer"),
+        ({"query": "ferry", "k": 1.5}, "k must be a whole number from 1 to 100, got 1.5"),
+        ({"query": "ferry", "k": -1}, "k must be a whole number from 1 to 100, got -1"),
+        ({"query": "ferry", "k": 0}, "k must be a whole number from 1 to 100, got 0"),
+        ({"query": "ferry", "k": 10**9}, "k must be a whole number from 1 to 100"),
+        ({"query": "ferry", "k": True}, "k must be a whole number from 1 to 100"),
+        ({"query": "ferry " * 1000}, "the query is 5999 characters long; the limit is 4000"),
+        ({"query": "ferry", "filters": {"doc_id": ["a"] * 1001}}, "lists 1001 values; the"),
+        ({"query": "ferry", "filters": {"doc_id": {"in": ["a"] * 1001}}}, "the limit is 1000"),
+        ({"query": "ferry", "min_score": 1.5}, "min_score must be a number from 0 to 1"),
+        ({"query": "ferry", "min_score": "high"}, "min_score must be a number from 0 to 1"),
         ({"query": 123}, "a query is a string, a PIL image or a Query, got int"),
         ({"query": "ferry \ud800"}, "not valid Unicode"),
         ({"query": "ferry", "filters": "x"}, "filters must be a mapping"),
@@ -55,7 +62,10 @@ def test_bad_retrieve_arguments_are_clear_errors(built, kwargs, message) -> None
 def test_good_edge_arguments_still_work(built) -> None:
     index, _ = built
     retriever = index.retriever()
-    assert retriever.retrieve("ferry", k=0) == []
+    assert retriever.retrieve("ferry", k=100)
+    assert retriever.retrieve("ferry " * 666, k=1)  # 3,995 characters: within the limit
+    doc_id = index.documents()[0]["doc_id"]
+    assert retriever.retrieve("Saltby ferry", k=1, filters={"doc_id": ["x"] * 999 + [doc_id]})
     assert retriever.retrieve("Saltby ferry", k=1, filters={"page_index": 2**31 - 1}) == []
     assert retriever.retrieve("Saltby ferry", k=1, filters={"page_index": {"lte": 0}})
     import numpy as np
@@ -265,7 +275,7 @@ def test_logs_only_with_verbose(built, tmp_path) -> None:
 def test_bad_search_input_and_an_index_that_is_a_file_exit_2(built, tmp_path) -> None:
     index, pdf = built
     for args, message in (
-        (["-k", "-3"], "k must be a non-negative integer, got -3"),
+        (["-k", "-3"], "k must be a whole number from 1 to 100, got -3"),
         (["--leg", "nope"], "unknown leg(s) ['nope']"),
     ):
         result = runner.invoke(app, ["search", "ferry", "--index", index.uri, *args])

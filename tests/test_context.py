@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import sys
 
@@ -21,7 +22,7 @@ from mm_retriever.context import (
     to_llamaindex_messages,
     to_openai_messages,
 )
-from mm_retriever.errors import MissingExtraError
+from mm_retriever.errors import InvalidQueryError, MissingExtraError
 from mm_retriever.types import RetrievedFigure, RetrievedPage
 
 
@@ -46,6 +47,7 @@ def _page(i: int, score: float, *, figure: bool = False, size=(1224, 1584)) -> R
         page_index=i,
         source=f"/data/report{i}.pdf",
         score=score,
+        confidence=score / 2,  # a floor reads this, not the fused score
         text=f"Page {i} says the value is {i * 10}.",
         title=f"Report {i}",
         figures=figs,
@@ -67,8 +69,13 @@ def test_citation_format_and_numbering():
 
 
 def test_budget_min_score_and_max_pages():
+    sources = build_sources(PAGES, ContextBudget(max_pages=5, min_score=0.15))
+    assert [s.page.doc_id for s in sources] == ["doc2", "doc0"]  # confidence 0.45, 0.25
     sources = build_sources(PAGES, ContextBudget(max_pages=5, min_score=0.3))
-    assert [s.page.doc_id for s in sources] == ["doc2", "doc0"]
+    assert [s.page.doc_id for s in sources] == ["doc2"]  # fused scores 0.9, 0.5 do not count
+    unrated = [dataclasses.replace(p, confidence=None) for p in PAGES]
+    with pytest.raises(InvalidQueryError, match="min_score needs a calibrated confidence"):
+        build_sources(unrated, ContextBudget(min_score=0.1))
     sources = build_sources(list(reversed(PAGES)), ContextBudget(max_pages=1))
     assert [s.page.doc_id for s in sources] == ["doc2"]  # best score first, whatever the order
 

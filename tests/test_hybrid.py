@@ -9,7 +9,7 @@ from pdfgen import make_sample_pdf
 from PIL import Image
 
 from mm_retriever.config import IndexConfig, IngestConfig, LegSpec, PluginSpec
-from mm_retriever.errors import EmptyQueryError
+from mm_retriever.errors import EmptyQueryError, InvalidQueryError
 from mm_retriever.index import MultimodalIndex
 from mm_retriever.protocols import Query
 from mm_retriever.ranking.fusion import RRFFusion, WeightedFusion
@@ -85,7 +85,8 @@ def test_leg_hits_and_k(index) -> None:
     assert [h.rank for h in hits["bm25"]] == list(range(1, len(hits["bm25"]) + 1))
     assert {h.doc_id for h in hits["bm25"]} == {index.ids["alpha"], index.ids["beta"]}
     assert len(index.retriever().retrieve("Saltby", k=50)) == 5  # every page, no more
-    assert index.retriever().retrieve("Saltby", k=0) == []
+    with pytest.raises(InvalidQueryError, match="k must be a whole number from 1 to 100, got 0"):
+        index.retriever().retrieve("Saltby", k=0)
 
 
 def test_answer_instructions_do_not_reach_the_legs(index) -> None:
@@ -124,7 +125,8 @@ def test_empty_and_image_only_queries(index) -> None:
             r.retrieve(empty)
     image = Image.new("RGB", (32, 32), "white")
     assert r.leg_hits(image, k=5) == {"text": [], "bm25": []}  # text legs ignore images
-    assert r.retrieve(image, k=5) == []
+    with pytest.raises(InvalidQueryError, match=r"image-only query.*\(text, bm25\) reads images"):
+        r.retrieve(image, k=5)  # not an empty list: the caller learns why
     both = r.retrieve(Query(text="Saltby lighthouse", image=image), k=1)
     assert both[0].key == (index.ids["beta"], 0)
 

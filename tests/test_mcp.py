@@ -81,8 +81,8 @@ async def test_search_tool_returns_cited_text_and_page_images(index_dir: Path) -
     assert Image.open(io.BytesIO(base64.b64decode(page_img.data))).size[0] > 100
     assert hits.content[2].mime_type == "image/jpeg"  # figure crops are sent as JPEG too
 
-    # unknown doc ids match nothing; an empty query is an error the agent can read
-    assert scoped.content[0].text == "No matching pages."
+    # an unknown doc id and an empty query are errors the agent can read
+    assert scoped.is_error and "unknown doc_id '__later__'" in scoped.content[0].text
     assert empty.is_error and "query is empty" in empty.content[0].text
 
     # a page by number: citation and text, then the image

@@ -7,6 +7,8 @@ exact MaxSim on a clustered synthetic corpus (the threshold fails if the first s
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute
 import pytest
 import torch
 from colpali_engine.compression.token_pooling import HierarchicalTokenPooler
@@ -221,13 +223,13 @@ def pdfs(tmp_path_factory):
     return mixed.path, extra
 
 
-def make_index(path, colpali: str, options: dict) -> MultimodalIndex:
+def make_index(path, colpali: str, options: dict, **kw) -> MultimodalIndex:
     spec = LegSpec(
         name="page",
         options={"encoder": {"name": "colpali", "options": {"model": colpali}}, **options},
     )
     config = IndexConfig(ingest=IngestConfig(ocr="never", dpi=72), legs=[spec])
-    return MultimodalIndex.create(path, config)
+    return MultimodalIndex.create(path, config, **kw)
 
 
 def leg_scores(index: MultimodalIndex, question: str, k: int = 10, **kw) -> dict:
@@ -370,6 +372,94 @@ def test_damaged_saved_state_costs_a_rebuild_not_an_answer(tmp_path, pdfs, tiny_
     third = MultimodalIndex.open(index.uri)
     third.legs["page"]._build = None  # calling it would fail
     assert leg_scores(third, "rainfall") == pytest.approx(first, rel=1e-5)
+
+
+def test_state_rows_round_trip_in_parts(tmp_path, monkeypatch) -> None:
+    """The ``page_index_state`` table keeps any array (split into parts) and only the newest
+    state of a leg; loaded arrays are writable copies."""
+    from mm_retriever.store import LanceDBStore, array_states
+
+    monkeypatch.setattr(array_states, "PART_BYTES", 100)  # every array below spans parts
+    rng = np.random.default_rng(3)
+    arrays = {
+        "codes": rng.integers(0, 255, size=(37, 9), dtype=np.uint8),
+        "means": rng.standard_normal((11, 8)).astype(np.float16),
+        "names": np.asarray(["doc-a", "doc-bb", "c"], dtype=str),
+        "flags": rng.random(300) > 0.5,
+        "empty": np.zeros((0, 4), dtype=np.int32),
+    }
+    store = LanceDBStore(tmp_path / "index")
+    assert store.load_state("leg_page", 5, "k1") is None and not store.has_state("leg_page", "k1")
+    store.save_state("leg_page", 3, "k1", arrays)
+    store.save_state("leg_other", 3, "k1", {"x": np.arange(5)})
+    assert store.has_state("leg_page", "k1") and not store.has_state("leg_page", "k2")
+    assert store.load_state("leg_page", 2, "k1") is None
+    version, loaded = store.load_state("leg_page", 9, "k1")
+    assert version == 3 and sorted(loaded) == sorted(arrays)
+    for name, arr in arrays.items():
+        assert loaded[name].dtype == arr.dtype and np.array_equal(loaded[name], arr)
+    loaded["codes"][0, 0] += 1  # writable, and private to this process
+    assert store.load_state("leg_page", 9, "k1")[1]["codes"][0, 0] == arrays["codes"][0, 0]
+    store.save_state("leg_page", 4, "k1", {"x": np.arange(3)})
+    saved = store.table(array_states.STATE_TABLE).to_arrow()
+    page_rows = saved.filter(pa.compute.equal(saved.column("leg"), "leg_page"))
+    assert set(page_rows.column("version").to_pylist()) == {4}  # the older state is gone
+    assert store.load_state("leg_other", 9, "k1")[0] == 3  # other legs keep theirs
+    assert store.check() == []
+
+
+def test_object_store_index_saves_its_first_stage(tmp_path, pdfs, tiny_colpali) -> None:  # noqa: F811
+    """On S3 (moto's server on 127.0.0.1) the writer saves the first stage in the index's
+    ``page_index_state`` table; a fresh reader loads it instead of rebuilding and writes nothing."""
+    pytest.importorskip("moto.server", reason="moto[server] (the S3 emulator) is not installed")
+    boto3 = pytest.importorskip("boto3", reason="boto3 is not installed")
+    from moto.server import ThreadedMotoServer
+
+    from mm_retriever.store.array_states import STATE_TABLE
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        creds = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **creds)
+        s3.create_bucket(Bucket="indexes")
+        storage = {"aws_endpoint": endpoint, "allow_http": "true", "aws_region": "us-east-1"}
+        storage.update(creds)
+
+        def objects() -> dict[str, tuple[str, str]]:
+            pages = s3.get_paginator("list_objects_v2").paginate(Bucket="indexes")
+            listed = [o for page in pages for o in page.get("Contents", [])]
+            return {o["Key"]: (o["ETag"], str(o["LastModified"])) for o in listed}
+
+        uri = "s3://indexes/visual"
+        options = {"index": "two_stage", "first_stage": "ivf", "centroids": 4, "candidates": 3}
+        index = make_index(uri, tiny_colpali, options, storage_options=storage)
+        index.add([pdfs[0]])
+        assert any(k.startswith(f"visual/{STATE_TABLE}.lance/data/") for k in objects())
+        first = leg_scores(index, "rainfall")
+
+        builds = []
+        before = objects()
+        other = MultimodalIndex.open(uri, storage_options=storage)
+        leg = other.legs["page"]
+        leg._build = lambda *a, **k: builds.append(a)  # counts full reads (none expected)
+        assert leg_scores(other, "rainfall") == pytest.approx(first, rel=1e-5)
+        assert builds == [] and leg._mv.first.trained  # loaded the saved first stage
+        assert objects() == before  # the search wrote nothing
+
+        index.add([pdfs[1]])  # the writer saves the new state and drops the old one
+        saved = index.store.table(STATE_TABLE).to_arrow()
+        assert set(saved.column("version").to_pylist()) == {index.store.version(leg.table)}
+        third = MultimodalIndex.open(uri, storage_options=storage)
+        third.legs["page"]._build = lambda *a, **k: builds.append(a)
+        assert leg_scores(third, "lighthouse", k=7) == pytest.approx(
+            leg_scores(index, "lighthouse", k=7), rel=1e-5
+        )
+        assert builds == [] and len(third.legs["page"]._mv) == 7
+    finally:
+        server.stop()
 
 
 def test_a_search_never_writes_the_page_index(tmp_path, pdfs, tiny_colpali) -> None:  # noqa: F811

@@ -167,21 +167,22 @@ def test_search_options_filters_legs_fusion_image(client: TestClient) -> None:
     assert "legs=bm25" in bm25[0]["overlay_url"]
     weighted = client.post("/search", json={"query": CHART_QUESTION, "fusion": "weighted"})
     assert weighted.status_code == 200 and weighted.json()[0]["page_number"] == 2
-    # an image-only query: no leg of this index reads images, so nothing matches (no error)
+    # an image-only query: no leg of this index reads images, and the client is told so
     buf = io.BytesIO()
     Image.new("RGB", (40, 30), "white").save(buf, format="PNG")
     data = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
     r = client.post("/search", json={"image": data, "k": 2})
-    assert r.status_code == 200 and r.json() == []
+    assert r.status_code == 422 and "reads images" in r.json()["detail"]
 
 
 @pytest.mark.parametrize(
     ("method", "url", "kwargs", "status", "message"),
     [
         ("post", "/search", {"json": {"query": "x", "k": "five"}}, 422, "body.k"),
-        ("post", "/search", {"json": {"query": "x", "k": 0}}, 422, "body.k"),
-        ("post", "/search", {"json": {"query": "x", "k": 500}}, 422, "limit is 50"),
-        ("post", "/search", {"json": {"query": "x" * 3000}}, 422, "limit is 2000"),
+        ("post", "/search", {"json": {"query": "x", "k": 0}}, 422, "from 1 to 100, got 0"),
+        ("post", "/search", {"json": {"query": "x", "k": 500}}, 422, "from 1 to 100, got 500"),
+        ("post", "/search", {"json": {"query": "x" * 5000}}, 422, "5000 characters long; the"),
+        ("post", "/search", {"json": {"query": "x", "min_score": 2}}, 422, "from 0 to 1"),
         ("post", "/search", {"json": {"query": "  "}}, 422, "text query, an image"),
         ("post", "/search", {"json": {"query": 5}}, 422, "body.query"),
         ("post", "/search", {"json": {"query": "x", "bogus": 1}}, 422, "bogus"),

@@ -33,7 +33,8 @@ HOST_MAX_BYTES = 800_000  # bytes of one tool result, under Claude Desktop's 1 M
 class ContextBudget:
     """Limits on what goes into the LLM's context.
 
-    Pages scoring below ``min_score`` are dropped, then the best ``max_pages`` are kept. Images
+    Pages whose calibrated ``confidence`` is below ``min_score`` are dropped (the relevance
+    floor of ``mm_retriever.ranking.relevance``), then the best ``max_pages`` are kept. Images
     are downscaled so that their longer side is at most ``max_image_side`` pixels and their area
     at most ``max_image_pixels`` (``None``: no limit) and encoded as JPEG (``image_format=
     "original"`` keeps JPEG pages JPEG and PNG crops PNG). ``max_image_bytes`` caps the base64
@@ -164,8 +165,16 @@ def _rgb(img: Image.Image) -> Image.Image:
 
 
 def select_pages(pages: Sequence[RetrievedPage], budget: ContextBudget) -> list[RetrievedPage]:
-    """Pages above ``min_score``, best first, at most ``max_pages``."""
-    kept = [p for p in pages if budget.min_score is None or p.score >= budget.min_score]
+    """Pages with a ``confidence`` of at least ``min_score``, best first, at most ``max_pages``."""
+    if budget.min_score is not None and any(p.confidence is None for p in pages):
+        from mm_retriever.errors import InvalidQueryError
+
+        raise InvalidQueryError(
+            "min_score needs a calibrated confidence, and these pages have none (their legs "
+            "are not the calibrated ones; see mm_retriever.ranking.relevance)"
+        )
+    floor = budget.min_score
+    kept = [p for p in pages if floor is None or (p.confidence or 0.0) >= floor]
     kept.sort(key=lambda p: p.score, reverse=True)
     return kept[: budget.max_pages]
 

@@ -409,9 +409,9 @@ class MultimodalIndex:
         ``gpus_per_encoder``; ``ray_options`` sets the rest (batch sizes, actors per leg).
         """
         from mm_retriever.ingest import iter_files
-        from mm_retriever.ingest.pool import check_workers
+        from mm_retriever.ingest.pool import check_workers, usable_workers
 
-        n_workers = check_workers(workers if workers is not None else self.workers)
+        n_workers = usable_workers(check_workers(workers if workers is not None else self.workers))
 
         if engine not in ("local", "ray"):
             raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")

@@ -10,7 +10,8 @@ crops from it on demand. Migrating:
 3. for each document whose source file is found (its recorded path, or a file with the same
    content under ``sources``) and renders as its stored first page did, writes its
    ``sources`` row, then drops its stored page images and crops;
-4. writes the ``document_text`` row (the document prior's text) of every document without one;
+4. writes the ``document_text`` row (the document prior's text) of every document without one,
+   and its filing fields and page sections (``filings``, ``page_sections``: the filing prior's);
 5. compacts the tables, builds their search indexes and deletes old versions, so the space is
    freed.
 
@@ -30,11 +31,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mm_retriever.errors import IngestError
+from mm_retriever.index.filing_fields import backfill_filing_fields
 from mm_retriever.index.rows import source_rows
 from mm_retriever.ranking.document_prior import backfill_document_texts
 from mm_retriever.store import FIGURES, PAGES, SCHEMA_VERSION, SOURCES
 from mm_retriever.store.filters import quote_string
-from mm_retriever.store.schema import DOCUMENT_TEXT, SOURCES_SCHEMA
+from mm_retriever.store.schema import DOCUMENT_TEXT, FILINGS, PAGE_SECTIONS, SOURCES_SCHEMA
 
 if TYPE_CHECKING:
     from mm_retriever.config import IngestConfig
@@ -58,6 +60,7 @@ class MigrationReport:
     kept: dict[str, str] = field(default_factory=dict)  # doc_id -> why its images stay stored
     text_cleared: int = 0  # pages whose duplicate text columns were emptied
     document_texts: int = 0  # documents given their document_text row
+    filing_fields: int = 0  # documents read for their filing fields and page sections
     optimize: OptimizeReport | None = None
 
 
@@ -116,9 +119,11 @@ def migrate_index(
             elif why:
                 report.kept[doc["doc_id"]] = why
         report.document_texts = backfill_document_texts(store)
+        report.filing_fields = backfill_filing_fields(store)
         tables = set(index.manifest().get("tables") or ())
-        if store.has_table(DOCUMENT_TEXT) and DOCUMENT_TEXT not in tables:
-            store.write_manifest({"tables": sorted({*tables, DOCUMENT_TEXT})})
+        added = {t for t in (DOCUMENT_TEXT, FILINGS, PAGE_SECTIONS) if store.has_table(t)}
+        if added - tables:
+            store.write_manifest({"tables": sorted(tables | added)})
     index.page_images.clear()
     report.optimize = index.optimize(keep_versions_for=keep_versions_for)
     return report

@@ -42,6 +42,7 @@ import pyarrow as pa
 from mm_retriever import faults
 from mm_retriever.config import IndexConfig, IngestConfig, LegSpec
 from mm_retriever.errors import IngestError, MissingExtraError, MMRetrieverError
+from mm_retriever.index.filing_fields import write_filing_fields
 from mm_retriever.index.rows import document_row, source_rows
 from mm_retriever.index.writer import (
     IngestReport,
@@ -437,6 +438,8 @@ class _Committer:
             write_document_texts(
                 self.store, [(d.doc_id, d.header.title, d.header.source) for d in done]
             )
+            faults.point("ray:filing_fields")
+            write_filing_fields(self.store, [d.doc_id for d in done])
             faults.point("ray:documents")
             rows = [document_row(d.header, d.written) for d in done]
             self.store.add(DOCUMENTS, rows, DOCUMENTS_SCHEMA)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from mm_retriever import faults
 from mm_retriever.config import IndexConfig, IngestConfig
 from mm_retriever.errors import IngestError
+from mm_retriever.index.filing_fields import write_filing_fields
 from mm_retriever.index.rows import document_row, figure_rows, page_rows, source_rows
 from mm_retriever.progress import step
 from mm_retriever.protocols import Leg
@@ -265,6 +266,8 @@ class IndexWriter:
                 faults.point("write:document_text")
                 header = doc.document
                 write_document_texts(self.store, [(doc_id, header.title, header.source)])
+                faults.point("write:filing_fields")
+                write_filing_fields(self.store, [doc_id])
                 faults.point("write:documents")
                 self.store.add(DOCUMENTS, [document_row(doc.document, doc.pages)], DOCUMENTS_SCHEMA)
                 run.timings["write"] += time.perf_counter() - t0

@@ -11,6 +11,13 @@ pebble starts a new process and the rest of the batch goes on.
 
 Each worker runs its OCR models on one thread, so N workers keep N cores busy without
 oversubscribing them (see ``_init_worker``).
+
+Workers are started by loky (``_start_method``): a fresh interpreter that imports only this
+module and never the caller's ``__main__``. So adding works from a script without an
+``if __name__ == "__main__":`` guard, from stdin, a notebook or a web server's worker (the
+``fork``/``forkserver``/``spawn`` start methods re-run the script in each worker, where it
+blocks on the writer lock its parent holds). A daemonic process (a ``multiprocessing.Pool``
+worker, some task queues) may not start children: there ``usable_workers`` reads in-process.
 """
 
 from __future__ import annotations
@@ -60,6 +67,14 @@ def check_workers(workers: int | None) -> int:
         raise TypeError(f"workers must be a whole number, got {workers!r}")
     if workers < 0:
         raise ValueError(f"workers must be 0 or more (0 or 1: read in this process), got {workers}")
+    return workers
+
+
+def usable_workers(workers: int) -> int:
+    """``workers``, or 1 (read in this process) where this process may not start children:
+    a daemonic ``multiprocessing`` process (a ``Pool`` worker, a task queue's worker)."""
+    if workers > 1 and multiprocessing.current_process().daemon:
+        return 1
     return workers
 
 
@@ -121,7 +136,7 @@ def read_documents(
     head must not leave the other workers idle behind finished, unconsumed tasks)."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    workers = check_workers(workers)
+    workers = usable_workers(check_workers(workers))
     if workers <= 1:
         return _read_here(files, config, batch_size, known)
     return _read_pool(files, config, workers, batch_size, known, window or 2 * workers + 4)
@@ -255,13 +270,12 @@ class _Doc:
     tasks: deque[tuple[int, int, Future[Any]]] = field(default_factory=deque)
 
 
-def _start_method() -> multiprocessing.context.BaseContext:
-    """forkserver where there is one (fast starts, no fork of this threaded process)."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__])
-        return ctx
-    return multiprocessing.get_context("spawn")
+def _start_method() -> Any:
+    """loky's context: workers are fresh interpreters (fork + exec) that unpickle their task
+    without importing the caller's ``__main__`` (a script without a guard, ``<stdin>``)."""
+    from loky.backend.context import get_context
+
+    return get_context("loky")
 
 
 def _read_pool(

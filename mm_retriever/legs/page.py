@@ -25,8 +25,9 @@ pages, p50 89 ms on 2 cores, recall@10 1.0 against exact, 2.6 KB of RAM a 128-ve
 Nothing is read when an index is opened. The first query builds the in-RAM structures in one
 streaming pass over the table; after that a write (this process's or another's, seen as a new
 table version) costs a read of the key columns plus the added rows only. The writer (``refresh``,
-after add/delete/compact) saves a two-stage index's first stage of a local index under
-``<index>/_page_index/<table>/`` after a build (or a change of more than a tenth of its rows);
+after add/delete/compact) saves a two-stage index's first stage after a build (or a change of
+more than a tenth of its rows): under ``<index>/_page_index/<table>/`` for a local index, in the
+index's ``page_index_state`` table on object storage (``multivector.persist.states_for``);
 the next process loads it memory-mapped and applies only the table's changes since, instead of
 reading every vector again. A search never writes: without a saved state it builds in RAM.
 """
@@ -37,7 +38,6 @@ import itertools
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     import torch
 
     from mm_retriever.multivector import ExactIndex, TwoStageIndex
+    from mm_retriever.multivector.persist import FolderStates, TableStates
     from mm_retriever.store import LanceDBStore
     from mm_retriever.store.reader import TableReader as Table
 
@@ -325,23 +326,21 @@ class PageImageRetriever(LegBase):
         return len(gone) + len(keys_now) - survivors > 0.1 * max(len(keys_now), 1)
 
     # ---------------------------------------------------------------- saved first stages
-    def _state_root(self, store: LanceDBStore) -> Path | None:
-        """Where a two-stage index saves its first stage (local indexes only)."""
-        if self.index_type != "two_stage" or store.path is None:
+    def _states(self, store: LanceDBStore) -> FolderStates | TableStates | None:
+        """Where a two-stage index saves its first stage (None: an exact index saves none)."""
+        if self.index_type != "two_stage":
             return None
-        return store.path / "_page_index" / self.table
+        from mm_retriever.multivector.persist import states_for
+
+        return states_for(store, self.table)
 
     def _state_config(self, tbl: Table) -> dict[str, Any]:
         dim = tbl.schema.field("vectors").type.value_type.list_size
         return {"dim": dim, **{k: v for k, v in self.config().items() if k != "encoder"}}
 
     def _load_saved(self, store: LanceDBStore, tbl: Table, version: int) -> bool:
-        root = self._state_root(store)
-        if root is None or not root.exists():
-            return False
-        from mm_retriever.multivector.persist import load_state
-
-        found = load_state(root, version, self._state_config(tbl))
+        states = self._states(store)
+        found = None if states is None else states.load(version, self._state_config(tbl))
         if found is None:
             return False
         saved_version, arrays = found
@@ -355,17 +354,15 @@ class PageImageRetriever(LegBase):
         return True
 
     def _save(self, store: LanceDBStore, tbl: Table, version: int) -> None:
-        root = self._state_root(store)
-        if root is None or self._mv is None:
+        states = self._states(store)
+        if states is None or self._mv is None:
             return
-        from mm_retriever.multivector.persist import save_state
-
         try:
             arrays = self._mv.state()
         except NotImplementedError:
             return
         try:
-            save_state(root, version, self._state_config(tbl), arrays)
+            states.save(version, self._state_config(tbl), arrays)
         except OSError as exc:  # a read-only or full disk costs a rebuild later, not this query
             log.warning("could not save the page-leg state of %s: %s", self.table, exc)
 
@@ -405,16 +402,17 @@ class PageImageRetriever(LegBase):
 
         An exact index that no query has built yet is left to the first query."""
         tbl = store.reader(self.table)
-        root = self._state_root(store)
-        if tbl is None or (self._mv is None and root is None):
+        states = self._states(store)
+        if tbl is None or (self._mv is None and states is None):
             return
         with self._lock:
             changed = self._synced(store, tbl)
-            if root is not None and self._version is not None:
-                from mm_retriever.multivector.persist import has_state
-
-                if changed or not has_state(root, self._state_config(tbl)):
-                    self._save(store, tbl, self._version)
+            if (
+                states is not None
+                and self._version is not None
+                and (changed or not states.has(self._state_config(tbl)))
+            ):
+                self._save(store, tbl, self._version)
 
     def memory_bytes(self) -> int:
         """Bytes the in-RAM index holds (0 before the first query)."""

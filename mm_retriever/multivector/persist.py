@@ -1,5 +1,10 @@
 """Saved first stages: a two-stage index's in-RAM structures, kept next to the table they mirror.
 
+``states_for(store, table)`` is where a leg saves and loads them, the same three calls
+(``has``/``save``/``load``) for every index: a local index keeps them in folders (below), memory-
+mapped on load; an index on object storage keeps them as rows of its ``page_index_state`` table
+(``store.array_states``), written through the store with the index's storage options.
+
 One folder per saved state, ``<root>/v<table version>-<config hash>/``: one ``.npy`` per array
 plus ``meta.json``. A state is written to a temporary folder and renamed into place, so a reader
 never sees half of one; it is loaded memory-mapped copy-on-write, so loading reads only what
@@ -17,9 +22,12 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mm_retriever.store import LanceDBStore
 
 log = logging.getLogger(__name__)
 
@@ -106,3 +114,53 @@ def load_state(
             continue  # a reader never writes: the next save replaces it
         return version, arrays
     return None
+
+
+class FolderStates:
+    """Saved states of one leg in a local folder (``.npy`` files, loaded memory-mapped)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def has(self, config: dict[str, Any]) -> bool:
+        return has_state(self.root, config)
+
+    def save(self, version: int, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        save_state(self.root, version, config, arrays)
+
+    def load(
+        self, max_version: int, config: dict[str, Any]
+    ) -> tuple[int, dict[str, np.ndarray]] | None:
+        return load_state(self.root, max_version, config) if self.root.exists() else None
+
+
+class TableStates:
+    """Saved states of one leg as rows of the index's ``page_index_state`` table."""
+
+    def __init__(self, store: LanceDBStore, leg: str) -> None:
+        self.store, self.leg = store, leg
+
+    def has(self, config: dict[str, Any]) -> bool:
+        return self.store.has_state(self.leg, config_key(config))
+
+    def save(self, version: int, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        try:
+            self.store.save_state(self.leg, version, config_key(config), arrays)
+        except (RuntimeError, ValueError) as exc:  # the store's own errors, as a disk's
+            raise OSError(str(exc)) from exc
+
+    def load(
+        self, max_version: int, config: dict[str, Any]
+    ) -> tuple[int, dict[str, np.ndarray]] | None:
+        try:
+            return self.store.load_state(self.leg, max_version, config_key(config))
+        except Exception as exc:  # a damaged state costs a rebuild in RAM, not an answer
+            log.warning("ignoring the unreadable saved state of %s: %s", self.leg, exc)
+            return None
+
+
+def states_for(store: LanceDBStore, table: str) -> FolderStates | TableStates:
+    """Where the leg reading ``table`` keeps its saved states in ``store``'s index."""
+    if store.path is not None:
+        return FolderStates(store.path / "_page_index" / table)
+    return TableStates(store, table)

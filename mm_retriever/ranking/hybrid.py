@@ -30,13 +30,17 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from mm_retriever import registry
-from mm_retriever.protocols import Fusion, Query, check_k
+from mm_retriever.limits import check_search
+from mm_retriever.protocols import Fusion, Query
 from mm_retriever.query.query_expansion import expand_query as expand_financial_terms
 from mm_retriever.query.query_text import retrieval_text
 from mm_retriever.query.references import caption_regex, is_listing, matches, references
 from mm_retriever.ranking.document_prior import DocumentPrior
+from mm_retriever.ranking.filing_prior import FilingIndex, FilingPrior
 from mm_retriever.ranking.fusion import apply_document_prior
 from mm_retriever.ranking.hydrate import Hydrator
+from mm_retriever.ranking.hydrate import pages_where as pages_where  # the old hybrid.pages_where
+from mm_retriever.ranking.relevance import apply_floor, check_min_score
 from mm_retriever.store import DOCUMENTS, PAGES
 from mm_retriever.store.filters import (
     DOCUMENT_COLUMNS,
@@ -62,6 +66,14 @@ log = logging.getLogger("mm_retriever")
 # less and not significantly (benchmarks/results/mmlongbench-dev/quality/question-handling-*).
 # Within one document it changes nothing. Pass ``document_prior=0`` to turn it off.
 DEFAULT_DOCUMENT_PRIOR = 0.5
+
+# The filing prior (``mm_retriever.ranking.filing_prior``): the filing the question names
+# (company, fiscal year) and the statement pages it needs. Weights 3 (filing) and 5 (section):
+# financebench-dev, default hybrid on 18 of 36 filings: 0.576 -> 0.918 within-doc, 0.181 ->
+# 0.861 corpus-wide (all 42 questions on a text-layer BM25 proxy: 0.272/0.096 -> 0.895/0.868);
+# mmlongbench-dev +0.007 / +0.008 (n.s.; filings slice +0.046 / +0.049), no grid setting
+# significantly worse (benchmarks/README.md, "Filings"). ``filing_prior=None`` turns it off.
+DEFAULT_FILING_PRIOR = FilingPrior(3.0, 5.0, top_documents=2)
 
 
 class PreparedQuery(Query):
@@ -98,6 +110,11 @@ class HybridRetriever:
     ``document_prior``: a :class:`~.document_prior.DocumentPrior`, its weight, or
     None/0 for none; when the pages come from several documents it re-ranks them by how well
     each whole document matches the question (``mm_retriever.ranking.document_prior``).
+    ``min_score``: the relevance floor of every ``retrieve`` (per call: ``min_score=``): hits
+    whose calibrated ``confidence`` is lower are dropped (``mm_retriever.ranking.relevance``).
+    ``filing_prior``: a :class:`~mm_retriever.ranking.filing_prior.FilingPrior` or None; prefers
+    the filing the question names (company, fiscal year, form) and the pages of the statements
+    it names or needs (balance sheet, income statement, cash flows), as read at ingest.
     """
 
     def __init__(
@@ -115,8 +132,11 @@ class HybridRetriever:
         expand_query: bool = True,
         pin_references: bool = True,
         document_prior: DocumentPrior | float | None = DEFAULT_DOCUMENT_PRIOR,
+        min_score: float | None = None,
+        filing_prior: FilingPrior | None = DEFAULT_FILING_PRIOR,
     ) -> None:
         self.index = index
+        self.min_score = check_min_score(min_score)
         available = list(index.legs)
         if not legs:  # None or empty: every leg
             legs = available
@@ -138,6 +158,7 @@ class HybridRetriever:
         if isinstance(document_prior, int | float):  # a weight: the default (BM25) prior
             document_prior = DocumentPrior(document_prior) if document_prior > 0 else None
         self.document_prior = document_prior
+        self.filing_prior = FilingPrior(**filing_prior.config()) if filing_prior else None
 
     def over_legs(self, legs: Sequence[str]) -> HybridRetriever:
         """This retriever with every setting kept (fusion, query handling, reference pinning,
@@ -219,19 +240,28 @@ class HybridRetriever:
         k: int = 5,
         *,
         filters: Mapping[str, Any] | None = None,
+        min_score: float | None = None,
     ) -> list[RetrievedPage]:
-        """The ``k`` best pages for ``query`` (text, a PIL image, or a Query with both)."""
+        """The ``k`` best pages for ``query`` (text, a PIL image, or a Query with both), each
+        with its ``confidence``; those under ``min_score`` (default: the retriever's) dropped."""
+        legs = {name: self.index.legs[name] for name in self.leg_names}
+        k = check_search(Query.of(query), k, filters, legs)  # mm_retriever.limits
+        floor = self.min_score if min_score is None else check_min_score(min_score)
         q = self.prepare(Query.of(query))  # once: the legs and the document prior share it
-        if check_k(k) == 0:
-            return []
         where = self.where(filters)  # once: the legs and reference pinning share it
         with self.index.store.reading():  # a damaged table: IndexCorruptError naming it
             doc_scores = self._document_scores_early(q, filters)  # runs while the legs run
+            filed = None  # the filing fields, (re)read while the legs run
+            if self.filing_prior is not None and q.text:
+                filed = _leg_pool().submit(self.filing_prior.index, self.index.store)
             hits = self._leg_hits(q, max(k, self.candidates), where)
             fused = self.fusion.fuse(hits, sum(len(h) for h in hits.values()))
             fused = self.rerank_documents(q, fused, doc_scores)
+            fused = self.rerank_filings(
+                q, fused, filed.result() if filed is not None else None, filters=filters
+            )
             fused = self._pin_referenced(q, fused, where)
-            return self.hydrate(fused, k)
+            return apply_floor(self.hydrate(fused, k), floor, legs)
 
     def _document_scores_early(
         self, query: Query, filters: Mapping[str, Any] | None
@@ -245,6 +275,23 @@ class HybridRetriever:
         if isinstance(doc_filter, str) or (isinstance(doc_filter, list) and len(doc_filter) == 1):
             return None
         return _leg_pool().submit(prior.scores, self.index.store, query.text)
+
+    def rerank_filings(
+        self,
+        query: Query,
+        fused: Sequence[FusedHit],
+        fields: FilingIndex | None = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> list[FusedHit]:
+        """``fused`` re-ranked by the filing prior (unchanged without one or without text);
+        ``fields``: the prior's filing fields when already read; with a ``page_index`` filter
+        no page joins that the legs did not return."""
+        if self.filing_prior is None or not query.text:
+            return list(fused)
+        add_pages = not (isinstance(filters, Mapping) and "page_index" in filters)
+        return self.filing_prior.rerank(
+            self.index.store, query.text, fused, fields, add_pages=add_pages
+        )
 
     def rerank_documents(
         self,
@@ -319,15 +366,22 @@ class HybridRetriever:
         k: int = 5,
         *,
         filters: Mapping[str, Any] | None = None,
+        min_score: float | None = None,
     ) -> list[RetrievedPage]:
-        return await asyncio.to_thread(self.retrieve, query, k, filters=filters)
+        return await asyncio.to_thread(
+            self.retrieve, query, k, filters=filters, min_score=min_score
+        )
 
     # ------------------------------------------------------------- hydrate
     def hydrate(self, fused: Sequence[FusedHit], k: int) -> list[RetrievedPage]:
-        """RetrievedPages for the first ``k`` committed pages of ``fused`` (a ``Hydrator``)."""
-        return Hydrator(
+        """RetrievedPages for the first ``k`` committed pages of ``fused`` (a ``Hydrator``), with
+        what the filing prior read at ingest (``filing``, ``section``)."""
+        pages = Hydrator(
             self.index,
             max_figures=self.max_figures,
             include_images=self.include_images,
             write_images=self.write_images,
         ).hydrate(fused, k)
+        if self.filing_prior is not None:
+            self.filing_prior.describe(self.index.store, pages)
+        return pages

@@ -31,7 +31,15 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
-from mm_retriever.errors import MMRetrieverError
+from mm_retriever.errors import EmptyQueryError, InvalidQueryError, MMRetrieverError
+from mm_retriever.limits import (
+    DOC_ID_PATTERN,
+    MAX_K,
+    check_image_bytes,
+    check_image_size,
+    check_k,
+    check_query_text,
+)
 from mm_retriever.serve.auth import Auth
 from mm_retriever.serve.jobs import Writer, sweep_uploads
 from mm_retriever.serve.limits import BodyLimit
@@ -41,7 +49,7 @@ from mm_retriever.serve.settings import ServeSettings
 log = logging.getLogger("mm_retriever.serve")
 
 STATIC = Path(__file__).parent / "static"
-DOC_ID = r"^[A-Za-z0-9_\-]{1,64}$"
+DOC_ID = DOC_ID_PATTERN
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._\- ]+")
 _MAGIC = {
     ".pdf": (b"%PDF",),
@@ -61,7 +69,7 @@ class SearchRequest(BaseModel):
 
     query: str | None = Field(None, description="the question or keywords")
     image: str | None = Field(None, description="a query image as base64 or a data: URL (PNG/JPEG)")
-    k: int = Field(5, ge=1, description="pages to return")
+    k: int = Field(5, description=f"pages to return (1 to {MAX_K}, or the server's max_k)")
     filters: dict[str, Any] | None = Field(
         None,
         description='structured filters, e.g. {"doc_id": ["a1b2..."]} or {"page_index": 3}',
@@ -73,6 +81,11 @@ class SearchRequest(BaseModel):
         False,
         description="search with the question as written: keep answer-format instructions, "
         "no financial-term expansion",
+    )
+    min_score: float | None = Field(
+        None,
+        description="relevance floor: drop pages whose calibrated confidence (0-1) is lower "
+        "(default: the server's --min-score)",
     )
 
 
@@ -137,13 +150,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
         `image_url`, `overlay_url` and each figure's `image_url`."""
         from mm_retriever.protocols import Query as RQuery
 
-        text = (body.query or "").strip()
-        if len(text) > settings.max_query_chars:
-            raise HTTPException(
-                422, f"query is {len(text)} characters; the limit is {settings.max_query_chars}"
-            )
-        if body.k > settings.max_k:
-            raise HTTPException(422, f"k is {body.k}; the limit is {settings.max_k}")
+        text = check_query_text((body.query or "").strip(), settings.max_query_chars)
+        check_k(body.k, settings.max_k)
         image = _decode_image(body.image) if body.image else None
         if not text and image is None:
             raise HTTPException(422, "give a text query, an image, or both")
@@ -153,10 +161,14 @@ def create_app(settings: ServeSettings) -> FastAPI:
             weights=body.weights,
             clean_query=not body.raw_query,
             expand_query=not body.raw_query,
+            min_score=settings.min_score,
         )
         with compute:
             pages = retriever.retrieve(
-                RQuery(text=text, image=image), k=body.k, filters=body.filters
+                RQuery(text=text, image=image),
+                k=body.k,
+                filters=body.filters,
+                min_score=body.min_score,
             )
         return [page_json(p, text, body.legs) for p in pages]
 
@@ -398,10 +410,7 @@ def _legs(index: Any, legs: list[str] | None) -> list[str] | None:
 
 
 def _check_query(q: str, settings: ServeSettings) -> None:
-    if len(q) > settings.max_query_chars:
-        raise HTTPException(
-            422, f"query is {len(q)} characters; the limit is {settings.max_query_chars}"
-        )
+    check_query_text(q, settings.max_query_chars)
 
 
 def _decode_image(data: str) -> Any:
@@ -411,8 +420,12 @@ def _decode_image(data: str) -> Any:
         data = data.partition(",")[2]
     try:
         raw = base64.b64decode(data, validate=True)
+        check_image_bytes(len(raw))
         image = Image.open(io.BytesIO(raw))
+        check_image_size(*image.size)  # before decoding: a decompression bomb stops here
         image.load()
+    except InvalidQueryError:
+        raise
     except (binascii.Error, ValueError) as e:
         raise HTTPException(422, "image must be base64 (or a data: URL) of a PNG/JPEG") from e
     except (UnidentifiedImageError, OSError) as e:
@@ -463,6 +476,11 @@ def _error_handlers(app: FastAPI) -> None:
         ]
         summary = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5])
         return JSONResponse({"detail": summary or "invalid request", "errors": errors}, 422)
+
+    @app.exception_handler(InvalidQueryError)
+    @app.exception_handler(EmptyQueryError)
+    async def invalid_query(request: Request, exc: MMRetrieverError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 422)  # the same message as every surface
 
     @app.exception_handler(MMRetrieverError)
     async def domain(request: Request, exc: MMRetrieverError) -> JSONResponse:

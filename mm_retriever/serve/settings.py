@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from mm_retriever.limits import MAX_K, MAX_QUERY_CHARS
+
 
 class ServeSettings(BaseModel):
     """What ``create_app`` needs. Keys default to ``$MM_RETRIEVER_READ_KEY`` / ``_ADMIN_KEY``.
@@ -22,8 +24,11 @@ class ServeSettings(BaseModel):
     admin_key: str | None = Field(default_factory=lambda: os.environ.get("MM_RETRIEVER_ADMIN_KEY"))
     max_upload_mb: float = Field(100.0, gt=0, description="largest request body (uploads)")
     max_json_kb: float = Field(2048.0, gt=0, description="largest JSON body (query images)")
-    max_query_chars: int = Field(2000, ge=1)
-    max_k: int = Field(50, ge=1)
+    max_query_chars: int = Field(MAX_QUERY_CHARS, ge=1, le=MAX_QUERY_CHARS)
+    max_k: int = Field(MAX_K, ge=1, le=MAX_K)
+    min_score: float | None = Field(
+        None, ge=0, le=1, description="relevance floor of every search (calibrated confidence)"
+    )
     max_files: int = Field(50, ge=1, description="files per upload")
     workers: int = Field(
         default_factory=lambda: max(2, _cores()),

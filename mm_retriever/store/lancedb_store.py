@@ -35,6 +35,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 
 from mm_retriever.errors import (
@@ -43,6 +44,7 @@ from mm_retriever.errors import (
     MMRetrieverError,
     WriterBusyError,
 )
+from mm_retriever.store import array_states
 from mm_retriever.store.arrow import rows_to_table
 from mm_retriever.store.filters import quote_string, where_clause
 from mm_retriever.store.reader import TableReader
@@ -71,7 +73,7 @@ CREATING = "creating"
 LOCAL_CONSISTENCY = timedelta(0)
 REMOTE_CONSISTENCY = timedelta(seconds=5)
 #: tables that hold no per-document rows
-SERVICE_TABLES = frozenset({MANIFEST, PENDING, LEASE_TABLE, CREATING})
+SERVICE_TABLES = frozenset({MANIFEST, PENDING, LEASE_TABLE, CREATING, array_states.STATE_TABLE})
 
 
 def is_local_uri(uri: str | Path) -> bool:
@@ -603,6 +605,27 @@ class LanceDBStore:
                     tbl.optimize(cleanup_older_than=keep_versions_for)
                 done.append(name)
         return done
+
+    # ----------------------------------------------------------- saved states
+    def save_state(
+        self, leg: str, version: int, key: str, arrays: Mapping[str, np.ndarray]
+    ) -> None:
+        """A writer's: save ``arrays`` as ``leg``'s state of table version ``version`` under the
+        config ``key`` in the index's ``page_index_state`` table (``store.array_states``)."""
+        tbl = self.ensure_table(array_states.STATE_TABLE, array_states.STATE_SCHEMA)
+        array_states.save(tbl, leg, key, version, dict(arrays))
+
+    def load_state(
+        self, leg: str, max_version: int, key: str
+    ) -> tuple[int, dict[str, np.ndarray]] | None:
+        """The newest saved state of ``leg`` under ``key`` at a version <= ``max_version``."""
+        tbl = self.table(array_states.STATE_TABLE)
+        return None if tbl is None else array_states.load(tbl, leg, key, max_version)
+
+    def has_state(self, leg: str, key: str) -> bool:
+        """Whether a state of ``leg`` under ``key`` is saved."""
+        tbl = self.table(array_states.STATE_TABLE)
+        return tbl is not None and array_states.has(tbl, leg, key)
 
     # ------------------------------------------------------------------ sizes
     def table_bytes(self) -> dict[str, int]:

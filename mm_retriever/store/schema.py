@@ -22,6 +22,8 @@ FIGURES = "figures"
 PENDING = "pending"
 SOURCES = "sources"
 DOCUMENT_TEXT = "document_text"
+FILINGS = "filings"
+PAGE_SECTIONS = "page_sections"
 LEG_PREFIX = "leg_"
 
 MANIFEST_SCHEMA = pa.schema([("key", pa.string()), ("value", pa.string())])
@@ -85,6 +87,29 @@ SOURCES_SCHEMA = pa.schema(
 # with a full-text index by the document prior (``mm_retriever.ranking.document_prior``)
 DOCUMENT_TEXT_SCHEMA = pa.schema([("doc_id", pa.string()), ("text", pa.string())])
 
+# what a filing is (``mm_retriever.ingest.filing``): one row a document that is a filing
+FILINGS_SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("company", pa.string()),
+        ("form", pa.string()),  # 10-K | 10-Q | 8-K | earnings release | ...
+        ("fiscal_year", pa.int32()),
+        ("quarter", pa.int32()),  # 1-4 for a quarterly report, else 0
+        ("period_end", pa.string()),  # ISO date
+        ("tickers", pa.list_(pa.string())),
+    ]
+)
+
+# what a page is (``mm_retriever.ingest.page_sections``): one row a page with a section
+PAGE_SECTIONS_SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("page_index", pa.int32()),
+        ("section", pa.string()),  # income_statement | balance_sheet | cash_flow | notes | ...
+        ("title", pa.string()),
+    ]
+)
+
 PENDING_SCHEMA = pa.schema(
     [
         ("doc_id", pa.string()),
@@ -101,6 +126,8 @@ BASE_SCHEMAS = {
     FIGURES: FIGURES_SCHEMA,
     SOURCES: SOURCES_SCHEMA,
     DOCUMENT_TEXT: DOCUMENT_TEXT_SCHEMA,
+    FILINGS: FILINGS_SCHEMA,
+    PAGE_SECTIONS: PAGE_SECTIONS_SCHEMA,
     PENDING: PENDING_SCHEMA,
 }
 

@@ -65,9 +65,13 @@ def page_to_document(
         "page_index": page.page_index,
         "citation": page.citation,
         "score": float(page.score),
+        "confidence": page.confidence,  # calibrated, 0-1 (None: legs not calibrated)
+        "weak_match": page.weak_match,
         "leg_ranks": dict(page.leg_ranks),
         "leg_scores": {k: float(v) for k, v in page.leg_scores.items()},
         "matched_text": page.matched_text,
+        "filing": page.filing,
+        "section": page.section,
         "image_path": image_path,
         "image_mime": page.image_mime,
         "figures": figures,
@@ -91,7 +95,8 @@ class MMRetriever(BaseRetriever):
         docs = retriever.invoke("What was revenue in the North region?")
         docs = retriever.invoke("...", k=2, filters={"source": "report.pdf"})
 
-    ``k`` and ``filters`` can be overridden per call through ``invoke`` keyword arguments.
+    ``k``, ``filters`` and ``min_score`` (drop pages whose calibrated ``confidence`` is lower)
+    can be overridden per call through ``invoke`` keyword arguments.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -106,6 +111,9 @@ class MMRetriever(BaseRetriever):
     k: int = Field(default=5, ge=1, description="number of pages returned")
     filters: dict[str, Any] | None = Field(
         default=None, description='e.g. {"source": "a.pdf", "page_index": {"gte": 2}}'
+    )
+    min_score: float | None = Field(
+        default=None, ge=0, le=1, description="relevance floor on metadata['confidence']"
     )
     page_content: PageContent = "text"
     include_image_base64: bool = False
@@ -152,9 +160,13 @@ class MMRetriever(BaseRetriever):
         run_manager: CallbackManagerForRetrieverRun,
         k: int | None = None,
         filters: dict[str, Any] | None = None,
+        min_score: float | None = None,
     ) -> list[Document]:
         pages = self.retriever.retrieve(
-            query, k=k or self.k, filters=filters if filters is not None else self.filters
+            query,
+            k=k or self.k,
+            filters=filters if filters is not None else self.filters,
+            min_score=min_score if min_score is not None else self.min_score,
         )
         return self._to_documents(pages)
 
@@ -165,9 +177,13 @@ class MMRetriever(BaseRetriever):
         run_manager: AsyncCallbackManagerForRetrieverRun,
         k: int | None = None,
         filters: dict[str, Any] | None = None,
+        min_score: float | None = None,
     ) -> list[Document]:
         pages = await self.retriever.aretrieve(
-            query, k=k or self.k, filters=filters if filters is not None else self.filters
+            query,
+            k=k or self.k,
+            filters=filters if filters is not None else self.filters,
+            min_score=min_score if min_score is not None else self.min_score,
         )
         return self._to_documents(pages)
 

@@ -39,7 +39,16 @@ LLM_METADATA = ("file_name", "page_label", "title", "caption")
 # Metadata that depends on the query, not on the page: left out of a text node's hash so that the
 # same page retrieved twice (several queries or retrievers in QueryFusionRetriever) is one node.
 PER_QUERY_METADATA = frozenset(
-    {"score", "leg_ranks", "leg_scores", "matched_text", "figures", "figure_score"}
+    {
+        "score",
+        "confidence",
+        "weak_match",
+        "leg_ranks",
+        "leg_scores",
+        "matched_text",
+        "figures",
+        "figure_score",
+    }
 )
 
 
@@ -67,6 +76,8 @@ def _page_metadata(page: RetrievedPage) -> dict[str, Any]:
         "page_index": page.page_index,
         "citation": page.citation,
         "score": float(page.score),
+        "confidence": page.confidence,  # calibrated, 0-1 (None: legs not calibrated)
+        "weak_match": page.weak_match,
         "leg_ranks": dict(page.leg_ranks),
         "leg_scores": {k: float(v) for k, v in page.leg_scores.items()},
     }
@@ -198,6 +209,7 @@ class MMRetriever(BaseRetriever):
         index: a ``MultimodalIndex`` or the path of one.
         similarity_top_k: number of pages returned (each page gives up to 2 + figures nodes).
         filters: ``{"doc_id" | "source" | "page_index": ...}`` (see mm_retriever.store.filters).
+        min_score: drop pages whose calibrated ``confidence`` (metadata, 0-1) is lower.
         text_mode: ``"text"`` (whole page) or ``"matched_text"`` (the matched chunk).
         page_images / figures: add ``ImageNode``s for page renders / figure crops.
         embed_images: put images as base64 into ``ImageNode.image``.
@@ -213,6 +225,7 @@ class MMRetriever(BaseRetriever):
         index: Any = None,
         similarity_top_k: int = 5,
         filters: dict[str, Any] | None = None,
+        min_score: float | None = None,
         text_mode: TextMode = "text",
         page_images: bool = True,
         figures: bool = True,
@@ -237,6 +250,7 @@ class MMRetriever(BaseRetriever):
         self._image_retriever: Any = None
         self.similarity_top_k = similarity_top_k
         self.filters = filters
+        self.min_score = min_score
         self.text_mode: TextMode = text_mode
         self.page_images = page_images
         self.figures = figures
@@ -254,7 +268,11 @@ class MMRetriever(BaseRetriever):
         """The HybridRetriever to use and the mm-retriever Query for a QueryBundle."""
         if not query_bundle.image_path:
             return self._retriever, Query(text=query_bundle.query_str)
+        from mm_retriever.limits import check_image_bytes, check_image_size
+
+        check_image_bytes(Path(query_bundle.image_path).stat().st_size)
         with Image.open(query_bundle.image_path) as img:
+            check_image_size(*img.size)
             image = img.convert("RGB")
         return self._image_hybrid(), Query(text=query_bundle.query_str, image=image)
 
@@ -297,10 +315,14 @@ class MMRetriever(BaseRetriever):
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         hybrid, query = self._query(query_bundle)
-        pages = hybrid.retrieve(query, k=self.similarity_top_k, filters=self.filters)
+        pages = hybrid.retrieve(
+            query, k=self.similarity_top_k, filters=self.filters, min_score=self.min_score
+        )
         return self._nodes(pages)
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         hybrid, query = self._query(query_bundle)
-        pages = await hybrid.aretrieve(query, k=self.similarity_top_k, filters=self.filters)
+        pages = await hybrid.aretrieve(
+            query, k=self.similarity_top_k, filters=self.filters, min_score=self.min_score
+        )
         return self._nodes(pages)

@@ -1,0 +1,11 @@
+"""Old import path: ``mm_retriever.retrievers.bm25`` is :mod:`mm_retriever.legs.bm25`.
+
+Moved in the layered layout; importing the old path gives that module itself (the same
+objects). Nothing inside the package imports it.
+"""
+
+import sys
+
+from mm_retriever.legs import bm25 as _moved
+
+sys.modules[__name__] = _moved
