@@ -7,7 +7,9 @@ indexed, a failure inside a leg leaves no partial rows, orphan cleanup, skipped 
 
 from __future__ import annotations
 
+import gc
 import logging
+import weakref
 from pathlib import Path
 
 import pytest
@@ -124,6 +126,25 @@ def test_reopen_rebuilds_config_and_results(built, minilm) -> None:
         assert [p.key for p in new] == [p.key for p in old]
         assert [p.score for p in new] == pytest.approx([p.score for p in old])
         assert [p.leg_scores for p in new] == [p.leg_scores for p in old]
+
+
+def test_one_encoder_instance_per_resolved_settings(minilm_path) -> None:
+    """A reopened index's resolved spec built first (and kept alive), then the config's short
+    spec: both get the one instance, in either order (the reopen test above once depended on
+    the order test modules ran in)."""
+    from mm_retriever.legs.base import build_encoder, resolved_spec
+
+    short = minilm_encoder(minilm_path)
+    short["options"]["batch_size"] = 7  # settings no other test uses: a fresh cache entry
+    first = build_encoder(short, device="cpu")
+    resolved = resolved_spec(short["name"], first)
+    gone = weakref.ref(first)
+    del first
+    gc.collect()
+    assert gone() is None  # nothing holds the first instance: the cache forgot it
+    by_resolved = build_encoder(resolved, device="cpu")
+    assert build_encoder(short, device="cpu") is by_resolved
+    assert build_encoder(resolved, device="cpu") is by_resolved
 
 
 def test_create_and_open_errors(tmp_path, built) -> None:

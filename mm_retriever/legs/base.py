@@ -45,7 +45,10 @@ def build_encoder(spec: Mapping[str, Any], device: str | None = None) -> Any:
     """Create (or reuse) the encoder for ``spec``; ``device`` overrides the spec's device.
 
     Legs that ask for the same encoder with the same options share one instance (the text and
-    figure legs usually embed text with the same model), so a model is loaded once.
+    figure legs usually embed text with the same model), so a model is loaded once. Two specs
+    that resolve to the same settings (a config's short spec, a reopened index's resolved one)
+    get one instance too: the one already alive under the resolved settings, whichever spec
+    asked first.
     """
     spec = normalize_spec(spec)
     options = dict(spec["options"])
@@ -56,12 +59,13 @@ def build_encoder(spec: Mapping[str, Any], device: str | None = None) -> Any:
         enc = _cache.get(key)
         if enc is None:
             enc = registry.encoders.create(spec["name"], **options)
-            _cache[key] = enc
-            # the same encoder asked for by its resolved settings (a reopened index) is shared too
+            # the same encoder asked for by its resolved settings (a reopened index) is shared
+            # too; one already alive under them wins, so every spec ends on that one instance
             resolved = dict(enc.config()) if hasattr(enc, "config") else None
             if resolved is not None:
                 resolved["device"] = options.get("device", "auto")
-                _cache.setdefault(_key(spec["name"], resolved), enc)
+                enc = _cache.setdefault(_key(spec["name"], resolved), enc)
+            _cache[key] = enc
     return enc
 
 

@@ -182,18 +182,20 @@ class Writer:
                 continue
             job.status, job.started_at = "running", time.time()
             log.info(_line("job_started", job, waited_s=job.started_at - job.created_at))
+            status = "done"
             try:
                 with listen(_StepOf(job)):  # this thread's slow steps, shown on the job
                     changed = self._add(job) if job.kind == "add" else self._delete(job)
-                job.status = "done"
             except Exception as exc:  # report on the job; the thread lives on
                 log.debug("job %s failed", job.id, exc_info=True)
-                job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
+                status, job.error = "failed", f"{type(exc).__name__}: {exc}"
                 changed = True
             finally:
                 for path in job.paths:
                     self._release(path)
+            # finished only once its uploads are released: a client that sees "done" sees them gone
             job.current, job.step, job.finished_at = None, None, time.time()
+            job.status = status
             log.log(
                 logging.INFO if job.status == "done" else logging.WARNING,
                 _line(f"job_{job.status}", job, s=job.finished_at - job.started_at),
