@@ -11,7 +11,10 @@ first (``pool_factor``, colpali-engine's hierarchical token pooler). Searching g
   over the segment means, ``"ivf"``: inverted lists of ``centroids`` k-means centres probed
   ``nprobe`` a query vector, or ``"ivf_binary"``: those lists, then sign bits) picks
   ``candidates`` pages; their stored vectors are read by row from
-  the Lance table and reranked by exact MaxSim.
+  the Lance table and reranked by exact MaxSim. ``rerank="residual"`` reranks from PLAID
+  residual codes the index keeps instead (a centre id plus ``rerank_bits`` bits a dimension,
+  34 bytes a 128-d vector at 2 bits, saved with the first stage): a query then reads no stored
+  float vectors (``multivector.residual``; quality and sizes in ``benchmarks/late_interaction``).
 
 The default is ``two_stage`` with ``ivf_binary`` (65,536 centres, 4 probed a query vector,
 2,000 pages to binary MaxSim, 300 reranked): until the leg holds 16 x 65,536 vectors (about 1,000
@@ -66,6 +69,7 @@ DEFAULT_PAGE_ENCODER = {"name": "colpali", "options": {"model": DEFAULT_PAGE_MOD
 STORAGE_DTYPES = ("float16", "float32", "int8")
 INDEX_TYPES = ("exact", "two_stage")
 FIRST_STAGES = ("mean", "binary", "ann", "cascade", "ivf", "ivf_binary")
+RERANKS = ("exact", "residual")
 _KEYS = ["doc_id", "page_index"]
 log = logging.getLogger(__name__)
 _BUILD_BATCH = 2048
@@ -89,6 +93,8 @@ class PageOptions(LegOptions):
     pool_factor: int = 1
     centroids: int = 65536
     nprobe: int = 4
+    rerank: Literal["exact", "residual"] = "exact"
+    rerank_bits: Literal[1, 2, 4, 8] = 2
 
 
 class PageImageRetriever(LegBase):
@@ -120,8 +126,16 @@ class PageImageRetriever(LegBase):
         pool_factor: int = 1,
         centroids: int = 65536,
         nprobe: int = 4,
+        rerank: Literal["exact", "residual"] = "exact",
+        rerank_bits: int = 2,
     ) -> None:
         super().__init__(name, device)
+        if rerank not in RERANKS:
+            raise ValueError(f"rerank must be one of {RERANKS}, got {rerank!r}")
+        if rerank == "residual" and index != "two_stage":
+            raise ValueError("rerank='residual' needs index='two_stage'")
+        if int(rerank_bits) not in (1, 2, 4, 8):
+            raise ValueError(f"rerank_bits must be 1, 2, 4 or 8, got {rerank_bits!r}")
         if storage_dtype not in STORAGE_DTYPES:
             raise ValueError(
                 f"storage_dtype must be one of {STORAGE_DTYPES}, got {storage_dtype!r}"
@@ -154,6 +168,8 @@ class PageImageRetriever(LegBase):
         self.pool_factor = int(pool_factor)
         self.centroids = int(centroids)
         self.nprobe = int(nprobe)
+        self.rerank = rerank
+        self.rerank_bits = int(rerank_bits)
         self._mv: ExactIndex | TwoStageIndex | None = None
         self._version: int | None = None
         self._table: Table | None = None
@@ -257,6 +273,9 @@ class PageImageRetriever(LegBase):
             prefilter=self.prefilter,
             centroids=self.centroids,
             nprobe=self.nprobe,
+            rerank=self.rerank,
+            rerank_bits=self.rerank_bits,
+            rerank_centroids=self.centroids,
         )
 
     def _add_from(self, mv: ExactIndex | TwoStageIndex, batches: Any) -> None:
@@ -455,4 +474,6 @@ class PageImageRetriever(LegBase):
             pool_factor=self.pool_factor,
             centroids=self.centroids,
             nprobe=self.nprobe,
+            rerank=self.rerank,
+            rerank_bits=self.rerank_bits,
         )
