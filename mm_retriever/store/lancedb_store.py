@@ -359,9 +359,9 @@ class LanceDBStore:
         row = {"doc_id": "", "op": "create", "started_at": now_iso(), "owner": writer_id()}
         if self.path is not None:
             self.path.mkdir(parents=True, exist_ok=True)
-        tbl = self.db.create_table(
-            CREATING, data=rows_to_table([row], PENDING_SCHEMA), mode="overwrite"
-        )
+        # "overwrite" only over an earlier marker: on a new table lance logs a WARN for it
+        mode = "overwrite" if CREATING in self.table_names() else "create"
+        tbl = self.db.create_table(CREATING, data=rows_to_table([row], PENDING_SCHEMA), mode=mode)
         self._tables[CREATING] = tbl
 
     def creation_marker(self) -> dict[str, Any] | None:
