@@ -14,6 +14,7 @@ import torch
 from colpali_engine.compression.token_pooling import HierarchicalTokenPooler
 from colpali_engine.utils.processing_utils import BaseVisualRetrieverProcessor
 from pdfgen import make_mixed_pdf, make_sample_pdf
+from s3_helpers import moto_s3
 from tiny_models import tiny_colpali  # noqa: F401  (session fixture)
 
 from mm_retriever.config import IndexConfig, IngestConfig, LegSpec
@@ -411,22 +412,9 @@ def test_state_rows_round_trip_in_parts(tmp_path, monkeypatch) -> None:
 def test_object_store_index_saves_its_first_stage(tmp_path, pdfs, tiny_colpali) -> None:  # noqa: F811
     """On S3 (moto's server on 127.0.0.1) the writer saves the first stage in the index's
     ``page_index_state`` table; a fresh reader loads it instead of rebuilding and writes nothing."""
-    pytest.importorskip("moto.server", reason="moto[server] (the S3 emulator) is not installed")
-    boto3 = pytest.importorskip("boto3", reason="boto3 is not installed")
-    from moto.server import ThreadedMotoServer
-
     from mm_retriever.store.array_states import STATE_TABLE
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        creds = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **creds)
-        s3.create_bucket(Bucket="indexes")
-        storage = {"aws_endpoint": endpoint, "allow_http": "true", "aws_region": "us-east-1"}
-        storage.update(creds)
+    with moto_s3() as (s3, storage):
 
         def objects() -> dict[str, tuple[str, str]]:
             pages = s3.get_paginator("list_objects_v2").paginate(Bucket="indexes")
@@ -458,8 +446,6 @@ def test_object_store_index_saves_its_first_stage(tmp_path, pdfs, tiny_colpali) 
             leg_scores(index, "lighthouse", k=7), rel=1e-5
         )
         assert builds == [] and len(third.legs["page"]._mv) == 7
-    finally:
-        server.stop()
 
 
 def test_a_search_never_writes_the_page_index(tmp_path, pdfs, tiny_colpali) -> None:  # noqa: F811

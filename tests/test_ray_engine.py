@@ -30,6 +30,7 @@ from reliability_harness import (  # noqa: E402
     make_docs,
     row_sets,
 )
+from s3_helpers import moto_s3  # noqa: E402
 from shared_fixtures import text_index_config  # noqa: E402
 from tiny_models import tiny_model_dir  # noqa: E402
 
@@ -257,20 +258,7 @@ def test_unknown_engine_is_refused(tmp_path) -> None:
 
 def test_object_store_uri(ray_cluster, tmp_path) -> None:
     """The pipeline writes to an s3:// URI through Lance (moto's S3 server on 127.0.0.1)."""
-    pytest.importorskip("moto.server", reason="moto[server] (the S3 emulator) is not installed")
-    boto3 = pytest.importorskip("boto3", reason="boto3 is not installed")
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        creds = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **creds)
-        s3.create_bucket(Bucket="indexes")
-        options = {"aws_endpoint": endpoint, "allow_http": "true", "aws_region": "us-east-1"}
-        options.update(creds)
+    with moto_s3() as (s3, options):
         docs = make_docs(tmp_path / "docs", 3, seed=23)
         (tmp_path / "docs" / "broken.pdf").write_bytes(b"%PDF-1.4 broken")
         clean = MultimodalIndex.create(tmp_path / "clean", bm25_config())
@@ -286,8 +274,6 @@ def test_object_store_uri(ray_cluster, tmp_path) -> None:
         assert reopened.check() == [] and reopened.store.pending() == []
         listed = s3.list_objects_v2(Bucket="indexes", Prefix="reports/pages.lance/data/")
         assert listed["KeyCount"] > 0  # the rows really live in the bucket
-    finally:
-        server.stop()
 
 
 def test_cli_engine_ray(ray_cluster, tmp_path) -> None:
